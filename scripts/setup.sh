@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs whatever berth needs and is missing, then returns. Safe to run any number of
+# times; when nothing is missing it takes well under a second. `npm start` and `npm test`
+# both call it first.
+#   - system packages via apt-get (only as root; otherwise it says what to install)
+#   - npm dependencies (npm ci when package-lock.json changed)
+#   - the Prisma client (prisma generate when schema.prisma changed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[setup] %s\n' "$*"; }
+
+# --- system packages ---------------------------------------------------------------------
+# command → Debian package that provides it
+declare -A PROVIDERS=(
+  [mariadbd]=mariadb-server
+)
+missing=()
+for cmd in "${!PROVIDERS[@]}"; do
+  if ! command -v "$cmd" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$cmd ]]; then
+    missing+=("${PROVIDERS[$cmd]}")
+  fi
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    say "missing system packages: ${missing[*]}"
+    say "install them with: sudo apt-get install -y ${missing[*]}   (or run this as root)"
+    exit 1
+  fi
+  say "installing ${missing[*]} (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- npm dependencies --------------------------------------------------------------------
+# npm keeps a copy of the lock it installed in node_modules/.package-lock.json.
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  say "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# --- Prisma client -----------------------------------------------------------------------
+# `prisma generate` needs no schema engine, but the CLI insists on a path to one; any
+# executable will do because generation never runs it.
+schema_hash=$(cat prisma/schema.prisma package-lock.json | sha256sum | cut -d' ' -f1)
+stamp=src/generated/prisma/.schema-hash
+if [[ ! -f $stamp || $(cat "$stamp") != "$schema_hash" ]]; then
+  say "generating the Prisma client"
+  PRISMA_SCHEMA_ENGINE_BINARY="${PRISMA_SCHEMA_ENGINE_BINARY:-$(type -P true)}" \
+    PRISMA_HIDE_UPDATE_MESSAGE=1 node node_modules/prisma/build/index.js generate >/tmp/berth-prisma-generate.log 2>&1 || { cat /tmp/berth-prisma-generate.log; exit 1; }
+  echo "$schema_hash" >"$stamp"
+fi

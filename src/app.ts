@@ -1,0 +1,94 @@
+// buildApp(config, deps): the whole HTTP application, wired once, never listening. The
+// server entry (server.ts) and every test build it the same way.
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import rateLimit from '@fastify/rate-limit';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Config } from './config.js';
+import type { PrismaClient } from './generated/prisma/client.js';
+import type { Keyring } from './modules/identity/keyring.js';
+import { createPasswordHasher } from './modules/identity/passwords.js';
+import { identityRoutes } from './modules/identity/routes.js';
+import { createIdentityService } from './modules/identity/service.js';
+import { createSessionChecker } from './modules/identity/session-check.js';
+import { createSessionStore } from './modules/identity/sessions.js';
+import { createTokenIssuer } from './modules/identity/tokens.js';
+import { serviceRoutes } from './modules/service/routes.js';
+import { usersRoutes } from './modules/users/routes.js';
+import { createUsersService } from './modules/users/service.js';
+import authPlugin from './plugins/auth.js';
+import openapiPlugin from './plugins/openapi.js';
+import problemPlugin from './plugins/problem.js';
+
+export interface AppDeps {
+  prisma: PrismaClient;
+  keyring: Keyring;
+  /** Where logs go (default stdout); tests capture them to prove secrets are redacted. */
+  logStream?: NodeJS.WritableStream;
+}
+
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+/** Never logged: credentials in headers and bodies, tokens anywhere. */
+export const REDACTED_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-api-key"]',
+  'res.headers["set-cookie"]',
+  '*.password',
+  '*.current_password',
+  '*.new_password',
+  '*.access_token',
+  '*.refresh_token',
+  '*.private_key',
+  '*.privatePem',
+];
+
+export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: {
+      level: config.logLevel,
+      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      ...(deps.logStream && { stream: deps.logStream }),
+    },
+    trustProxy: config.trustProxy,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  const { prisma, keyring } = deps;
+  const hasher = await createPasswordHasher(config.argon2);
+  const checker = createSessionChecker(prisma, { cacheMs: config.sessions.cacheMs });
+  const sessions = createSessionStore(prisma, checker, config.sessions);
+  const issuer = createTokenIssuer(keyring, config.jwt);
+  const identity = createIdentityService({ prisma, hasher, issuer, sessions, registration: config.registration });
+  const users = createUsersService({ prisma, hasher, sessions, identity, checker });
+
+  await app.register(problemPlugin);
+  await app.register(openapiPlugin, { version });
+  await app.register(rateLimit, { global: false });
+  await app.register(authPlugin, {
+    keyring,
+    sessionChecker: checker,
+    issuer: config.jwt.issuer,
+    audience: config.jwt.audience,
+  });
+
+  await app.register(serviceRoutes, {
+    readiness: {
+      database: async () => {
+        await prisma.$queryRaw`SELECT 1`;
+      },
+      capabilities: async () => ({}),
+    },
+  });
+  await app.register(identityRoutes, { identity, keyring, loginThrottle: config.loginThrottle });
+  await app.register(usersRoutes, { users });
+  return app;
+}

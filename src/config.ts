@@ -1,0 +1,126 @@
+// The whole environment berth reads, validated once at start-up. Every variable here is
+// listed in the README's configuration table; add it there when you add it here.
+import path from 'node:path';
+import { z } from 'zod';
+
+const seconds = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+const booleanFlag = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const environment = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+    HOST: z.string().min(1).default('127.0.0.1'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    DATABASE_URL: z
+      .string()
+      .regex(/^(mysql|mariadb):\/\//, 'must be a mysql:// or mariadb:// URL')
+      .optional(),
+    BERTH_DATA_DIR: z.string().min(1).default('.data'),
+    BERTH_TRUST_PROXY: booleanFlag.default(false),
+
+    ADMIN_USERNAME: z.string().min(1).max(64).default('admin'),
+    ADMIN_PASSWORD: z.string().min(8).max(256).optional(),
+    BERTH_REGISTRATION: z.enum(['open', 'closed']).default('open'),
+
+    BERTH_JWT_ISSUER: z.string().min(1).default('berth'),
+    BERTH_JWT_AUDIENCE: z.string().min(1).default('berth'),
+    BERTH_JWT_KEYS_DIR: z.string().min(1).optional(),
+    BERTH_ACCESS_TOKEN_TTL_SECONDS: seconds(15 * 60),
+    BERTH_REFRESH_IDLE_TTL_SECONDS: seconds(14 * 24 * 3600),
+    BERTH_SESSION_MAX_TTL_SECONDS: seconds(30 * 24 * 3600),
+    BERTH_SESSION_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
+
+    BERTH_ARGON2_MEMORY_KIB: z.coerce.number().int().min(19_456).default(19_456),
+    BERTH_ARGON2_TIME_COST: z.coerce.number().int().min(2).default(2),
+    BERTH_ARGON2_PARALLELISM: z.coerce.number().int().min(1).max(16).default(1),
+
+    BERTH_LOGIN_MAX_PER_IP: z.coerce.number().int().positive().default(30),
+    BERTH_LOGIN_MAX_PER_USERNAME: z.coerce.number().int().positive().default(10),
+    BERTH_LOGIN_WINDOW_SECONDS: seconds(60),
+  })
+  .refine((env) => env.BERTH_SESSION_MAX_TTL_SECONDS >= env.BERTH_ACCESS_TOKEN_TTL_SECONDS, {
+    message: 'BERTH_SESSION_MAX_TTL_SECONDS must be at least BERTH_ACCESS_TOKEN_TTL_SECONDS',
+    path: ['BERTH_SESSION_MAX_TTL_SECONDS'],
+  });
+
+export type Environment = z.infer<typeof environment>;
+
+export interface Config {
+  env: Environment['NODE_ENV'];
+  port: number;
+  host: string;
+  logLevel: Environment['LOG_LEVEL'];
+  /** Unset: berth runs its own MariaDB in `dataDir`. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  trustProxy: boolean;
+  admin: { username: string; password: string | undefined };
+  registration: 'open' | 'closed';
+  jwt: {
+    issuer: string;
+    audience: string;
+    keysDir: string;
+    accessTtlSeconds: number;
+  };
+  sessions: {
+    refreshIdleTtlSeconds: number;
+    maxTtlSeconds: number;
+    /** How long one process may trust a positive session check before asking the database again. */
+    cacheMs: number;
+  };
+  argon2: { memoryCost: number; timeCost: number; parallelism: number };
+  loginThrottle: { maxPerIp: number; maxPerUsername: number; windowSeconds: number };
+}
+
+export class ConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  // Empty strings count as unset, as they do in most shells' `VAR= cmd` idiom.
+  const defined = Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = environment.safeParse(defined);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || '(environment)'}: ${i.message}`));
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(e.BERTH_DATA_DIR);
+  return {
+    env: e.NODE_ENV,
+    port: e.PORT,
+    host: e.HOST,
+    logLevel: e.LOG_LEVEL,
+    databaseUrl: e.DATABASE_URL,
+    dataDir,
+    trustProxy: e.BERTH_TRUST_PROXY,
+    admin: { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD },
+    registration: e.BERTH_REGISTRATION,
+    jwt: {
+      issuer: e.BERTH_JWT_ISSUER,
+      audience: e.BERTH_JWT_AUDIENCE,
+      keysDir: path.resolve(e.BERTH_JWT_KEYS_DIR ?? path.join(dataDir, 'keys')),
+      accessTtlSeconds: e.BERTH_ACCESS_TOKEN_TTL_SECONDS,
+    },
+    sessions: {
+      refreshIdleTtlSeconds: e.BERTH_REFRESH_IDLE_TTL_SECONDS,
+      maxTtlSeconds: e.BERTH_SESSION_MAX_TTL_SECONDS,
+      cacheMs: e.BERTH_SESSION_CACHE_MS,
+    },
+    argon2: {
+      memoryCost: e.BERTH_ARGON2_MEMORY_KIB,
+      timeCost: e.BERTH_ARGON2_TIME_COST,
+      parallelism: e.BERTH_ARGON2_PARALLELISM,
+    },
+    loginThrottle: {
+      maxPerIp: e.BERTH_LOGIN_MAX_PER_IP,
+      maxPerUsername: e.BERTH_LOGIN_MAX_PER_USERNAME,
+      windowSeconds: e.BERTH_LOGIN_WINDOW_SECONDS,
+    },
+  };
+}

@@ -1,0 +1,203 @@
+// Sessions and their chains of refresh tokens. A session is one login; each refresh spends
+// the presented token and mints its successor. Presenting a spent token means it was
+// copied: the whole session is revoked, so both the thief and the owner must log in again.
+import type { PrismaClient } from '../../generated/prisma/client.js';
+import { problems } from '../../plugins/problem.js';
+import type { SessionChecker } from './session-check.js';
+import { hashRefreshToken, newRefreshToken } from './tokens.js';
+
+export type RevokeReason = 'logout' | 'revoked' | 'password_change' | 'refresh_token_reuse' | 'user_disabled' | 'password_reset';
+
+export interface SessionMeta {
+  userAgent?: string;
+  ipAddress?: string;
+}
+
+export interface SessionUser {
+  id: string;
+  username: string;
+  role: 'user' | 'admin';
+}
+
+export interface OpenedSession {
+  sessionId: string;
+  sessionExpiresAt: Date;
+  user: SessionUser;
+  refreshToken: string;
+  refreshExpiresAt: Date;
+}
+
+export interface SessionStore {
+  open(user: SessionUser, meta: SessionMeta): Promise<OpenedSession>;
+  rotate(refreshToken: string): Promise<OpenedSession>;
+  /** The session a refresh token belongs to, spent or not (logout by refresh token). */
+  sessionOfRefreshToken(refreshToken: string): Promise<string | null>;
+  revoke(sessionId: string, reason: RevokeReason): Promise<boolean>;
+  revokeAllForUser(userId: string, reason: RevokeReason, exceptSessionId?: string): Promise<number>;
+  ownerOf(sessionId: string): Promise<string | null>;
+  listActive(
+    userId: string,
+    page: { limit: number; cursor?: string },
+  ): Promise<{ items: ActiveSession[]; nextCursor: string | null }>;
+}
+
+export interface ActiveSession {
+  id: string;
+  createdAt: Date;
+  lastUsedAt: Date;
+  expiresAt: Date;
+  userAgent: string | null;
+  ipAddress: string | null;
+}
+
+const invalidRefresh = () => problems.unauthorized('invalid_refresh_token', 'the refresh token is unknown, expired or revoked');
+
+function truncate(value: string | undefined, max: number): string | null {
+  return value ? value.slice(0, max) : null;
+}
+
+function encodeCursor(s: { createdAt: Date; id: string }): string {
+  return Buffer.from(`${s.createdAt.toISOString()}|${s.id}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  const [at, id] = Buffer.from(cursor, 'base64url').toString().split('|');
+  const createdAt = new Date(at ?? '');
+  if (!id || Number.isNaN(createdAt.getTime())) throw problems.badRequest('invalid_cursor', 'the cursor is not one this server issued');
+  return { createdAt, id };
+}
+
+export function createSessionStore(
+  prisma: PrismaClient,
+  checker: SessionChecker,
+  ttl: { refreshIdleTtlSeconds: number; maxTtlSeconds: number },
+): SessionStore {
+  const refreshExpiry = (now: number, sessionExpiresAt: Date) =>
+    new Date(Math.min(now + ttl.refreshIdleTtlSeconds * 1000, sessionExpiresAt.getTime()));
+
+  async function revokeWhere(where: { id?: string; userId?: string; NOT?: { id: string } }, reason: RevokeReason) {
+    const { count } = await prisma.session.updateMany({
+      where: { ...where, revokedAt: null },
+      data: { revokedAt: new Date(), revokedReason: reason },
+    });
+    return count;
+  }
+
+  return {
+    async open(user, meta) {
+      const now = Date.now();
+      const sessionExpiresAt = new Date(now + ttl.maxTtlSeconds * 1000);
+      const refresh = newRefreshToken();
+      const refreshExpiresAt = refreshExpiry(now, sessionExpiresAt);
+      const session = await prisma.session.create({
+        data: {
+          userId: user.id,
+          expiresAt: sessionExpiresAt,
+          userAgent: truncate(meta.userAgent, 255),
+          ipAddress: truncate(meta.ipAddress, 45),
+          refreshTokens: { create: { tokenHash: refresh.hash, expiresAt: refreshExpiresAt } },
+        },
+        select: { id: true },
+      });
+      return { sessionId: session.id, sessionExpiresAt, user, refreshToken: refresh.token, refreshExpiresAt };
+    },
+
+    async rotate(presented) {
+      const found = await prisma.refreshToken.findUnique({
+        where: { tokenHash: hashRefreshToken(presented) },
+        select: {
+          id: true,
+          expiresAt: true,
+          spentAt: true,
+          session: {
+            select: {
+              id: true,
+              expiresAt: true,
+              revokedAt: true,
+              user: { select: { id: true, username: true, role: true, disabled: true } },
+            },
+          },
+        },
+      });
+      if (!found) throw invalidRefresh();
+      const { session } = found;
+      const reuse = async () => {
+        await revokeWhere({ id: session.id }, 'refresh_token_reuse');
+        checker.forgetSession(session.id);
+        return problems.unauthorized(
+          'refresh_token_reused',
+          'this refresh token was already used; the session has been revoked, log in again',
+        );
+      };
+      if (found.spentAt) throw await reuse();
+      const now = Date.now();
+      if (session.revokedAt || session.expiresAt.getTime() <= now || found.expiresAt.getTime() <= now || session.user.disabled) {
+        throw invalidRefresh();
+      }
+
+      const next = newRefreshToken();
+      const refreshExpiresAt = refreshExpiry(now, session.expiresAt);
+      const won = await prisma.$transaction(async (tx) => {
+        // Conditional spend: of two concurrent refreshes with one token, exactly one wins.
+        const spent = await tx.refreshToken.updateMany({ where: { id: found.id, spentAt: null }, data: { spentAt: new Date(now) } });
+        if (spent.count !== 1) return false;
+        await tx.refreshToken.create({ data: { sessionId: session.id, tokenHash: next.hash, expiresAt: refreshExpiresAt } });
+        await tx.session.update({ where: { id: session.id }, data: { lastUsedAt: new Date(now) } });
+        return true;
+      });
+      if (!won) throw await reuse();
+      const { id, username, role } = session.user;
+      return {
+        sessionId: session.id,
+        sessionExpiresAt: session.expiresAt,
+        user: { id, username, role },
+        refreshToken: next.token,
+        refreshExpiresAt,
+      };
+    },
+
+    async sessionOfRefreshToken(presented) {
+      const found = await prisma.refreshToken.findUnique({
+        where: { tokenHash: hashRefreshToken(presented) },
+        select: { sessionId: true },
+      });
+      return found?.sessionId ?? null;
+    },
+
+    async revoke(sessionId, reason) {
+      const count = await revokeWhere({ id: sessionId }, reason);
+      checker.forgetSession(sessionId);
+      return count === 1;
+    },
+
+    async revokeAllForUser(userId, reason, exceptSessionId) {
+      const count = await revokeWhere(exceptSessionId ? { userId, NOT: { id: exceptSessionId } } : { userId }, reason);
+      checker.forgetUser(userId);
+      return count;
+    },
+
+    async ownerOf(sessionId) {
+      const s = await prisma.session.findUnique({ where: { id: sessionId }, select: { userId: true } });
+      return s?.userId ?? null;
+    },
+
+    async listActive(userId, { limit, cursor }) {
+      const after = cursor ? decodeCursor(cursor) : undefined;
+      const rows = await prisma.session.findMany({
+        where: {
+          userId,
+          revokedAt: null,
+          expiresAt: { gt: new Date() },
+          ...(after && {
+            OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }],
+          }),
+        },
+        orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+        take: limit + 1,
+        select: { id: true, createdAt: true, lastUsedAt: true, expiresAt: true, userAgent: true, ipAddress: true },
+      });
+      const items = rows.slice(0, limit);
+      return { items, nextCursor: rows.length > limit ? encodeCursor(items[items.length - 1]!) : null };
+    },
+  };
+}

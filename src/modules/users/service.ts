@@ -1,0 +1,112 @@
+// User administration. The one invariant that needs care: there is always at least one
+// enabled admin. Changes that could remove the last one lock the admin rows first, so two
+// admins demoting each other at once cannot both succeed.
+import type { Prisma, PrismaClient } from '../../generated/prisma/client.js';
+import { problems } from '../../plugins/problem.js';
+import type { PasswordHasher } from '../identity/passwords.js';
+import { userSelect, type IdentityService, type UserRecord } from '../identity/service.js';
+import type { Principal, SessionChecker } from '../identity/session-check.js';
+import type { SessionStore } from '../identity/sessions.js';
+
+export interface UsersDeps {
+  prisma: PrismaClient;
+  hasher: PasswordHasher;
+  sessions: SessionStore;
+  identity: Pick<IdentityService, 'createUser'>;
+  checker: Pick<SessionChecker, 'forgetUser'>;
+}
+
+export interface UserPatch {
+  email?: string | null;
+  role?: 'user' | 'admin';
+  disabled?: boolean;
+  password?: string;
+}
+
+const notFound = () => problems.notFound('user_not_found', 'no such user');
+
+export function createUsersService({ prisma, hasher, sessions, identity, checker }: UsersDeps) {
+  /** Inside a transaction: throws unless some other enabled admin would remain. */
+  async function assertAnotherAdmin(tx: Prisma.TransactionClient, userId: string) {
+    const admins = await tx.$queryRaw<{ id: string }[]>`
+      SELECT id FROM users WHERE role = 'admin' AND disabled = false FOR UPDATE`;
+    if (!admins.some((a) => a.id !== userId)) {
+      throw problems.conflict('last_admin', 'this is the last enabled admin; promote another user first');
+    }
+  }
+
+  return {
+    create: identity.createUser,
+
+    async list(filter: { email?: string; role?: 'user' | 'admin'; q?: string; limit: number; cursor?: string }) {
+      const where: Prisma.UserWhereInput = {
+        ...(filter.email && { email: filter.email }),
+        ...(filter.role && { role: filter.role }),
+        ...(filter.q && { OR: [{ username: { contains: filter.q } }, { email: { contains: filter.q } }] }),
+        ...(filter.cursor && { username: { gt: filter.cursor } }),
+      };
+      const rows = await prisma.user.findMany({ where, orderBy: { username: 'asc' }, take: filter.limit + 1, select: userSelect });
+      const items = rows.slice(0, filter.limit);
+      return { items, nextCursor: rows.length > filter.limit ? items[items.length - 1]!.username : null };
+    },
+
+    async get(actor: Principal, id: string): Promise<UserRecord> {
+      if (actor.role !== 'admin' && actor.userId !== id) throw problems.forbidden('forbidden', 'you may only read your own user');
+      const user = await prisma.user.findUnique({ where: { id }, select: userSelect });
+      if (!user) throw notFound();
+      return user;
+    },
+
+    async update(actor: Principal, id: string, patch: UserPatch): Promise<UserRecord> {
+      const isAdmin = actor.role === 'admin';
+      if (!isAdmin) {
+        if (actor.userId !== id) throw problems.forbidden('forbidden', 'you may only change your own user');
+        const denied = Object.keys(patch).filter((k) => k !== 'email');
+        if (denied.length) throw problems.forbidden('field_not_allowed', `only an admin may change: ${denied.join(', ')}`);
+      }
+      const passwordHash = patch.password ? await hasher.hash(patch.password) : undefined;
+      const losesAdmin = patch.role === 'user' || patch.disabled === true;
+
+      const { user, before } = await prisma.$transaction(async (tx) => {
+        const before = await tx.user.findUnique({ where: { id }, select: { role: true, disabled: true, username: true } });
+        if (!before) throw notFound();
+        if (losesAdmin && before.role === 'admin' && !before.disabled) await assertAnotherAdmin(tx, id);
+        if (patch.password && patch.password.toLowerCase() === before.username) {
+          throw problems.unprocessable('password_rejected', 'the password must not be the username');
+        }
+        const user = await tx.user.update({
+          where: { id },
+          data: {
+            ...(patch.email !== undefined && { email: patch.email }),
+            ...(patch.role && { role: patch.role }),
+            ...(patch.disabled !== undefined && { disabled: patch.disabled }),
+            ...(passwordHash && { passwordHash }),
+          },
+          select: userSelect,
+        });
+        return { user, before };
+      });
+
+      if (patch.disabled === true && !before.disabled) await sessions.revokeAllForUser(id, 'user_disabled');
+      else if (passwordHash) await sessions.revokeAllForUser(id, 'password_reset');
+      // Role and email are read per request through the session check; drop what this process cached.
+      else checker.forgetUser(id);
+      return user;
+    },
+
+    async remove(actor: Principal, id: string): Promise<void> {
+      if (actor.userId === id) throw problems.conflict('cannot_delete_self', 'you cannot delete your own account');
+      await prisma.$transaction(async (tx) => {
+        const target = await tx.user.findUnique({ where: { id }, select: { role: true, disabled: true } });
+        if (!target) throw notFound();
+        if (target.role === 'admin' && !target.disabled) await assertAnotherAdmin(tx, id);
+        // Sessions (and their refresh tokens) go with the user by ON DELETE CASCADE.
+        await tx.user.delete({ where: { id } });
+      });
+      // Evict this process's cached session checks; other processes miss the row within the cache window.
+      checker.forgetUser(id);
+    },
+  };
+}
+
+export type UsersService = ReturnType<typeof createUsersService>;

@@ -1,0 +1,43 @@
+// The OpenAPI 3.1 document, generated from the routes' zod schemas, served at
+// /openapi.json, with interactive docs (Scalar, bundled locally) at /docs.
+import fastifySwagger from '@fastify/swagger';
+import scalar from '@scalar/fastify-api-reference';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
+
+export const TAGS = [
+  { name: 'service', description: 'Health, readiness, the API document and the signing keys' },
+  { name: 'identity', description: 'Registration, tokens, sessions and passwords' },
+  { name: 'users', description: 'User administration' },
+];
+
+export default fp(
+  async function openapiPlugin(app: FastifyInstance, opts: { version: string }) {
+    await app.register(fastifySwagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: {
+          title: 'berth',
+          version: opts.version,
+          description:
+            'berth shares a pool of machines: identity, a machine registry, reservations with real accounts, and VMs built from Dockerfiles. ' +
+            'Errors are RFC 9457 `application/problem+json` with a stable `code`.',
+        },
+        tags: TAGS,
+        components: {
+          securitySchemes: {
+            bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token from POST /v1/token' },
+            basicAuth: { type: 'http', scheme: 'basic', description: 'Username and password, only on POST /v1/token' },
+          },
+        },
+      },
+      transform: jsonSchemaTransform,
+      transformObject: jsonSchemaTransformObject,
+    });
+
+    app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    await app.register(scalar, { routePrefix: '/docs', configuration: { url: '/openapi.json', title: 'berth API' } });
+  },
+  { name: 'openapi' },
+);

@@ -1,0 +1,57 @@
+// Process entry: configuration, the database (embedded unless DATABASE_URL is set),
+// migrations, the first admin, then listen; on SIGINT/SIGTERM close in reverse order.
+import closeWithGrace from 'close-with-grace';
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { openDatabase } from './infra/open-database.js';
+import { Keyring } from './modules/identity/keyring.js';
+import { ensureAdmin } from './modules/users/bootstrap.js';
+import { createPasswordHasher } from './modules/identity/passwords.js';
+
+async function main() {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+
+  const say = (msg: string) => console.log(`[berth] ${msg}`);
+  const db = await openDatabase(config, say);
+  const keyring = Keyring.open(config.jwt.keysDir);
+  process.on('SIGHUP', () => {
+    keyring.reload();
+    say(`signing keys reloaded; signing with ${keyring.signingKey.kid}`);
+  });
+
+  const admin = await ensureAdmin(
+    { prisma: db.prisma, hasher: await createPasswordHasher(config.argon2) },
+    { username: config.admin.username, password: config.admin.password, dataDir: config.dataDir },
+  );
+
+  const app = await buildApp(config, { prisma: db.prisma, keyring });
+  closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+    if (err) app.log.error({ err }, 'shutting down after an error');
+    else app.log.info({ signal }, 'shutting down');
+    await app.close();
+    await db.close();
+  });
+
+  const address = await app.listen({ port: config.port, host: config.host });
+  say(`listening on ${address}  (API docs: ${address}/docs)`);
+  if (admin.generatedPassword) {
+    say(`created admin "${admin.username}" with password: ${admin.generatedPassword}`);
+    say(`(this password is shown once; it is also stored in ${admin.passwordFile})`);
+  } else if (admin.created) {
+    say(`created admin "${admin.username}" with the password from ADMIN_PASSWORD`);
+  }
+}
+
+main().catch((err) => {
+  console.error('[berth] failed to start:', err instanceof Error ? err.message : err);
+  process.exit(1);
+});

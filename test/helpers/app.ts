@@ -1,0 +1,92 @@
+// Builds the real application on a fresh database, with real keys in a temporary
+// directory, plus the little client helpers the tests share.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { buildApp } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { createPrisma, type PrismaClient } from '../../src/infra/database.js';
+import { Keyring } from '../../src/modules/identity/keyring.js';
+import { createPasswordHasher } from '../../src/modules/identity/passwords.js';
+import { createMigratedDatabase } from './db.js';
+
+export interface TestApp {
+  app: FastifyInstance;
+  prisma: PrismaClient;
+  config: Config;
+  keyring: Keyring;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+export async function createTestApp(env: Record<string, string> = {}, opts: { logStream?: NodeJS.WritableStream } = {}): Promise<TestApp> {
+  const db = await createMigratedDatabase();
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', BERTH_DATA_DIR: dataDir, ...env });
+  const prisma = createPrisma(db.target);
+  const keyring = Keyring.open(config.jwt.keysDir);
+  const app = await buildApp(config, { prisma, keyring, logStream: opts.logStream });
+  await app.ready();
+  return {
+    app,
+    prisma,
+    config,
+    keyring,
+    dataDir,
+    async close() {
+      await app.close();
+      await prisma.$disconnect();
+      await db.drop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const PASSWORD = 'correct horse battery staple';
+
+export interface Session {
+  userId: string;
+  username: string;
+  accessToken: string;
+  refreshToken: string;
+  sessionId: string;
+  auth: { authorization: string };
+}
+
+export function json<T = any>(res: LightMyRequestResponse): T {
+  return res.json() as T;
+}
+
+export async function register(app: FastifyInstance, username: string, password = PASSWORD, email?: string) {
+  const res = await app.inject({ method: 'POST', url: '/v1/register', payload: { username, password, ...(email && { email }) } });
+  if (res.statusCode !== 201) throw new Error(`register ${username}: ${res.statusCode} ${res.body}`);
+  return json<{ id: string; username: string }>(res);
+}
+
+export async function login(app: FastifyInstance, username: string, password = PASSWORD): Promise<Session> {
+  const res = await app.inject({ method: 'POST', url: '/v1/token', payload: { username, password } });
+  if (res.statusCode !== 200) throw new Error(`login ${username}: ${res.statusCode} ${res.body}`);
+  const body = json(res);
+  const who = json(await app.inject({ method: 'GET', url: '/v1/whoami', headers: { authorization: `Bearer ${body.access_token}` } }));
+  return {
+    userId: who.id,
+    username,
+    accessToken: body.access_token,
+    refreshToken: body.refresh_token,
+    sessionId: body.session_id,
+    auth: { authorization: `Bearer ${body.access_token}` },
+  };
+}
+
+/** Creates an admin straight in the database (as the first-start bootstrap does) and logs in. */
+export async function adminSession(t: TestApp, username = 'root-admin'): Promise<Session> {
+  const hasher = await createPasswordHasher(t.config.argon2);
+  await t.prisma.user.create({ data: { username, role: 'admin', passwordHash: await hasher.hash(PASSWORD) } });
+  return login(t.app, username);
+}
+
+export async function userSession(t: TestApp, username: string): Promise<Session> {
+  await register(t.app, username);
+  return login(t.app, username);
+}
