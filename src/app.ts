@@ -21,6 +21,16 @@ import authPlugin from './plugins/auth.js';
 import openapiPlugin from './plugins/openapi.js';
 import problemPlugin from './plugins/problem.js';
 
+const READINESS_TIMEOUT_MS = 2000;
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
 export interface AppDeps {
   prisma: PrismaClient;
   keyring: Keyring;
@@ -82,9 +92,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
 
   await app.register(serviceRoutes, {
     readiness: {
-      database: async () => {
-        await prisma.$queryRaw`SELECT 1`;
-      },
+      // A probe must answer quickly even when the pool would keep retrying for longer.
+      database: () => withTimeout(prisma.$queryRaw`SELECT 1`, READINESS_TIMEOUT_MS),
       capabilities: async () => ({}),
     },
   });

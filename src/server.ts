@@ -41,14 +41,15 @@ async function main() {
     await db.close();
   });
 
-  const address = await app.listen({ port: config.port, host: config.host });
-  say(`listening on ${address}  (API docs: ${address}/docs)`);
   if (admin.generatedPassword) {
     say(`created admin "${admin.username}" with password: ${admin.generatedPassword}`);
     say(`(this password is shown once; it is also stored in ${admin.passwordFile})`);
   } else if (admin.created) {
     say(`created admin "${admin.username}" with the password from ADMIN_PASSWORD`);
   }
+  const address = await app.listen({ port: config.port, host: config.host });
+  // Last line on purpose: scripts and tests wait for it.
+  say(`listening on ${address}  (API docs: ${address}/docs)`);
 }
 
 main().catch((err) => {

@@ -23,7 +23,15 @@ export interface TestApp {
 export async function createTestApp(env: Record<string, string> = {}, opts: { logStream?: NodeJS.WritableStream } = {}): Promise<TestApp> {
   const db = await createMigratedDatabase();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
-  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', BERTH_DATA_DIR: dataDir, ...env });
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    BERTH_DATA_DIR: dataDir,
+    // Every injected request comes from 127.0.0.1; the throttling tests set their own limits.
+    BERTH_LOGIN_MAX_PER_IP: '100000',
+    BERTH_LOGIN_MAX_PER_USERNAME: '100000',
+    ...env,
+  });
   const prisma = createPrisma(db.target);
   const keyring = Keyring.open(config.jwt.keysDir);
   const app = await buildApp(config, { prisma, keyring, logStream: opts.logStream });

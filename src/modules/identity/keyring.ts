@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 export const SIGNING_ALGORITHM = 'EdDSA';
-const KEY_FILE = /^(\d{8}T\d{6}Z-[0-9a-f]{8})\.pem$/;
+const KEY_FILE = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.pem$/;
 /** Unknown kids trigger a re-read of the directory at most this often. */
 const RELOAD_BACKOFF_MS = 1000;
 
@@ -18,16 +18,22 @@ export interface SigningKey {
   jwk: JsonWebKey & { kid: string; alg: string; use: string };
 }
 
-function newKid(now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+/**
+ * A kid is its creation time to the millisecond plus a random suffix, so sorting kids
+ * sorts keys by age. `after` (the newest existing kid) keeps the order strict even when
+ * two keys are made within one millisecond.
+ */
+function newKid(after: string | undefined): string {
+  const ms = Math.max(Date.now(), after ? createdAt(after) + 1 : 0);
+  const stamp = new Date(ms).toISOString().replace(/[-:.]/g, ''); // 20261121T093000123Z
   return `${stamp}-${randomBytes(4).toString('hex')}`;
 }
 
 /** The kid encodes its creation time, so age needs no extra metadata. */
 function createdAt(kid: string): number {
-  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z/.exec(kid);
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z/.exec(kid);
   if (!m) return 0;
-  return Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!);
+  return Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!, +m[7]!);
 }
 
 function loadKey(dir: string, kid: string): SigningKey {
@@ -66,7 +72,7 @@ export class Keyring {
   }
 
   private writeNewKey(): string {
-    const kid = newKid();
+    const kid = newKid(this.kidsOnDisk().at(-1));
     const { privateKey } = generateKeyPairSync('ed25519');
     const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     // Write then rename, so a concurrent reader never sees half a key.
@@ -98,7 +104,7 @@ export class Keyring {
     const horizon = Date.now() - maxTokenLifetimeSeconds * 1000;
     for (let i = 0; i < kids.length - 1; i++) {
       const successor = kids[i + 1]!;
-      if (createdAt(successor) < horizon) {
+      if (createdAt(successor) <= horizon) {
         fs.rmSync(path.join(this.dir, `${kids[i]}.pem`), { force: true });
         pruned.push(kids[i]!);
       }

@@ -67,12 +67,26 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
   const timeWindow = loginThrottle.windowSeconds * 1000;
   const throttled = (_req: FastifyRequest, ctx: { after: string }) =>
     new HttpProblem({ status: 429, code: 'too_many_attempts', title: 'Too Many Requests', detail: `too many login attempts; retry in ${ctx.after}` });
-  const perUsername = app.rateLimit({
+  // @fastify/rate-limit runs one responding limiter per request (the per-address one in
+  // the route config), so the per-username limit is a second, reporting limiter.
+  const usernameLimit = app.createRateLimit({
     max: loginThrottle.maxPerUsername,
     timeWindow,
     keyGenerator: (req) => `login-user:${attemptedUsername(req)}`,
-    errorResponseBuilder: throttled,
   });
+  const perUsername = async (request: FastifyRequest) => {
+    const limit = await usernameLimit(request);
+    if (!limit.isAllowed && limit.isExceeded) {
+      const retryAfter = String(limit.ttlInSeconds);
+      throw new HttpProblem({
+        status: 429,
+        code: 'too_many_attempts',
+        title: 'Too Many Requests',
+        detail: `too many login attempts for this username; retry in ${retryAfter} seconds`,
+        headers: { 'retry-after': retryAfter },
+      });
+    }
+  };
 
   app.get(
     '/.well-known/jwks.json',

@@ -147,4 +147,4 @@ export const session = z
 
 export const jwks = z
   .object({ keys: z.array(z.object({ kty: z.string(), crv: z.string(), x: z.string(), kid: z.string(), alg: z.string(), use: z.string() })) })
-  .meta({ examples: [{ keys: [{ kty: 'OKP', crv: 'Ed25519', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo', kid: '20261121T093000Z-a1b2c3d4', alg: 'EdDSA', use: 'sig' }] }] });
+  .meta({ examples: [{ keys: [{ kty: 'OKP', crv: 'Ed25519', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo', kid: '20261121T093000000Z-a1b2c3d4', alg: 'EdDSA', use: 'sig' }] }] });

@@ -54,7 +54,7 @@ export function createIdentityService({ prisma, hasher, issuer, sessions, regist
       accessToken: access.token,
       expiresIn: access.expiresIn,
       refreshToken: opened.refreshToken,
-      refreshExpiresIn: Math.floor((opened.refreshExpiresAt.getTime() - Date.now()) / 1000),
+      refreshExpiresIn: Math.round((opened.refreshExpiresAt.getTime() - Date.now()) / 1000),
       sessionId: opened.sessionId,
     };
   }

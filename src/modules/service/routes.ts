@@ -6,7 +6,7 @@ import { HttpProblem, problemSchema } from '../../plugins/problem.js';
 
 export interface ReadinessProbe {
   /** Resolves when the database answers; rejects otherwise. */
-  database(): Promise<void>;
+  database(): Promise<unknown>;
   /** Optional capabilities of this host (ssh, docker, vm …), reported as they are. */
   capabilities(): Promise<Record<string, unknown>>;
 }
