@@ -4,10 +4,6 @@ import path from 'node:path';
 import { z } from 'zod';
 
 const seconds = (fallback: number) => z.coerce.number().int().positive().default(fallback);
-const booleanFlag = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
-
 const environment = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -19,7 +15,11 @@ const environment = z
       .regex(/^(mysql|mariadb):\/\//, 'must be a mysql:// or mariadb:// URL')
       .optional(),
     BERTH_DATA_DIR: z.string().min(1).default('.data'),
-    BERTH_TRUST_PROXY: booleanFlag.default(false),
+    // true/false, or the proxies' addresses (comma-separated IPs or CIDRs), as Fastify takes them.
+    BERTH_TRUST_PROXY: z
+      .string()
+      .transform((v): boolean | string => (['true', '1', 'yes'].includes(v) ? true : ['false', '0', 'no'].includes(v) ? false : v))
+      .default(false),
 
     ADMIN_USERNAME: z.string().min(1).max(64).default('admin'),
     ADMIN_PASSWORD: z.string().min(8).max(256).optional(),
@@ -56,7 +56,8 @@ export interface Config {
   /** Unset: berth runs its own MariaDB in `dataDir`. */
   databaseUrl: string | undefined;
   dataDir: string;
-  trustProxy: boolean;
+  /** Whether (or from which addresses) to believe X-Forwarded-For: the login throttle keys on the client address. */
+  trustProxy: boolean | string;
   admin: { username: string; password: string | undefined };
   registration: 'open' | 'closed';
   jwt: {

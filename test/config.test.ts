@@ -19,6 +19,12 @@ describe('loadConfig', () => {
     });
   });
 
+  it('reads BERTH_TRUST_PROXY as a flag or a list of proxy addresses', () => {
+    expect(loadConfig({}).trustProxy).toBe(false);
+    expect(loadConfig({ BERTH_TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadConfig({ BERTH_TRUST_PROXY: '127.0.0.1,10.0.0.0/8' }).trustProxy).toBe('127.0.0.1,10.0.0.0/8');
+  });
+
   it('treats empty variables as unset', () => {
     expect(loadConfig({ DATABASE_URL: '', PORT: '' }).port).toBe(8080);
   });

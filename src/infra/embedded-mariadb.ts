@@ -110,6 +110,11 @@ export async function startEmbeddedMariaDb(opts: EmbeddedOptions): Promise<Embed
     );
     child.stdout?.pipe(out);
     child.stderr?.pipe(out);
+    // If berth exits without its orderly shutdown (a second Ctrl-C, an uncaught error),
+    // still ask the server to stop; mariadbd shuts down cleanly on SIGTERM by itself.
+    const stopOnExit = () => child?.kill('SIGTERM');
+    process.once('exit', stopOnExit);
+    child.once('exit', () => process.removeListener('exit', stopOnExit));
     const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
     const deadline = Date.now() + (opts.startTimeoutMs ?? 30_000);
     let exitCode: number | null | undefined;

@@ -6,13 +6,14 @@ import path from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
-import { createPrisma, type PrismaClient } from '../../src/infra/database.js';
+import { createPrisma, type DatabaseTarget, type PrismaClient } from '../../src/infra/database.js';
 import { Keyring } from '../../src/modules/identity/keyring.js';
 import { createPasswordHasher } from '../../src/modules/identity/passwords.js';
 import { createMigratedDatabase } from './db.js';
 
 export interface TestApp {
   app: FastifyInstance;
+  target: DatabaseTarget;
   prisma: PrismaClient;
   config: Config;
   keyring: Keyring;
@@ -20,9 +21,18 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function createTestApp(env: Record<string, string> = {}, opts: { logStream?: NodeJS.WritableStream } = {}): Promise<TestApp> {
-  const db = await createMigratedDatabase();
+export interface TestAppOptions {
+  logStream?: NodeJS.WritableStream;
+  /** Another instance's database and keys: two berth processes on one database. */
+  shareWith?: TestApp;
+}
+
+export async function createTestApp(env: Record<string, string> = {}, opts: TestAppOptions = {}): Promise<TestApp> {
+  const db = opts.shareWith
+    ? { target: opts.shareWith.target, drop: async () => {} }
+    : await createMigratedDatabase();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
+  if (opts.shareWith) env = { BERTH_JWT_KEYS_DIR: opts.shareWith.config.jwt.keysDir, ...env };
   const config = loadConfig({
     NODE_ENV: 'test',
     LOG_LEVEL: 'silent',
@@ -38,6 +48,7 @@ export async function createTestApp(env: Record<string, string> = {}, opts: { lo
   await app.ready();
   return {
     app,
+    target: db.target,
     prisma,
     config,
     keyring,
