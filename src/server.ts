@@ -34,7 +34,8 @@ async function main() {
   );
 
   const app = await buildApp(config, { prisma: db.prisma, keyring });
-  closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+  // SIGHUP means "reload the signing keys" (handled above), not "shut down".
+  closeWithGrace({ delay: 10_000, skip: ['SIGHUP'] }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'shutting down after an error');
     else app.log.info({ signal }, 'shutting down');
     await app.close();

@@ -22,10 +22,11 @@ function mariadbRunningIn(dir: string): boolean {
   }
 }
 
-describe('berth with the embedded database', () => {
-  let adminPassword = '';
-  let accessToken = '';
+// Filled by the first test and used by the later ones (they share the data directory).
+let adminPassword = '';
+let accessToken = '';
 
+describe('berth with the embedded database', () => {
   it('starts its own MariaDB, migrates, creates an admin with a generated password and serves', async () => {
     const server = await startServer({ BERTH_DATA_DIR: dataDir });
     try {
@@ -61,6 +62,53 @@ describe('berth with the embedded database', () => {
       expect((await post(`${server.url}/v1/token`, { username: 'admin', password: adminPassword })).status).toBe(200);
     } finally {
       expect(await server.stop()).toBe(0);
+    }
+  });
+});
+
+describe('operator commands', () => {
+  it('keys:rotate adds a key; after SIGHUP the running server signs with it and still honours old tokens', async () => {
+    const server = await startServer({ BERTH_DATA_DIR: dataDir });
+    try {
+      const before = await post(`${server.url}/v1/token`, { username: 'admin', password: adminPassword });
+      const oldToken = ((await before.json()) as { access_token: string }).access_token;
+      const kidOf = (jwt: string) => JSON.parse(Buffer.from(jwt.split('.')[0]!, 'base64url').toString()).kid as string;
+
+      const out = execFileSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'rotate-keys'], {
+        env: { PATH: process.env.PATH ?? '', BERTH_DATA_DIR: dataDir },
+      }).toString();
+      const newKid = /new signing key (\S+)/.exec(out)?.[1];
+      expect(newKid).toBeTruthy();
+      expect(newKid).not.toBe(kidOf(oldToken));
+
+      server.child.kill('SIGHUP');
+      await new Promise((r) => setTimeout(r, 300));
+      const after = await post(`${server.url}/v1/token`, { username: 'admin', password: adminPassword });
+      const newToken = ((await after.json()) as { access_token: string }).access_token;
+      expect(kidOf(newToken)).toBe(newKid);
+      for (const token of [oldToken, newToken]) {
+        const res = await fetch(`${server.url}/v1/token/verify`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+        expect(res.status).toBe(200);
+      }
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  });
+
+  it('migrate applies the migrations to DATABASE_URL without serving', async () => {
+    const db = await createEmptyDatabase('cli');
+    try {
+      execFileSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'migrate'], {
+        env: {
+          PATH: process.env.PATH ?? '',
+          BERTH_DATA_DIR: dataDir,
+          DATABASE_URL: `mysql://root@localhost/${db.target.database}?socket=${encodeURIComponent(db.target.socketPath!)}`,
+        },
+      });
+      const tables = await rootQuery<{ t: string }[]>('SELECT table_name AS t FROM information_schema.tables WHERE table_schema = ?', [db.target.database]);
+      expect(tables.map((r) => r.t)).toEqual(expect.arrayContaining(['_prisma_migrations', 'users', 'sessions', 'refresh_tokens']));
+    } finally {
+      await db.drop();
     }
   });
 });

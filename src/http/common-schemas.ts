@@ -1,6 +1,7 @@
 // Schemas shared by every module: ids, timestamps, list envelopes, usernames, passwords.
 import { z } from 'zod';
 import { PASSWORD_MAX, PASSWORD_MIN, isCommonPassword, passwordLength } from '../modules/identity/passwords.js';
+import { problemSchema } from '../plugins/problem.js';
 
 export const uuid = z.uuid();
 export const timestamp = z.iso.datetime().meta({ examples: ['2026-11-21T09:30:00.000Z'] });
@@ -38,3 +39,11 @@ export function page<T extends z.ZodType>(item: T) {
 }
 
 export const idParams = z.object({ id: uuid });
+
+/** OpenAPI security requirement of routes that take an access token. */
+export const bearerSecurity = [{ bearerAuth: [] }];
+
+/** Response schemas for the problem statuses a route can answer. */
+export function problemResponses(...statuses: number[]) {
+  return Object.fromEntries(statuses.map((status) => [status, problemSchema]));
+}

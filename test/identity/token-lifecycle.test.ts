@@ -76,6 +76,11 @@ describe('POST /v1/token', () => {
     expect(unknown / wrong).toBeLessThan(2);
   });
 
+  it('rejects malformed HTTP Basic credentials with a 400 problem', async () => {
+    const res = await t.app.inject({ method: 'POST', url: '/v1/token', headers: { authorization: `Basic ${Buffer.from('no-colon').toString('base64')}` } });
+    expect(json(res)).toMatchObject({ status: 400, code: 'malformed_credentials' });
+  });
+
   it('rejects a request without credentials with a 400 problem', async () => {
     const res = await t.app.inject({ method: 'POST', url: '/v1/token' });
     expect(res.statusCode).toBe(400);

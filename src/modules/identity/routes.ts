@@ -3,7 +3,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { idParams, listQuery, page } from '../../http/common-schemas.js';
+import { bearerSecurity, idParams, listQuery, page, problemResponses } from '../../http/common-schemas.js';
 import { principalOf, type AccessTokenPayload } from '../../plugins/auth.js';
 import { HttpProblem, problemSchema, problems } from '../../plugins/problem.js';
 import type { Keyring } from './keyring.js';
@@ -18,8 +18,6 @@ export interface IdentityRouteOptions {
   loginThrottle: { maxPerIp: number; maxPerUsername: number; windowSeconds: number };
 }
 
-const bearer = [{ bearerAuth: [] }];
-const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, problemSchema]));
 
 function toTokenResponse(t: TokenSet) {
   return {
@@ -109,7 +107,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
         tags: ['identity'],
         summary: 'Create an account (when registration is open)',
         body: s.registerBody,
-        response: { 201: s.user, ...errors(400, 403, 409) },
+        response: { 201: s.user, ...problemResponses(400, 403, 409) },
       },
     },
     async (request, reply) => {
@@ -129,7 +127,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
         summary: 'Log in: username and password (JSON body or HTTP Basic) for an access and a refresh token',
         security: [{ basicAuth: [] }, {}],
         body: s.tokenBody,
-        response: { 200: s.tokenResponse, ...errors(400, 401, 403, 429) },
+        response: { 200: s.tokenResponse, ...problemResponses(400, 401, 403, 429) },
       },
     },
     async (request) => {
@@ -150,7 +148,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
         summary: 'Exchange a refresh token for new tokens; the presented refresh token is spent',
         description: 'Presenting a refresh token that was already spent revokes its whole session.',
         body: s.refreshBody,
-        response: { 200: s.tokenResponse, ...errors(400, 401) },
+        response: { 200: s.tokenResponse, ...problemResponses(400, 401) },
       },
     },
     async (request) => {
@@ -168,7 +166,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
         operationId: 'verifyToken',
         tags: ['identity'],
         summary: 'Check an access token: signature, expiry, and that its session is live',
-        security: bearer,
+        security: bearerSecurity,
         response: { 200: s.verifyResponse, 401: problemSchema },
       },
     },
@@ -195,9 +193,9 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
         tags: ['identity'],
         summary: "End a session: its refresh tokens are spent and its access tokens rejected from now on",
         description: 'Authenticate with the access token, or send {"refresh_token"} in the body.',
-        security: [...bearer, {}],
+        security: [...bearerSecurity, {}],
         body: s.logoutBody,
-        response: { 204: z.null().meta({ description: 'logged out' }), ...errors(400, 401) },
+        response: { 204: z.null().meta({ description: 'logged out' }), ...problemResponses(400, 401) },
       },
     },
     async (request, reply) => {
@@ -228,7 +226,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
         operationId: 'whoami',
         tags: ['identity'],
         summary: 'The caller: user and session',
-        security: bearer,
+        security: bearerSecurity,
         response: { 200: s.whoamiResponse, 401: problemSchema },
       },
     },
@@ -246,9 +244,9 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
         operationId: 'changePassword',
         tags: ['identity'],
         summary: 'Change your password; optionally end every other session',
-        security: bearer,
+        security: bearerSecurity,
         body: s.passwordChangeBody,
-        response: { 200: s.passwordChangeResponse, ...errors(400, 401, 403, 422) },
+        response: { 200: s.passwordChangeResponse, ...problemResponses(400, 401, 403, 422) },
       },
     },
     async (request) => {
@@ -269,9 +267,9 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
         operationId: 'listSessions',
         tags: ['identity'],
         summary: "The caller's active sessions, newest first",
-        security: bearer,
+        security: bearerSecurity,
         querystring: listQuery,
-        response: { 200: page(s.session), ...errors(400, 401) },
+        response: { 200: page(s.session), ...problemResponses(400, 401) },
       },
     },
     async (request) => {
@@ -301,9 +299,9 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
         tags: ['identity'],
         summary: 'Revoke a session (your own, or any as admin)',
         description: "Another user's session answers 404, as if it did not exist.",
-        security: bearer,
+        security: bearerSecurity,
         params: idParams,
-        response: { 204: z.null().meta({ description: 'revoked' }), ...errors(400, 401, 404) },
+        response: { 204: z.null().meta({ description: 'revoked' }), ...problemResponses(400, 401, 404) },
       },
     },
     async (request, reply) => {

@@ -1,15 +1,12 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { idParams, page } from '../../http/common-schemas.js';
+import { bearerSecurity, idParams, page, problemResponses } from '../../http/common-schemas.js';
 import { principalOf } from '../../plugins/auth.js';
-import { problemSchema } from '../../plugins/problem.js';
 import { user } from '../identity/schemas.js';
 import { toUserDto } from '../identity/user-dto.js';
 import { createUserBody, listUsersQuery, patchUserBody } from './schemas.js';
 import type { UsersService } from './service.js';
 
-const bearer = [{ bearerAuth: [] }];
-const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, problemSchema]));
 
 export const usersRoutes: FastifyPluginAsyncZod<{ users: UsersService }> = async (app, { users }) => {
   app.post(
@@ -20,9 +17,9 @@ export const usersRoutes: FastifyPluginAsyncZod<{ users: UsersService }> = async
         operationId: 'createUser',
         tags: ['users'],
         summary: 'Create a user (admin)',
-        security: bearer,
+        security: bearerSecurity,
         body: createUserBody,
-        response: { 201: user, ...errors(400, 401, 403, 409) },
+        response: { 201: user, ...problemResponses(400, 401, 403, 409) },
       },
     },
     async (request, reply) => reply.status(201).send(toUserDto(await users.create(request.body))),
@@ -36,9 +33,9 @@ export const usersRoutes: FastifyPluginAsyncZod<{ users: UsersService }> = async
         operationId: 'listUsers',
         tags: ['users'],
         summary: 'List users by username (admin); filter by email, role or a search string',
-        security: bearer,
+        security: bearerSecurity,
         querystring: listUsersQuery,
-        response: { 200: page(user), ...errors(400, 401, 403) },
+        response: { 200: page(user), ...problemResponses(400, 401, 403) },
       },
     },
     async (request) => {
@@ -55,9 +52,9 @@ export const usersRoutes: FastifyPluginAsyncZod<{ users: UsersService }> = async
         operationId: 'getUser',
         tags: ['users'],
         summary: 'Read a user (admin, or the user themself)',
-        security: bearer,
+        security: bearerSecurity,
         params: idParams,
-        response: { 200: user, ...errors(400, 401, 403, 404) },
+        response: { 200: user, ...problemResponses(400, 401, 403, 404) },
       },
     },
     async (request) => toUserDto(await users.get(principalOf(request), request.params.id)),
@@ -71,10 +68,10 @@ export const usersRoutes: FastifyPluginAsyncZod<{ users: UsersService }> = async
         operationId: 'updateUser',
         tags: ['users'],
         summary: 'Change a user: admins any field, a user only their own email',
-        security: bearer,
+        security: bearerSecurity,
         params: idParams,
         body: patchUserBody,
-        response: { 200: user, ...errors(400, 401, 403, 404, 409, 422) },
+        response: { 200: user, ...problemResponses(400, 401, 403, 404, 409, 422) },
       },
     },
     async (request) => toUserDto(await users.update(principalOf(request), request.params.id, request.body)),
@@ -88,9 +85,9 @@ export const usersRoutes: FastifyPluginAsyncZod<{ users: UsersService }> = async
         operationId: 'deleteUser',
         tags: ['users'],
         summary: 'Delete a user (admin, not yourself); their sessions end',
-        security: bearer,
+        security: bearerSecurity,
         params: idParams,
-        response: { 204: z.null().meta({ description: 'deleted' }), ...errors(400, 401, 403, 404, 409) },
+        response: { 204: z.null().meta({ description: 'deleted' }), ...problemResponses(400, 401, 403, 404, 409) },
       },
     },
     async (request, reply) => {
