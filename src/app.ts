@@ -1,6 +1,7 @@
 // buildApp(config, deps): the whole HTTP application, wired once, never listening. The
 // server entry (server.ts) and every test build it the same way.
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -16,11 +17,25 @@ import { createSessionStore } from './modules/identity/sessions.js';
 import { createTokenIssuer } from './modules/identity/tokens.js';
 import { serviceRoutes } from './modules/service/routes.js';
 import { usersRoutes } from './modules/users/routes.js';
+import { createMachineAccess } from './modules/machines/access.js';
+import { machinesRoutes } from './modules/machines/routes.js';
+import { createMachinesService } from './modules/machines/service.js';
+import { startExpiryJob, type ExpiryJob } from './modules/reservations/expiry-job.js';
+import { reservationsRoutes } from './modules/reservations/routes.js';
+import { createReservationsService } from './modules/reservations/service.js';
+import { createSecretBox, loadSecretKey } from './infra/secret-box.js';
 import { createUsersService } from './modules/users/service.js';
 import authPlugin from './plugins/auth.js';
 import openapiPlugin from './plugins/openapi.js';
 import problemPlugin from './plugins/problem.js';
 import { serializerCompiler } from './plugins/serializer.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The reservation job of this instance: `tick()` runs expiry and reconciliation now. */
+    reservationJob: { tick(): Promise<void> };
+  }
+}
 
 const READINESS_TIMEOUT_MS = 2000;
 
@@ -37,6 +52,8 @@ export interface AppDeps {
   keyring: Keyring;
   /** Where logs go (default stdout); tests capture them to prove secrets are redacted. */
   logStream?: NodeJS.WritableStream;
+  /** Names this process in reservation leases; default host:pid:random. */
+  instanceId?: string;
 }
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -80,7 +97,24 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const sessions = createSessionStore(prisma, checker, config.sessions);
   const issuer = createTokenIssuer(keyring, config.jwt);
   const identity = createIdentityService({ prisma, hasher, issuer, sessions, registration: config.registration });
-  const users = createUsersService({ prisma, hasher, sessions, identity, checker });
+  const secretBox = createSecretBox(loadSecretKey(config.secretKey, config.dataDir));
+  const access = createMachineAccess({ prisma, secretBox, timeouts: config.ssh });
+  const machines = createMachinesService({ prisma, secretBox, access });
+  const reservations = createReservationsService({
+    prisma,
+    access,
+    policy: config.reservations,
+    instanceId: deps.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+    log: app.log,
+  });
+  const users = createUsersService({
+    prisma,
+    hasher,
+    sessions,
+    identity,
+    checker,
+    releaseReservationsOf: (userId) => reservations.releaseAll({ userId }),
+  });
 
   await app.register(problemPlugin);
   await app.register(openapiPlugin, { version });
@@ -96,10 +130,23 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     readiness: {
       // A probe must answer quickly even when the pool would keep retrying for longer.
       database: () => withTimeout(prisma.$queryRaw`SELECT 1`, READINESS_TIMEOUT_MS),
-      capabilities: async () => ({}),
+      capabilities: async () => ({ ssh: { client: 'node-ssh' } }),
     },
   });
   await app.register(identityRoutes, { identity, keyring, loginThrottle: config.loginThrottle });
   await app.register(usersRoutes, { users });
+  await app.register(machinesRoutes, { machines });
+  await app.register(reservationsRoutes, { reservations });
+
+  // Expiry and crash reconciliation run inside the server, from start-up to close.
+  let job: ExpiryJob | undefined;
+  app.addHook('onReady', async () => {
+    job = startExpiryJob(reservations, { intervalSeconds: config.reservations.expiryIntervalSeconds, log: app.log });
+    void job.tick();
+  });
+  app.addHook('onClose', async () => {
+    await job?.stop();
+  });
+  app.decorate('reservationJob', { tick: () => job?.tick() ?? Promise.resolve() });
   return app;
 }

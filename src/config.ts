@@ -40,10 +40,31 @@ const environment = z
     BERTH_LOGIN_MAX_PER_IP: z.coerce.number().int().positive().default(30),
     BERTH_LOGIN_MAX_PER_USERNAME: z.coerce.number().int().positive().default(10),
     BERTH_LOGIN_WINDOW_SECONDS: seconds(60),
+
+    BERTH_SECRET_KEY: z
+      .string()
+      .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64-encoded (openssl rand -base64 32)')
+      .optional(),
+    BERTH_SSH_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
+    BERTH_SSH_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
+    BERTH_EXPIRY_INTERVAL_SECONDS: z.coerce.number().positive().default(30),
+    BERTH_RESERVATION_DEFAULT_MINUTES: z.coerce.number().int().positive().default(60),
+    BERTH_RESERVATION_MAX_MINUTES: z.coerce.number().int().positive().default(8 * 60),
+    BERTH_RESERVATION_MAX_TOTAL_MINUTES: z.coerce.number().int().positive().default(24 * 60),
+    BERTH_RESERVATION_MAX_MACHINES_PER_USER: z.coerce.number().int().positive().default(10),
+    BERTH_RESERVATION_LEASE_SECONDS: z.coerce.number().positive().default(120),
   })
   .refine((env) => env.BERTH_SESSION_MAX_TTL_SECONDS >= env.BERTH_ACCESS_TOKEN_TTL_SECONDS, {
     message: 'BERTH_SESSION_MAX_TTL_SECONDS must be at least BERTH_ACCESS_TOKEN_TTL_SECONDS',
     path: ['BERTH_SESSION_MAX_TTL_SECONDS'],
+  })
+  .refine((env) => env.BERTH_RESERVATION_MAX_TOTAL_MINUTES >= env.BERTH_RESERVATION_MAX_MINUTES, {
+    message: 'BERTH_RESERVATION_MAX_TOTAL_MINUTES must be at least BERTH_RESERVATION_MAX_MINUTES',
+    path: ['BERTH_RESERVATION_MAX_TOTAL_MINUTES'],
+  })
+  .refine((env) => env.BERTH_RESERVATION_MAX_MINUTES >= env.BERTH_RESERVATION_DEFAULT_MINUTES, {
+    message: 'BERTH_RESERVATION_MAX_MINUTES must be at least BERTH_RESERVATION_DEFAULT_MINUTES',
+    path: ['BERTH_RESERVATION_MAX_MINUTES'],
   });
 
 export type Environment = z.infer<typeof environment>;
@@ -74,6 +95,18 @@ export interface Config {
   };
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
   loginThrottle: { maxPerIp: number; maxPerUsername: number; windowSeconds: number };
+  /** Base64 AES-256 key for machine credentials; unset → generated into `dataDir/secret.key`. */
+  secretKey: string | undefined;
+  ssh: { connectTimeoutMs: number; commandTimeoutMs: number };
+  reservations: {
+    expiryIntervalSeconds: number;
+    defaultMinutes: number;
+    maxMinutes: number;
+    maxTotalMinutes: number;
+    maxMachinesPerUser: number;
+    /** How long a process may work on a reservation before another may take it over. */
+    leaseSeconds: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -122,6 +155,16 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       maxPerIp: e.BERTH_LOGIN_MAX_PER_IP,
       maxPerUsername: e.BERTH_LOGIN_MAX_PER_USERNAME,
       windowSeconds: e.BERTH_LOGIN_WINDOW_SECONDS,
+    },
+    secretKey: e.BERTH_SECRET_KEY,
+    ssh: { connectTimeoutMs: e.BERTH_SSH_CONNECT_TIMEOUT_MS, commandTimeoutMs: e.BERTH_SSH_COMMAND_TIMEOUT_MS },
+    reservations: {
+      expiryIntervalSeconds: e.BERTH_EXPIRY_INTERVAL_SECONDS,
+      defaultMinutes: e.BERTH_RESERVATION_DEFAULT_MINUTES,
+      maxMinutes: e.BERTH_RESERVATION_MAX_MINUTES,
+      maxTotalMinutes: e.BERTH_RESERVATION_MAX_TOTAL_MINUTES,
+      maxMachinesPerUser: e.BERTH_RESERVATION_MAX_MACHINES_PER_USER,
+      leaseSeconds: e.BERTH_RESERVATION_LEASE_SECONDS,
     },
   };
 }

@@ -10,6 +10,8 @@ export const TAGS = [
   { name: 'service', description: 'Health, readiness, the API document and the signing keys' },
   { name: 'identity', description: 'Registration, tokens, sessions and passwords' },
   { name: 'users', description: 'User administration' },
+  { name: 'machines', description: 'The machine registry and pool statistics' },
+  { name: 'reservations', description: 'Machines for a person for a time, with an account on each' },
 ];
 
 export default fp(

@@ -33,7 +33,8 @@ function expectedColumnType(field: DMMF['datamodel']['models'][number]['fields']
     const map: Record<string, string> = { Char: 'char', VarChar: 'varchar', DateTime: 'datetime', Text: 'text', Int: 'int' };
     return `${map[name] ?? name.toLowerCase()}${args.length ? `(${args.join(',')})` : ''}`;
   }
-  const defaults: Record<string, string> = { String: 'varchar(191)', Boolean: 'tinyint(1)', Int: 'int(11)', DateTime: 'datetime(3)', BigInt: 'bigint(20)' };
+  // MariaDB stores JSON as longtext with a json_valid check.
+  const defaults: Record<string, string> = { String: 'varchar(191)', Boolean: 'tinyint(1)', Int: 'int(11)', DateTime: 'datetime(3)', BigInt: 'bigint(20)', Json: 'longtext' };
   return defaults[field.type] ?? field.type;
 }
 
@@ -63,6 +64,7 @@ describe('migrated database vs schema.prisma', () => {
         if (def && typeof def === 'object' && def.name === 'now') expect(col.dflt, where).toBe('current_timestamp(3)');
         else if (typeof def === 'boolean') expect(col.dflt, where).toBe(def ? '1' : '0');
         else if (typeof def === 'string') expect(col.dflt, where).toBe(`'${def}'`);
+        else if (typeof def === 'number') expect(col.dflt, where).toBe(String(def));
         else expect(col.dflt === null || col.dflt === 'NULL', `${where} has no database default`).toBe(true);
       }
     }

@@ -2,6 +2,7 @@
 // the presented token and mints its successor. Presenting a spent token means it was
 // copied: the whole session is revoked, so both the thief and the owner must log in again.
 import type { PrismaClient } from '../../generated/prisma/client.js';
+import { afterCursor, encodeCursor } from '../../http/cursor.js';
 import { problems } from '../../plugins/problem.js';
 import type { SessionChecker } from './session-check.js';
 import { hashRefreshToken, newRefreshToken } from './tokens.js';
@@ -56,16 +57,6 @@ function truncate(value: string | undefined, max: number): string | null {
   return value ? value.slice(0, max) : null;
 }
 
-function encodeCursor(s: { createdAt: Date; id: string }): string {
-  return Buffer.from(`${s.createdAt.toISOString()}|${s.id}`).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  const [at, id] = Buffer.from(cursor, 'base64url').toString().split('|');
-  const createdAt = new Date(at ?? '');
-  if (!id || Number.isNaN(createdAt.getTime())) throw problems.badRequest('invalid_cursor', 'the cursor is not one this server issued');
-  return { createdAt, id };
-}
 
 export function createSessionStore(
   prisma: PrismaClient,
@@ -182,16 +173,8 @@ export function createSessionStore(
     },
 
     async listActive(userId, { limit, cursor }) {
-      const after = cursor ? decodeCursor(cursor) : undefined;
       const rows = await prisma.session.findMany({
-        where: {
-          userId,
-          revokedAt: null,
-          expiresAt: { gt: new Date() },
-          ...(after && {
-            OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }],
-          }),
-        },
+        where: { userId, revokedAt: null, expiresAt: { gt: new Date() }, ...afterCursor(cursor) },
         orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
         take: limit + 1,
         select: { id: true, createdAt: true, lastUsedAt: true, expiresAt: true, userAgent: true, ipAddress: true },

@@ -14,6 +14,8 @@ export interface UsersDeps {
   sessions: SessionStore;
   identity: Pick<IdentityService, 'createUser'>;
   checker: Pick<SessionChecker, 'forgetUser'>;
+  /** Releases the user's active reservations (accounts removed) before the user goes. */
+  releaseReservationsOf(userId: string): Promise<unknown>;
 }
 
 export interface UserPatch {
@@ -25,7 +27,7 @@ export interface UserPatch {
 
 const notFound = () => problems.notFound('user_not_found', 'no such user');
 
-export function createUsersService({ prisma, hasher, sessions, identity, checker }: UsersDeps) {
+export function createUsersService({ prisma, hasher, sessions, identity, checker, releaseReservationsOf }: UsersDeps) {
   /** Inside a transaction: throws unless some other enabled admin would remain. */
   async function assertAnotherAdmin(tx: Prisma.TransactionClient, userId: string) {
     const admins = await tx.$queryRaw<{ id: string }[]>`
@@ -96,6 +98,8 @@ export function createUsersService({ prisma, hasher, sessions, identity, checker
 
     async remove(actor: Principal, id: string): Promise<void> {
       if (actor.userId === id) throw problems.conflict('cannot_delete_self', 'you cannot delete your own account');
+      if (!(await prisma.user.findUnique({ where: { id }, select: { id: true } }))) throw notFound();
+      await releaseReservationsOf(id);
       await prisma.$transaction(async (tx) => {
         const target = await tx.user.findUnique({ where: { id }, select: { role: true, disabled: true } });
         if (!target) throw notFound();

@@ -1,0 +1,20 @@
+// Opaque cursors for lists ordered newest first by (created_at, id).
+import { problems } from '../plugins/problem.js';
+
+export function encodeCursor(row: { createdAt: Date; id: string }): string {
+  return Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString('base64url');
+}
+
+export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  const [at, id] = Buffer.from(cursor, 'base64url').toString().split('|');
+  const createdAt = new Date(at ?? '');
+  if (!id || Number.isNaN(createdAt.getTime())) throw problems.badRequest('invalid_cursor', 'the cursor is not one this server issued');
+  return { createdAt, id };
+}
+
+/** Prisma condition for "after this cursor" in (created_at desc, id desc) order. */
+export function afterCursor(cursor: string | undefined) {
+  if (!cursor) return {};
+  const after = decodeCursor(cursor);
+  return { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] };
+}

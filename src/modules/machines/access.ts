@@ -1,0 +1,53 @@
+// The one way berth opens an SSH session to a pool machine: decrypt its credential, pin
+// its host key (recording it on first contact), and take the machine offline when the
+// key has changed instead of trusting the impostor.
+import type { Machine, PrismaClient } from '../../generated/prisma/client.js';
+import type { SecretBox } from '../../infra/secret-box.js';
+import { HostKeyMismatchError, sshConnect, type SshSession } from '../../infra/ssh.js';
+
+export type MachineRow = Machine;
+
+export interface MachineAccess {
+  open(machine: MachineRow): Promise<SshSession>;
+}
+
+export function createMachineAccess(deps: {
+  prisma: PrismaClient;
+  secretBox: SecretBox;
+  timeouts: { connectTimeoutMs: number; commandTimeoutMs: number };
+}): MachineAccess {
+  const { prisma, secretBox, timeouts } = deps;
+  return {
+    async open(machine) {
+      const credential = secretBox.open(machine.credential);
+      try {
+        const session = await sshConnect(
+          {
+            host: machine.host,
+            port: machine.port,
+            username: machine.username,
+            ...(machine.credentialKind === 'password' ? { password: credential } : { privateKey: credential }),
+            hostKeyFingerprint: machine.hostKeyFingerprint,
+          },
+          timeouts,
+        );
+        if (!machine.hostKeyFingerprint) {
+          // First contact: trust on first use, and from now on only this key.
+          await prisma.machine.updateMany({
+            where: { id: machine.id, hostKeyFingerprint: null },
+            data: { hostKeyFingerprint: session.fingerprint },
+          });
+        }
+        return session;
+      } catch (err) {
+        if (err instanceof HostKeyMismatchError) {
+          await prisma.machine.update({
+            where: { id: machine.id },
+            data: { status: 'offline', statusReason: err.message.slice(0, 255) },
+          });
+        }
+        throw err;
+      }
+    },
+  };
+}

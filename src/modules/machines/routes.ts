@@ -1,0 +1,207 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { bearerSecurity, page, problemResponses } from '../../http/common-schemas.js';
+import type { MachineRow } from './access.js';
+import * as s from './schemas.js';
+import { parseImportDocument, type MachinesService } from './service.js';
+
+export function toMachineDto(m: MachineRow) {
+  return {
+    id: m.id,
+    name: m.name,
+    host: m.host,
+    port: m.port,
+    username: m.username,
+    type: m.type,
+    tags: (m.tags ?? {}) as Record<string, string>,
+    allow_sudo: m.allowSudo,
+    status: m.status,
+    status_reason: m.statusReason,
+    host_key_fingerprint: m.hostKeyFingerprint,
+    reservation_id: m.reservationId,
+    last_checked_at: m.lastCheckedAt?.toISOString() ?? null,
+    created_at: m.createdAt.toISOString(),
+    updated_at: m.updatedAt.toISOString(),
+  };
+}
+
+const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'];
+
+export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }> = async (app, { machines }) => {
+  // The machine-manager import format is YAML; its parse errors are client errors (400).
+  app.addContentTypeParser(YAML_TYPES, { parseAs: 'string' }, (_request, body, done) => {
+    try {
+      done(null, parseImportDocument(body));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
+
+  app.post(
+    '/v1/machines',
+    {
+      preHandler: app.requireAdmin,
+      schema: {
+        operationId: 'createMachine',
+        tags: ['machines'],
+        summary: 'Register a machine (admin); its credential is sealed and never returned',
+        security: bearerSecurity,
+        body: s.createMachineBody,
+        response: { 201: s.machine, ...problemResponses(400, 401, 403, 409) },
+      },
+    },
+    async (request, reply) => reply.status(201).send(toMachineDto(await machines.create(request.body))),
+  );
+
+  app.post(
+    '/v1/machines/import',
+    {
+      preHandler: app.requireAdmin,
+      schema: {
+        operationId: 'importMachines',
+        tags: ['machines'],
+        summary: 'Import machines from YAML or JSON (admin); existing names are updated',
+        description: 'Send `Content-Type: application/yaml` with the machine-manager `machines:` list, or the same structure as JSON.',
+        security: bearerSecurity,
+        body: s.importBody,
+        response: { 200: s.importResult, ...problemResponses(400, 401, 403, 415) },
+      },
+    },
+    async (request) => machines.import(request.body.machines),
+  );
+
+  app.get(
+    '/v1/machines',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        operationId: 'listMachines',
+        tags: ['machines'],
+        summary: 'List machines by name; filter by status, type and tags (tag=key:value, repeatable)',
+        security: bearerSecurity,
+        querystring: s.listMachinesQuery,
+        response: { 200: page(s.machine), ...problemResponses(400, 401) },
+      },
+    },
+    async (request) => {
+      const { items, nextCursor } = await machines.list(request.query);
+      return { items: items.map(toMachineDto), next_cursor: nextCursor };
+    },
+  );
+
+  app.get(
+    '/v1/machines/:name',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        operationId: 'getMachine',
+        tags: ['machines'],
+        summary: 'Read a machine',
+        security: bearerSecurity,
+        params: s.nameParams,
+        response: { 200: s.machine, ...problemResponses(400, 401, 404) },
+      },
+    },
+    async (request) => toMachineDto(await machines.byName(request.params.name)),
+  );
+
+  app.patch(
+    '/v1/machines/:name',
+    {
+      preHandler: app.requireAdmin,
+      schema: {
+        operationId: 'updateMachine',
+        tags: ['machines'],
+        summary: 'Change a machine (admin)',
+        security: bearerSecurity,
+        params: s.nameParams,
+        body: s.patchMachineBody,
+        response: { 200: s.machine, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => toMachineDto(await machines.update(request.params.name, request.body)),
+  );
+
+  app.delete(
+    '/v1/machines/:name',
+    {
+      preHandler: app.requireAdmin,
+      schema: {
+        operationId: 'deleteMachine',
+        tags: ['machines'],
+        summary: 'Remove a machine from the pool (admin); 409 while it is reserved',
+        security: bearerSecurity,
+        params: s.nameParams,
+        response: { 204: z.null().meta({ description: 'deleted' }), ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      await machines.remove(request.params.name);
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.put(
+    '/v1/machines/:name/maintenance',
+    {
+      preHandler: app.requireAdmin,
+      schema: {
+        operationId: 'enterMaintenance',
+        tags: ['machines'],
+        summary: 'Take a machine out of the pool for maintenance (admin)',
+        security: bearerSecurity,
+        params: s.nameParams,
+        body: s.maintenanceBody,
+        response: { 200: s.machine, ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request) => toMachineDto(await machines.enterMaintenance(request.params.name, request.body.reason)),
+  );
+
+  app.delete(
+    '/v1/machines/:name/maintenance',
+    {
+      preHandler: app.requireAdmin,
+      schema: {
+        operationId: 'leaveMaintenance',
+        tags: ['machines'],
+        summary: 'Return a machine from maintenance to the pool (admin)',
+        security: bearerSecurity,
+        params: s.nameParams,
+        response: { 200: s.machine, ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request) => toMachineDto(await machines.leaveMaintenance(request.params.name)),
+  );
+
+  app.post(
+    '/v1/machines/:name/check',
+    {
+      preHandler: app.requireAdmin,
+      schema: {
+        operationId: 'checkMachine',
+        tags: ['machines'],
+        summary: 'Probe a machine over SSH (admin); records the host key on first contact',
+        security: bearerSecurity,
+        params: s.nameParams,
+        response: { 200: s.checkResult, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => machines.check(request.params.name),
+  );
+
+  app.get(
+    '/v1/pool',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        operationId: 'getPool',
+        tags: ['machines'],
+        summary: 'Pool statistics by status and type',
+        security: bearerSecurity,
+        response: { 200: s.poolStats, 401: problemResponses(401)[401]! },
+      },
+    },
+    async () => machines.pool(),
+  );
+};

@@ -1,0 +1,164 @@
+import { z } from 'zod';
+import { timestamp, uuid } from '../../http/common-schemas.js';
+
+export const machineStatus = z.enum(['available', 'reserved', 'maintenance', 'offline']);
+export const machineName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit')
+  .meta({ examples: ['gpu-01'] });
+const hostName = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[A-Za-z0-9.:_-]+$/, 'must be a host name or an IP address')
+  .meta({ examples: ['10.0.0.21'] });
+const loginUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name').meta({ examples: ['root'] });
+const machineType = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'must be 1-32 lowercase letters, digits, "_" or "-"');
+export const tagKey = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'tag keys are 1-64 letters, digits, ".", "_" or "-"');
+const tags = z.record(tagKey, z.string().max(128)).meta({ examples: [{ gpu: 'a100', rack: 'r2' }] });
+const hostKey = z
+  .string()
+  .max(8192)
+  .meta({ description: 'the SSH host key to pin: an OpenSSH public key line or a SHA256:… fingerprint' });
+const secret = z.string().min(1).max(8192);
+
+/** Credentials: exactly one of password and private_key. */
+const oneCredential = <T extends { password?: string; private_key?: string }>(b: T) => Boolean(b.password) !== Boolean(b.private_key);
+
+export const machineInput = z.object({
+  name: machineName,
+  host: hostName,
+  port: z.coerce.number().int().min(1).max(65535).default(22),
+  username: loginUser.meta({ description: 'the account berth logs in as: root, or one with passwordless sudo' }),
+  password: secret.optional(),
+  private_key: secret.optional().meta({ description: 'an OpenSSH or PEM private key (unencrypted)' }),
+  host_key: hostKey.optional(),
+  type: machineType.default('server'),
+  tags: tags.default({}),
+  allow_sudo: z.boolean().default(true).meta({ description: 'give reservation accounts passwordless sudo' }),
+});
+
+export const createMachineBody = machineInput
+  .refine(oneCredential, { message: 'give exactly one of password and private_key', path: ['password'] })
+  .meta({
+    examples: [{ name: 'gpu-01', host: '10.0.0.21', port: 22, username: 'root', private_key: '-----BEGIN OPENSSH PRIVATE KEY-----\n…', type: 'gpu', tags: { gpu: 'a100' } }],
+  });
+
+export const patchMachineBody = z
+  .object({
+    host: hostName.optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    username: loginUser.optional(),
+    password: secret.optional(),
+    private_key: secret.optional(),
+    host_key: hostKey.nullable().optional().meta({ description: 'null forgets the pinned key; the next contact records it again' }),
+    type: machineType.optional(),
+    tags: tags.optional(),
+    allow_sudo: z.boolean().optional(),
+  })
+  .strict()
+  .refine((b) => !(b.password && b.private_key), { message: 'give at most one of password and private_key', path: ['password'] })
+  .refine((b) => Object.keys(b).length > 0, { message: 'name at least one field to change' })
+  .meta({ examples: [{ tags: { gpu: 'h100' } }, { host_key: null }] });
+
+export const machine = z
+  .object({
+    id: uuid,
+    name: z.string(),
+    host: z.string(),
+    port: z.number().int(),
+    username: z.string(),
+    type: z.string(),
+    tags: z.record(z.string(), z.string()),
+    allow_sudo: z.boolean(),
+    status: machineStatus,
+    status_reason: z.string().nullable(),
+    host_key_fingerprint: z.string().nullable(),
+    reservation_id: uuid.nullable(),
+    last_checked_at: timestamp.nullable(),
+    created_at: timestamp,
+    updated_at: timestamp,
+  })
+  .meta({
+    id: 'Machine',
+    description: 'Credentials are write-only: they are never returned.',
+    examples: [
+      {
+        id: '8d3f5c1e-2b4a-4f6e-9a7b-1c2d3e4f5a6b',
+        name: 'gpu-01',
+        host: '10.0.0.21',
+        port: 22,
+        username: 'root',
+        type: 'gpu',
+        tags: { gpu: 'a100' },
+        allow_sudo: true,
+        status: 'available',
+        status_reason: null,
+        host_key_fingerprint: 'SHA256:wN0vQ5l3o9b0bqk8Yq1l3uYF4mJ3Hq0m7l1YfK9x2aE',
+        reservation_id: null,
+        last_checked_at: '2026-11-21T09:30:00.000Z',
+        created_at: '2026-11-21T09:00:00.000Z',
+        updated_at: '2026-11-21T09:30:00.000Z',
+      },
+    ],
+  });
+
+export const listMachinesQuery = z.object({
+  status: machineStatus.optional(),
+  type: machineType.optional(),
+  tag: z
+    .union([z.string(), z.array(z.string())])
+    .optional()
+    .transform((t) => (t === undefined ? [] : Array.isArray(t) ? t : [t]))
+    .pipe(z.array(z.string().regex(/^[A-Za-z0-9_.-]{1,64}:.{0,128}$/, 'tag filters look like key:value')))
+    .meta({ description: 'key:value; repeat for several' }),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(128).optional(),
+});
+
+export const nameParams = z.object({ name: machineName });
+
+export const importBody = z
+  .object({ machines: z.array(z.unknown()).max(1000) })
+  .meta({
+    description:
+      'The machine-manager YAML format (application/yaml) or the same as JSON: a `machines:` list of {name, host, port, user (or username), password or private_key, host_key?, type?, tags?}',
+    examples: [{ machines: [{ name: 'alpine-1', host: 'localhost', port: 2221, user: 'root', password: 'test' }] }],
+  });
+
+export const importResult = z
+  .object({
+    created: z.number().int(),
+    updated: z.number().int(),
+    errors: z.array(z.object({ index: z.number().int(), name: z.string().nullable(), pointer: z.string(), message: z.string() })),
+  })
+  .meta({ examples: [{ created: 2, updated: 0, errors: [] }] });
+
+export const maintenanceBody = z
+  .object({ reason: z.string().min(1).max(255) })
+  .meta({ examples: [{ reason: 'replacing a disk' }] });
+
+export const checkResult = z
+  .object({
+    reachable: z.boolean(),
+    latency_ms: z.number().nullable(),
+    host_key_fingerprint: z.string().nullable(),
+    status: machineStatus,
+    error: z.string().optional(),
+  })
+  .meta({ examples: [{ reachable: true, latency_ms: 142, host_key_fingerprint: 'SHA256:wN0vQ5l3o9b0bqk8Yq1l3uYF4mJ3Hq0m7l1YfK9x2aE', status: 'available' }] });
+
+const counts = z.object({
+  total: z.number().int(),
+  available: z.number().int(),
+  reserved: z.number().int(),
+  maintenance: z.number().int(),
+  offline: z.number().int(),
+});
+export const poolStats = counts
+  .extend({ by_type: z.record(z.string(), counts) })
+  .meta({
+    examples: [
+      { total: 3, available: 1, reserved: 1, maintenance: 0, offline: 1, by_type: { server: { total: 3, available: 1, reserved: 1, maintenance: 0, offline: 1 } } },
+    ],
+  });

@@ -1,0 +1,238 @@
+// The machine registry: credentials sealed at rest, maintenance, health checks, imports
+// and pool statistics. Reservations claim and release machines through their own service.
+import YAML from 'yaml';
+import { z } from 'zod';
+import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
+import type { SecretBox } from '../../infra/secret-box.js';
+import { parseHostKey } from '../../infra/ssh.js';
+import { problems } from '../../plugins/problem.js';
+import type { MachineAccess, MachineRow } from './access.js';
+import { createMachineBody, machineInput } from './schemas.js';
+
+type MachineInput = z.output<typeof createMachineBody>;
+export interface MachinePatch {
+  host?: string;
+  port?: number;
+  username?: string;
+  password?: string;
+  private_key?: string;
+  host_key?: string | null;
+  type?: string;
+  tags?: Record<string, string>;
+  allow_sudo?: boolean;
+}
+
+const notFound = (name: string) => problems.notFound('machine_not_found', `no machine named ${name}`);
+
+function hostKeyFingerprint(hostKey: string | undefined | null): string | null {
+  if (!hostKey) return null;
+  const fp = parseHostKey(hostKey);
+  if (!fp) throw problems.badRequest('invalid_host_key', 'host_key must be an OpenSSH public key line or a SHA256:… fingerprint');
+  return fp;
+}
+
+export function createMachinesService(deps: { prisma: PrismaClient; secretBox: SecretBox; access: MachineAccess }) {
+  const { prisma, secretBox, access } = deps;
+
+  function sealed(input: { password?: string; private_key?: string }) {
+    if (input.password) return { credentialKind: 'password' as const, credential: secretBox.seal(input.password) };
+    if (input.private_key) return { credentialKind: 'private_key' as const, credential: secretBox.seal(input.private_key) };
+    return {};
+  }
+
+  async function byName(name: string): Promise<MachineRow> {
+    const m = await prisma.machine.findUnique({ where: { name } });
+    if (!m) throw notFound(name);
+    return m;
+  }
+
+  /** Creates, or (for imports) updates the machine with the same name. */
+  async function upsert(input: MachineInput, mode: 'create' | 'upsert'): Promise<{ machine: MachineRow; created: boolean }> {
+    const data = {
+      host: input.host,
+      port: input.port,
+      username: input.username,
+      ...sealed(input),
+      type: input.type,
+      tags: input.tags,
+      allowSudo: input.allow_sudo,
+      ...(input.host_key !== undefined && { hostKeyFingerprint: hostKeyFingerprint(input.host_key) }),
+    };
+    try {
+      const machine = await prisma.machine.create({
+        data: { name: input.name, ...data, credentialKind: data.credentialKind!, credential: data.credential! },
+      });
+      return { machine, created: true };
+    } catch (err) {
+      if (!(err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002')) throw err;
+      if (mode === 'create') throw problems.conflict('machine_exists', `a machine named ${input.name} exists`);
+      return { machine: await prisma.machine.update({ where: { name: input.name }, data }), created: false };
+    }
+  }
+
+  return {
+    byName,
+
+    create: (input: MachineInput) => upsert(input, 'create').then((r) => r.machine),
+
+    /** Each entry is validated on its own: good entries are saved, bad ones reported by index. */
+    async import(entries: unknown[]) {
+      const result = { created: 0, updated: 0, errors: [] as { index: number; name: string | null; pointer: string; message: string }[] };
+      for (const [index, raw] of entries.entries()) {
+        const entry = raw && typeof raw === 'object' ? { ...(raw as Record<string, unknown>) } : raw;
+        // The machine-manager format calls the login user `user`.
+        if (entry && typeof entry === 'object' && 'user' in entry && !('username' in entry)) {
+          (entry as Record<string, unknown>).username = (entry as Record<string, unknown>).user;
+          delete (entry as Record<string, unknown>).user;
+        }
+        const name = entry && typeof entry === 'object' && typeof (entry as { name?: unknown }).name === 'string' ? (entry as { name: string }).name : null;
+        const parsed = createMachineBody.safeParse(entry);
+        if (!parsed.success) {
+          for (const issue of parsed.error.issues) {
+            result.errors.push({ index, name, pointer: `/machines/${index}/${issue.path.join('/')}`.replace(/\/$/, ''), message: issue.message });
+          }
+          continue;
+        }
+        try {
+          const { created } = await upsert(parsed.data, 'upsert');
+          if (created) result.created++;
+          else result.updated++;
+        } catch (err) {
+          if (!(err instanceof Error && 'statusCode' in err)) throw err;
+          result.errors.push({ index, name, pointer: `/machines/${index}`, message: err.message });
+        }
+      }
+      return result;
+    },
+
+    async list(filter: { status?: MachineRow['status']; type?: string; tag: string[]; limit: number; cursor?: string }) {
+      const tagFilters = filter.tag.map((t) => {
+        const i = t.indexOf(':');
+        return { tags: { path: `$."${t.slice(0, i)}"`, equals: t.slice(i + 1) } };
+      });
+      const rows = await prisma.machine.findMany({
+        where: {
+          ...(filter.status && { status: filter.status }),
+          ...(filter.type && { type: filter.type }),
+          ...(filter.cursor && { name: { gt: filter.cursor } }),
+          AND: tagFilters,
+        },
+        orderBy: { name: 'asc' },
+        take: filter.limit + 1,
+      });
+      const items = rows.slice(0, filter.limit);
+      return { items, nextCursor: rows.length > filter.limit ? items[items.length - 1]!.name : null };
+    },
+
+    async update(name: string, patch: MachinePatch): Promise<MachineRow> {
+      await byName(name);
+      return prisma.machine.update({
+        where: { name },
+        data: {
+          ...(patch.host !== undefined && { host: patch.host }),
+          ...(patch.port !== undefined && { port: patch.port }),
+          ...(patch.username !== undefined && { username: patch.username }),
+          ...sealed(patch),
+          ...(patch.host_key !== undefined && { hostKeyFingerprint: hostKeyFingerprint(patch.host_key) }),
+          ...(patch.type !== undefined && { type: patch.type }),
+          ...(patch.tags !== undefined && { tags: patch.tags }),
+          ...(patch.allow_sudo !== undefined && { allowSudo: patch.allow_sudo }),
+        },
+      });
+    },
+
+    async remove(name: string): Promise<void> {
+      const { count } = await prisma.machine.deleteMany({ where: { name, status: { not: 'reserved' } } });
+      if (count === 0) {
+        await byName(name);
+        throw problems.conflict('machine_reserved', `${name} is reserved; release its reservation first`);
+      }
+    },
+
+    async enterMaintenance(name: string, reason: string): Promise<MachineRow> {
+      const { count } = await prisma.machine.updateMany({
+        where: { name, status: { not: 'reserved' } },
+        data: { status: 'maintenance', statusReason: reason },
+      });
+      if (count === 0) {
+        await byName(name);
+        throw problems.conflict('machine_reserved', `${name} is reserved; it can enter maintenance once released`);
+      }
+      return byName(name);
+    },
+
+    async leaveMaintenance(name: string): Promise<MachineRow> {
+      const m = await byName(name);
+      if (m.status !== 'maintenance') throw problems.conflict('not_in_maintenance', `${name} is ${m.status}, not in maintenance`);
+      await prisma.machine.updateMany({ where: { name, status: 'maintenance' }, data: { status: 'available', statusReason: null } });
+      return byName(name);
+    },
+
+    /** SSH probe. A reachable offline machine comes back to the pool; a changed host key keeps it out. */
+    async check(name: string) {
+      const m = await byName(name);
+      const started = performance.now();
+      try {
+        const session = await access.open(m);
+        const r = await session.runScript('true', []);
+        session.close();
+        const latency = Math.round(performance.now() - started);
+        if (r.code !== 0) throw new Error(`a command failed on the machine (exit ${r.code}): ${r.stderr.trim().slice(0, 200)}`);
+        await prisma.machine.update({
+          where: { id: m.id },
+          data: {
+            lastCheckedAt: new Date(),
+            ...(m.status === 'offline' && !m.reservationId && { status: 'available', statusReason: null }),
+          },
+        });
+        const after = await byName(name);
+        return { reachable: true, latency_ms: latency, host_key_fingerprint: after.hostKeyFingerprint, status: after.status };
+      } catch (err) {
+        const after = await prisma.machine.update({
+          where: { id: m.id },
+          data: {
+            lastCheckedAt: new Date(),
+            ...(m.status === 'available' && { status: 'offline', statusReason: (err as Error).message.slice(0, 255) }),
+          },
+        });
+        return {
+          reachable: false,
+          latency_ms: null,
+          host_key_fingerprint: after.hostKeyFingerprint,
+          status: after.status,
+          error: (err as Error).message,
+        };
+      }
+    },
+
+    async pool() {
+      const groups = await prisma.machine.groupBy({ by: ['type', 'status'], _count: { _all: true } });
+      const empty = () => ({ total: 0, available: 0, reserved: 0, maintenance: 0, offline: 0 });
+      const total = empty();
+      const byType: Record<string, ReturnType<typeof empty>> = {};
+      for (const g of groups) {
+        const n = g._count._all;
+        const t = (byType[g.type] ??= empty());
+        t[g.status] += n;
+        t.total += n;
+        total[g.status] += n;
+        total.total += n;
+      }
+      return { ...total, by_type: byType };
+    },
+  };
+}
+
+export type MachinesService = ReturnType<typeof createMachinesService>;
+
+/** Parses an import body: YAML text (the machine-manager format) or already-parsed JSON. */
+export function parseImportDocument(body: unknown): unknown {
+  if (typeof body !== 'string') return body;
+  try {
+    return YAML.parse(body, { maxAliasCount: 100 });
+  } catch (err) {
+    throw problems.badRequest('invalid_yaml', `the YAML document does not parse: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+export { machineInput };

@@ -1,0 +1,91 @@
+// The Unix account a reservation puts on each machine. The scripts are constant text;
+// the username and reservation id arrive as validated arguments, the password and the
+// public key on stdin. Each account carries a marker (its GECOS field) naming the
+// reservation, so removal only ever touches accounts berth made for that reservation.
+import type { SshSession } from '../../infra/ssh.js';
+
+/** Portable Unix names: a lowercase letter, then lowercase letters, digits, "_" or "-". */
+export const ACCOUNT_NAME = /^[a-z][a-z0-9_-]{1,31}$/;
+
+/** Names that exist (as users or groups) on a stock Debian system, or would be dangerous. */
+export const RESERVED_ACCOUNT_NAMES = new Set([
+  'root', 'daemon', 'bin', 'sys', 'sync', 'games', 'man', 'lp', 'mail', 'news', 'uucp', 'proxy', 'www-data',
+  'backup', 'list', 'irc', 'gnats', 'nobody', 'nogroup', 'sshd', 'messagebus', 'sudo', 'adm', 'admin', 'wheel',
+  'staff', 'docker', 'disk', 'shadow', 'tty', 'kmem', 'dialout', 'users', 'operator', 'systemd-network',
+  'systemd-resolve', 'systemd-timesync', 'polkitd', 'syslog', 'ubuntu', 'debian', 'berth',
+]);
+
+const CREATE = String.raw`
+set -eu
+user="$1"; marker="berth reservation $2"; grant_sudo="$3"
+if getent passwd "$user" >/dev/null; then
+  # A retry of this very reservation finds its own account: nothing more to do.
+  if [ "$(getent passwd "$user" | cut -d: -f5)" = "$marker" ]; then echo exists; exit 0; fi
+  echo "an account named $user already exists on this machine" >&2
+  exit 10
+fi
+IFS= read -r password || true
+IFS= read -r pubkey || true
+useradd --create-home --shell /bin/bash --comment "$marker" "$user"
+if [ -n "$password" ]; then
+  printf '%s:%s\n' "$user" "$password" | chpasswd
+else
+  # "*": no password can match, yet the account is not "locked", which would bar key logins too.
+  usermod -p '*' "$user"
+fi
+if [ -n "$pubkey" ]; then
+  home=$(getent passwd "$user" | cut -d: -f6)
+  install -d -m 700 -o "$user" -g "$user" "$home/.ssh"
+  printf '%s\n' "$pubkey" >"$home/.ssh/authorized_keys"
+  chown "$user:$user" "$home/.ssh/authorized_keys"
+  chmod 600 "$home/.ssh/authorized_keys"
+fi
+if [ "$grant_sudo" = yes ] && [ -d /etc/sudoers.d ]; then
+  printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$user" >"/etc/sudoers.d/berth-$user"
+  chmod 0440 "/etc/sudoers.d/berth-$user"
+fi
+echo created
+`;
+
+const REMOVE = String.raw`
+set -u
+user="$1"; marker="berth reservation $2"
+if getent passwd "$user" >/dev/null; then
+  if [ "$(getent passwd "$user" | cut -d: -f5)" != "$marker" ]; then
+    echo "the account $user was not made by this reservation; leaving it alone" >&2
+    exit 11
+  fi
+  home=$(getent passwd "$user" | cut -d: -f6)
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    pkill -KILL -u "$user" 2>/dev/null || true
+    pgrep -u "$user" >/dev/null || break
+    sleep 0.2
+  done
+  userdel --remove "$user" 2>/dev/null || userdel --remove --force "$user" 2>/dev/null || true
+  rm -f "/etc/sudoers.d/berth-$user"
+  if [ -n "$home" ] && [ -e "$home" ]; then echo "the home directory $home is still there" >&2; exit 13; fi
+fi
+if getent passwd "$user" >/dev/null; then echo "the account $user is still there" >&2; exit 12; fi
+echo removed
+`;
+
+export class AccountError extends Error {
+  override name = 'AccountError';
+}
+
+export async function createAccount(
+  ssh: SshSession,
+  account: { username: string; reservationId: string; password?: string; sshPublicKey?: string; grantSudo: boolean },
+): Promise<void> {
+  const stdin = `${account.password ?? ''}\n${account.sshPublicKey ?? ''}\n`;
+  const r = await ssh.runScript(CREATE, [account.username, account.reservationId, account.grantSudo ? 'yes' : 'no'], { stdin });
+  if (r.code !== 0) throw new AccountError(r.stderr.trim() || `account creation failed (exit ${r.code})`);
+}
+
+/** Removes the reservation's account, kills its processes and checks it is gone. "not-ours" = nothing berth made. */
+export async function removeAccount(ssh: SshSession, account: { username: string; reservationId: string }): Promise<'removed' | 'not-ours'> {
+  const r = await ssh.runScript(REMOVE, [account.username, account.reservationId]);
+  if (r.code === 11) return 'not-ours';
+  if (r.code !== 0) throw new AccountError(r.stderr.trim() || `account removal failed (exit ${r.code})`);
+  return 'removed';
+}

@@ -1,0 +1,140 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { bearerSecurity, idParams, page, problemResponses } from '../../http/common-schemas.js';
+import { principalOf } from '../../plugins/auth.js';
+import * as s from './schemas.js';
+import type { ReservationRow, ReservationsService } from './service.js';
+
+export function toReservationDto(r: ReservationRow, password?: string) {
+  const remaining = r.status === 'active' && r.expiresAt ? Math.max(0, Math.floor((r.expiresAt.getTime() - Date.now()) / 1000)) : 0;
+  return {
+    id: r.id,
+    status: r.status,
+    owner: r.ownerUsername,
+    account: { username: r.accountUsername, ...(password && { password }) },
+    machines: r.machines
+      .map(({ machine }) => ({ name: machine.name, host: machine.host, port: machine.port }))
+      .sort((a, b) => a.name.localeCompare(b.name)),
+    duration_minutes: r.durationMinutes,
+    created_at: r.createdAt.toISOString(),
+    activated_at: r.activatedAt?.toISOString() ?? null,
+    expires_at: r.expiresAt?.toISOString() ?? null,
+    max_expires_at: r.maxExpiresAt.toISOString(),
+    seconds_remaining: remaining,
+    released_at: r.releasedAt?.toISOString() ?? null,
+    release_reason: r.releaseReason,
+    failure_reason: r.failureReason,
+  };
+}
+
+export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: ReservationsService }> = async (app, { reservations }) => {
+  app.post(
+    '/v1/reservations',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        operationId: 'createReservation',
+        tags: ['reservations'],
+        summary: 'Reserve machines: all of them or none, with an account on each',
+        description:
+          'Claims `count` machines (or the named `machines`, filtered by `type`/`tags`), creates the Unix account on each over SSH, ' +
+          'and answers once all are ready. If any machine fails, everything is undone and the problem names the machine (502).',
+        security: bearerSecurity,
+        headers: s.idempotencyHeaders,
+        body: s.createReservationBody,
+        response: { 201: s.reservation, ...problemResponses(400, 401, 404, 409, 422, 502) },
+      },
+    },
+    async (request, reply) => {
+      const { reservation, password, replayed } = await reservations.create(
+        principalOf(request),
+        request.body,
+        request.headers['idempotency-key'],
+      );
+      if (replayed) reply.header('idempotent-replayed', 'true');
+      return reply.status(201).send(toReservationDto(reservation, password));
+    },
+  );
+
+  app.get(
+    '/v1/reservations',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        operationId: 'listReservations',
+        tags: ['reservations'],
+        summary: 'Your reservations, newest first (admins: ?all=true or ?user=name)',
+        security: bearerSecurity,
+        querystring: s.listReservationsQuery,
+        response: { 200: page(s.reservation), ...problemResponses(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const { items, nextCursor } = await reservations.list(principalOf(request), request.query);
+      return { items: items.map((r) => toReservationDto(r)), next_cursor: nextCursor };
+    },
+  );
+
+  app.get(
+    '/v1/reservations/:id',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        operationId: 'getReservation',
+        tags: ['reservations'],
+        summary: 'Read a reservation (owner or admin)',
+        security: bearerSecurity,
+        params: idParams,
+        response: { 200: s.reservation, ...problemResponses(400, 401, 404) },
+      },
+    },
+    async (request) => toReservationDto(await reservations.get(principalOf(request), request.params.id)),
+  );
+
+  app.post(
+    '/v1/reservations/:id/extend',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        operationId: 'extendReservation',
+        tags: ['reservations'],
+        summary: 'Add minutes to an active reservation, within the policy cap',
+        security: bearerSecurity,
+        params: idParams,
+        body: s.extendBody,
+        response: { 200: s.reservation, ...problemResponses(400, 401, 404, 409, 422) },
+      },
+    },
+    async (request) => toReservationDto(await reservations.extend(principalOf(request), request.params.id, request.body.minutes)),
+  );
+
+  app.delete(
+    '/v1/reservations/:id',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        operationId: 'releaseReservation',
+        tags: ['reservations'],
+        summary: 'Release now: the accounts are removed and the machines return to the pool',
+        security: bearerSecurity,
+        params: idParams,
+        response: { 200: s.reservation, ...problemResponses(400, 401, 404, 409) },
+      },
+    },
+    async (request) => toReservationDto(await reservations.release(principalOf(request), request.params.id)),
+  );
+
+  app.post(
+    '/v1/reservations/release-all',
+    {
+      preHandler: app.requireAdmin,
+      schema: {
+        operationId: 'releaseAllReservations',
+        tags: ['reservations'],
+        summary: 'Release every active reservation (admin)',
+        security: bearerSecurity,
+        response: { 200: s.releaseAllResult, ...problemResponses(401, 403) },
+      },
+    },
+    async () => ({ released: await reservations.releaseAll() }),
+  );
+};

@@ -1,0 +1,409 @@
+// Reservations: N machines for a person for a time, with an account on each.
+//
+// Allocation is one transaction that claims every requested machine or none
+// (FOR UPDATE SKIP LOCKED, then a conditional update). The SSH work happens outside it,
+// on all machines in parallel, while the reservation sits in the durable state
+// `provisioning` under a lease held by this process. Any way a reservation ends —
+// release, expiry, failed provisioning, a crash cleaned up later — goes through
+// `unwind`: remove the accounts, give the machines back (or take them offline when they
+// cannot be cleaned), record the final state. A process works on a reservation only
+// after winning a conditional update, so each one is released exactly once even with
+// several processes on one database.
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
+import { HttpProblem, problems } from '../../plugins/problem.js';
+import type { Principal } from '../identity/session-check.js';
+import type { MachineAccess, MachineRow } from '../machines/access.js';
+import { RESERVED_ACCOUNT_NAMES, createAccount, removeAccount } from './accounts.js';
+import { afterCursor, encodeCursor } from '../../http/cursor.js';
+
+export interface ReservationPolicy {
+  defaultMinutes: number;
+  maxMinutes: number;
+  maxTotalMinutes: number;
+  maxMachinesPerUser: number;
+  leaseSeconds: number;
+}
+
+export interface ReservationsDeps {
+  prisma: PrismaClient;
+  access: MachineAccess;
+  policy: ReservationPolicy;
+  /** Names this process in leases: who is working on a reservation. */
+  instanceId: string;
+  log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
+}
+
+export interface CreateReservationInput {
+  count?: number;
+  machines?: string[];
+  type?: string;
+  tags?: Record<string, string>;
+  duration_minutes?: number;
+  username?: string;
+  password?: string;
+  ssh_public_key?: string;
+}
+
+const withMachines = { machines: { include: { machine: true } } } as const;
+export type ReservationRow = Prisma.ReservationGetPayload<{ include: typeof withMachines }>;
+
+const notFound = () => problems.notFound('reservation_not_found', 'no such reservation');
+
+/** 24 characters of base64url: 144 bits. */
+function generatePassword(): string {
+  return randomBytes(18).toString('base64url');
+}
+
+function requestHash(input: CreateReservationInput): string {
+  const canonical = JSON.stringify(input, Object.keys(input).sort());
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+export function createReservationsService(deps: ReservationsDeps) {
+  const { prisma, access, policy, instanceId, log } = deps;
+  const leaseUntil = () => new Date(Date.now() + policy.leaseSeconds * 1000);
+
+  async function load(id: string): Promise<ReservationRow | null> {
+    return prisma.reservation.findUnique({ where: { id }, include: withMachines });
+  }
+
+  /** Owner or admin see it; anyone else is told it does not exist. */
+  async function visible(actor: Principal, id: string): Promise<ReservationRow> {
+    const r = await load(id);
+    if (!r || (r.userId !== actor.userId && actor.role !== 'admin')) throw notFound();
+    return r;
+  }
+
+  /**
+   * Ends a reservation this process holds the lease of: removes the account from every
+   * machine (in parallel), frees the machines that are clean, takes offline those that
+   * are not, and records the final state.
+   */
+  async function unwind(r: { id: string; accountUsername: string }, final: 'released' | 'failed', reason: string): Promise<void> {
+    const machines = await prisma.machine.findMany({ where: { allocations: { some: { reservationId: r.id } } } });
+    await Promise.all(
+      machines.map(async (m) => {
+        let problem: string | null = null;
+        try {
+          const ssh = await access.open(m);
+          try {
+            await removeAccount(ssh, { username: r.accountUsername, reservationId: r.id });
+          } finally {
+            ssh.close();
+          }
+        } catch (err) {
+          problem = (err as Error).message;
+        }
+        if (problem === null) {
+          await prisma.machine.updateMany({
+            where: { id: m.id, reservationId: r.id },
+            data: { status: 'available', reservationId: null, statusReason: null },
+          });
+        } else {
+          log.warn({ machine: m.name, reservation: r.id, err: problem }, 'could not remove a reservation account');
+          await prisma.machine.updateMany({
+            where: { id: m.id, OR: [{ reservationId: r.id }, { reservationId: null }] },
+            data: {
+              status: 'offline',
+              reservationId: null,
+              statusReason: `account ${r.accountUsername} of reservation ${r.id} may remain: ${problem}`.slice(0, 255),
+            },
+          });
+        }
+      }),
+    );
+    await prisma.reservation.update({
+      where: { id: r.id },
+      data: {
+        status: final,
+        releasedAt: new Date(),
+        leaseUntil: null,
+        ...(final === 'failed' ? { failureReason: reason.slice(0, 1024) } : { releaseReason: reason }),
+      },
+    });
+  }
+
+  /** Claims an active reservation for release; true when this process won it. */
+  async function claimForRelease(id: string, reason: string, onlyIfExpired = false): Promise<boolean> {
+    const { count } = await prisma.reservation.updateMany({
+      where: { id, status: 'active', ...(onlyIfExpired && { expiresAt: { lte: new Date() } }) },
+      data: { status: 'releasing', releaseReason: reason, leaseOwner: instanceId, leaseUntil: leaseUntil() },
+    });
+    return count === 1;
+  }
+
+  async function allocate(actor: Principal, input: CreateReservationInput, account: string, duration: number, key?: string) {
+    const names = input.machines;
+    const want = names?.length ?? input.count ?? 1;
+    const filters: Prisma.Sql[] = [];
+    if (names) filters.push(Prisma.sql`AND name IN (${Prisma.join(names)})`);
+    if (input.type) filters.push(Prisma.sql`AND type = ${input.type}`);
+    for (const [k, v] of Object.entries(input.tags ?? {})) {
+      filters.push(Prisma.sql`AND JSON_UNQUOTE(JSON_EXTRACT(tags, ${`$."${k}"`})) = ${v}`);
+    }
+    const where = Prisma.join(filters, ' ');
+
+    return prisma.$transaction(async (tx) => {
+      // One allocation per user at a time, so two requests cannot both pass the per-user limit.
+      await tx.$queryRaw`SELECT id FROM users WHERE id = ${actor.userId} FOR UPDATE`;
+      const [held] = await tx.$queryRaw<{ n: bigint }[]>`
+        SELECT COUNT(*) AS n FROM reservation_machines rm JOIN reservations r ON r.id = rm.reservation_id
+         WHERE r.user_id = ${actor.userId} AND r.status IN ('provisioning', 'active', 'releasing')`;
+      if (Number(held?.n ?? 0) + want > policy.maxMachinesPerUser) {
+        throw problems.unprocessable(
+          'machine_limit_exceeded',
+          `you hold ${Number(held?.n ?? 0)} machines; at most ${policy.maxMachinesPerUser} at once`,
+        );
+      }
+      if (names) {
+        const known = await tx.machine.findMany({ where: { name: { in: names } }, select: { name: true } });
+        const unknown = names.filter((n) => !known.some((k) => k.name === n));
+        if (unknown.length) throw problems.notFound('machine_not_found', `no machine named ${unknown.join(', ')}`);
+      }
+      const rows = await tx.$queryRaw<{ id: string }[]>`
+        SELECT id FROM machines WHERE status = 'available' ${where} ORDER BY name LIMIT ${want} FOR UPDATE SKIP LOCKED`;
+      if (rows.length < want) {
+        const [avail] = await tx.$queryRaw<{ n: bigint }[]>`SELECT COUNT(*) AS n FROM machines WHERE status = 'available' ${where}`;
+        throw problems.conflict('insufficient_capacity', `asked for ${want} machine(s); ${Number(avail?.n ?? 0)} matching machine(s) available`, {
+          available: Number(avail?.n ?? 0),
+          requested: want,
+        });
+      }
+      const id = randomUUID();
+      const now = Date.now();
+      await tx.reservation.create({
+        data: {
+          id,
+          userId: actor.userId,
+          ownerUsername: actor.username,
+          status: 'provisioning',
+          accountUsername: account,
+          durationMinutes: duration,
+          maxExpiresAt: new Date(now + policy.maxTotalMinutes * 60_000),
+          leaseOwner: instanceId,
+          leaseUntil: leaseUntil(),
+          idempotencyKey: key ?? null,
+          requestHash: key ? requestHash(input) : null,
+          machines: { create: rows.map((r) => ({ machineId: r.id })) },
+        },
+      });
+      const claimed = await tx.machine.updateMany({
+        where: { id: { in: rows.map((r) => r.id) }, status: 'available' },
+        data: { status: 'reserved', reservationId: id, statusReason: null },
+      });
+      if (claimed.count !== want) throw new Error(`claimed ${claimed.count} of ${want} locked machines`);
+      return id;
+    });
+  }
+
+  async function provision(machine: MachineRow, account: { username: string; reservationId: string; password?: string; sshPublicKey?: string }) {
+    const ssh = await access.open(machine);
+    try {
+      await createAccount(ssh, { ...account, grantSudo: machine.allowSudo });
+    } finally {
+      ssh.close();
+    }
+  }
+
+  return {
+    /**
+     * All-or-nothing: claims the machines, creates the account on each in parallel, and
+     * either activates the reservation or undoes everything and says which machine failed.
+     */
+    async create(actor: Principal, input: CreateReservationInput, idempotencyKey?: string) {
+      const duration = input.duration_minutes ?? policy.defaultMinutes;
+      if (duration > policy.maxMinutes) {
+        throw problems.unprocessable('exceeds_max_duration', `a reservation may last at most ${policy.maxMinutes} minutes`);
+      }
+      const account = input.username ?? actor.username;
+      if (RESERVED_ACCOUNT_NAMES.has(account)) {
+        throw problems.unprocessable('account_name_reserved', `"${account}" is a system name; choose another with "username"`);
+      }
+      if (idempotencyKey) {
+        const existing = await prisma.reservation.findUnique({
+          where: { userId_idempotencyKey: { userId: actor.userId, idempotencyKey } },
+          include: withMachines,
+        });
+        if (existing) {
+          if (existing.requestHash !== requestHash(input)) {
+            throw problems.unprocessable('idempotency_key_reused', 'this Idempotency-Key was used with a different request');
+          }
+          return { reservation: existing, password: undefined, replayed: true };
+        }
+      }
+      const password = input.password ?? (input.ssh_public_key ? undefined : generatePassword());
+
+      let id: string;
+      try {
+        id = await allocate(actor, input, account, duration, idempotencyKey);
+      } catch (err) {
+        // The same key raced in from another request: answer with the winner's reservation.
+        if (idempotencyKey && err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') {
+          const winner = await prisma.reservation.findUniqueOrThrow({
+            where: { userId_idempotencyKey: { userId: actor.userId, idempotencyKey } },
+            include: withMachines,
+          });
+          return { reservation: winner, password: undefined, replayed: true };
+        }
+        throw err;
+      }
+
+      const machines = await prisma.machine.findMany({ where: { reservationId: id }, orderBy: { name: 'asc' } });
+      const results = await Promise.allSettled(
+        machines.map((m) => provision(m, { username: account, reservationId: id, password, sshPublicKey: input.ssh_public_key })),
+      );
+      const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [{ machine: machines[i]!, error: r.reason as Error }] : []));
+
+      if (failures.length === 0) {
+        const now = Date.now();
+        const { count } = await prisma.reservation.updateMany({
+          where: { id, status: 'provisioning', leaseOwner: instanceId },
+          data: { status: 'active', activatedAt: new Date(now), expiresAt: new Date(now + duration * 60_000), leaseUntil: null },
+        });
+        if (count === 1) return { reservation: (await load(id))!, password, replayed: false };
+        failures.push({ machine: machines[0]!, error: new Error('provisioning took longer than the lease and was taken over') });
+      }
+
+      const first = failures[0]!;
+      const detail = `could not set up the account on ${first.machine.name}: ${first.error.message}`;
+      await unwind({ id, accountUsername: account }, 'failed', detail);
+      throw new HttpProblem({
+        status: 502,
+        code: 'provisioning_failed',
+        title: 'Bad Gateway',
+        detail,
+        extra: { machine: first.machine.name, reservation_id: id, failed_machines: failures.map((f) => f.machine.name) },
+      });
+    },
+
+    async get(actor: Principal, id: string) {
+      return visible(actor, id);
+    },
+
+    async list(actor: Principal, q: { all?: boolean; user?: string; status?: ReservationRow['status']; limit: number; cursor?: string }) {
+      if ((q.all || q.user) && actor.role !== 'admin') {
+        throw problems.forbidden('admin_required', 'only an admin may list other people’s reservations');
+      }
+      const owner = q.all ? {} : q.user ? { ownerUsername: q.user } : { userId: actor.userId };
+      const rows = await prisma.reservation.findMany({
+        where: { ...owner, ...(q.status && { status: q.status }), ...afterCursor(q.cursor) },
+        orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+        take: q.limit + 1,
+        include: withMachines,
+      });
+      const items = rows.slice(0, q.limit);
+      return { items, nextCursor: rows.length > q.limit ? encodeCursor(items[items.length - 1]!) : null };
+    },
+
+    async extend(actor: Principal, id: string, minutes: number) {
+      const r = await visible(actor, id);
+      if (r.status !== 'active' || !r.expiresAt) {
+        throw problems.conflict('reservation_not_active', `the reservation is ${r.status}; only an active one can be extended`);
+      }
+      const next = new Date(r.expiresAt.getTime() + minutes * 60_000);
+      if (next > r.maxExpiresAt) {
+        throw new HttpProblem({
+          status: 422,
+          code: 'exceeds_max_duration',
+          title: 'Unprocessable Content',
+          detail: `a reservation may not run past ${r.maxExpiresAt.toISOString()} (${policy.maxTotalMinutes} minutes in all)`,
+          extra: { max_expires_at: r.maxExpiresAt.toISOString() },
+        });
+      }
+      // Compare-and-set on the old expiry: two extensions at once cannot both count from it.
+      const { count } = await prisma.reservation.updateMany({
+        where: { id, status: 'active', expiresAt: r.expiresAt },
+        data: { expiresAt: next },
+      });
+      if (count !== 1) throw problems.conflict('reservation_changed', 'the reservation changed meanwhile; try again');
+      return (await load(id))!;
+    },
+
+    /** Early release by the owner or an admin; done when it returns. */
+    async release(actor: Principal, id: string) {
+      const r = await visible(actor, id);
+      if (r.status === 'provisioning') {
+        throw problems.conflict('reservation_provisioning', 'the reservation is still being set up; release it once it is active');
+      }
+      if (r.status === 'active' && (await claimForRelease(id, actor.userId === r.userId ? 'released' : 'released_by_admin'))) {
+        await unwind(r, 'released', actor.userId === r.userId ? 'released' : 'released_by_admin');
+      }
+      return (await load(id))!;
+    },
+
+    /** Releases every active reservation (admin), a few at a time. */
+    async releaseAll(filter: { userId?: string } = {}) {
+      const active = await prisma.reservation.findMany({ where: { status: 'active', ...filter }, select: { id: true, accountUsername: true } });
+      let released = 0;
+      for (let i = 0; i < active.length; i += 8) {
+        await Promise.all(
+          active.slice(i, i + 8).map(async (r) => {
+            if (await claimForRelease(r.id, 'released_by_admin')) {
+              await unwind(r, 'released', 'released_by_admin');
+              released++;
+            }
+          }),
+        );
+      }
+      return released;
+    },
+
+    /** The expiry job's work: release what has run out. Returns how many this process released. */
+    async expireDue(): Promise<number> {
+      const due = await prisma.reservation.findMany({
+        where: { status: 'active', expiresAt: { lte: new Date() } },
+        select: { id: true, accountUsername: true },
+        take: 200,
+      });
+      let released = 0;
+      await Promise.all(
+        due.map(async (r) => {
+          if (await claimForRelease(r.id, 'expired', true)) {
+            await unwind(r, 'released', 'expired');
+            released++;
+          }
+        }),
+      );
+      return released;
+    },
+
+    /**
+     * Finishes or undoes what a crashed (or too slow) process left: reservations whose lease
+     * ran out while provisioning are rolled back, those left releasing are released, and
+     * machines held by no live reservation go back to the pool.
+     */
+    async reconcile(): Promise<{ rolledBack: number; finished: number; freed: number }> {
+      const now = new Date();
+      const stale = await prisma.reservation.findMany({
+        where: { status: { in: ['provisioning', 'releasing'] }, leaseUntil: { lt: now } },
+        select: { id: true, status: true, accountUsername: true, releaseReason: true },
+      });
+      let rolledBack = 0;
+      let finished = 0;
+      for (const r of stale) {
+        const { count } = await prisma.reservation.updateMany({
+          where: { id: r.id, status: r.status, leaseUntil: { lt: now } },
+          data: { leaseOwner: instanceId, leaseUntil: leaseUntil() },
+        });
+        if (count !== 1) continue;
+        if (r.status === 'provisioning') {
+          await unwind(r, 'failed', 'interrupted while setting up (berth stopped); rolled back');
+          rolledBack++;
+        } else {
+          await unwind(r, 'released', r.releaseReason ?? 'released');
+          finished++;
+        }
+        log.info({ reservation: r.id, was: r.status }, 'reconciled an interrupted reservation');
+      }
+      const freed = await prisma.$executeRaw`
+        UPDATE machines m LEFT JOIN reservations r ON r.id = m.reservation_id
+           SET m.status = 'available', m.reservation_id = NULL, m.status_reason = NULL
+         WHERE m.status = 'reserved' AND (r.id IS NULL OR r.status IN ('released', 'failed'))`;
+      return { rolledBack, finished, freed };
+    },
+
+  };
+}
+
+export type ReservationsService = ReturnType<typeof createReservationsService>;

@@ -1,0 +1,155 @@
+// Real SSH machines for tests: each is a container made from berth's locally built
+// Debian image, running sshd on its own 127.0.0.1 port (host networking), with its own
+// /etc/passwd, processes and sudo. Nothing touches the host's accounts.
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import Docker from 'dockerode';
+import { NodeSSH } from 'node-ssh';
+import { utils } from 'ssh2';
+
+export const BASE_IMAGE = 'berth/debian-sshd:bookworm';
+const docker = new Docker({ socketPath: '/var/run/docker.sock' });
+
+/** One keypair per test process for root on every test machine. */
+export const rootKey = utils.generateKeyPairSync('ed25519');
+
+export interface TestMachine {
+  name: string;
+  host: string;
+  port: number;
+  rootPassword: string;
+  /** The OpenSSH public key line of the machine's host key. */
+  hostKey: string;
+  /** Runs a shell command inside the machine as root (not over SSH): for assertions. */
+  sh(command: string): Promise<{ code: number; out: string }>;
+  /** Replaces the machine by a fresh one on the same port: same address, new host key, no accounts. */
+  replace(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForSsh(port: number, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const banner = await new Promise<string>((resolve) => {
+      const sock = net.connect(port, '127.0.0.1');
+      sock.setTimeout(500);
+      sock.once('data', (d) => {
+        sock.destroy();
+        resolve(d.toString());
+      });
+      sock.once('error', () => resolve(''));
+      sock.once('timeout', () => {
+        sock.destroy();
+        resolve('');
+      });
+    });
+    if (banner.startsWith('SSH-')) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`sshd on port ${port} did not answer within ${timeoutMs} ms`);
+}
+
+const SSHD = [
+  'set -e',
+  'ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key',
+  'install -d -m 700 /root/.ssh',
+  'printf "%s\\n" "$AUTHORIZED_KEY" > /root/.ssh/authorized_keys',
+  'chmod 600 /root/.ssh/authorized_keys',
+  'printf "root:%s\\n" "$ROOT_PASSWORD" | chpasswd',
+  'exec /usr/sbin/sshd -D -e -p "$PORT" -o ListenAddress=127.0.0.1 -o HostKey=/etc/ssh/ssh_host_ed25519_key ' +
+    '-o PermitRootLogin=yes -o PasswordAuthentication=yes -o UsePAM=no -o MaxStartups=100:30:200',
+].join(' && ');
+
+async function exec(container: Docker.Container, command: string): Promise<{ code: number; out: string }> {
+  const e = await container.exec({ Cmd: ['sh', '-c', command], AttachStdout: true, AttachStderr: true });
+  const stream = await e.start({ hijack: true, stdin: false });
+  const chunks: Buffer[] = [];
+  await new Promise<void>((resolve) => {
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => resolve());
+  });
+  // Docker multiplexes stdout/stderr with 8-byte frame headers.
+  const buf = Buffer.concat(chunks);
+  let out = '';
+  for (let i = 0; i + 8 <= buf.length; ) {
+    const size = buf.readUInt32BE(i + 4);
+    out += buf.subarray(i + 8, i + 8 + size).toString();
+    i += 8 + size;
+  }
+  const { ExitCode } = await e.inspect();
+  return { code: ExitCode ?? -1, out };
+}
+
+export async function startMachine(name = `m-${randomBytes(3).toString('hex')}`): Promise<TestMachine> {
+  const port = await freePort();
+  const rootPassword = randomBytes(12).toString('base64url');
+  let container!: Docker.Container;
+
+  async function boot() {
+    container = await docker.createContainer({
+      Image: BASE_IMAGE,
+      name: `berth-test-${name}-${randomBytes(3).toString('hex')}`,
+      Labels: { 'berth-test': '1' },
+      Cmd: ['sh', '-c', SSHD],
+      Env: [`PORT=${port}`, `AUTHORIZED_KEY=${rootKey.public}`, `ROOT_PASSWORD=${rootPassword}`],
+      HostConfig: { NetworkMode: 'host', AutoRemove: false },
+    });
+    await container.start();
+    await waitForSsh(port);
+  }
+  await boot();
+
+  const machine: TestMachine = {
+    name,
+    host: '127.0.0.1',
+    port,
+    rootPassword,
+    hostKey: '',
+    sh: (command) => exec(container, command),
+    async replace() {
+      await container.remove({ force: true });
+      await boot();
+      machine.hostKey = (await exec(container, 'cat /etc/ssh/ssh_host_ed25519_key.pub')).out.trim();
+    },
+    async stop() {
+      await container.remove({ force: true }).catch(() => {});
+    },
+  };
+  machine.hostKey = (await exec(container, 'cat /etc/ssh/ssh_host_ed25519_key.pub')).out.trim();
+  return machine;
+}
+
+export async function startMachines(n: number, prefix = 'm'): Promise<TestMachine[]> {
+  return Promise.all(Array.from({ length: n }, (_, i) => startMachine(`${prefix}${i + 1}-${randomBytes(2).toString('hex')}`)));
+}
+
+/** Removes every test machine container (the run's teardown, and leftovers of a killed run). */
+export async function removeAllTestMachines(): Promise<void> {
+  const list = await docker.listContainers({ all: true, filters: { label: ['berth-test=1'] } });
+  await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
+}
+
+/** Logs in over SSH as a reservation account would, and runs a command. */
+export async function sshRun(
+  target: { host: string; port: number; username: string; password?: string; privateKey?: string },
+  command: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const ssh = new NodeSSH();
+  await ssh.connect({ ...target, readyTimeout: 10_000, tryKeyboard: false });
+  try {
+    return await ssh.execCommand(command);
+  } finally {
+    ssh.dispose();
+  }
+}
