@@ -20,7 +20,7 @@ import { usersRoutes } from './modules/users/routes.js';
 import { createMachineAccess } from './modules/machines/access.js';
 import { machinesRoutes } from './modules/machines/routes.js';
 import { createMachinesService } from './modules/machines/service.js';
-import { startExpiryJob, type ExpiryJob } from './modules/reservations/expiry-job.js';
+import { startExpiryJob, type ExpiryJob, type TickResult } from './modules/reservations/expiry-job.js';
 import { reservationsRoutes } from './modules/reservations/routes.js';
 import { createReservationsService } from './modules/reservations/service.js';
 import { createSecretBox, loadSecretKey } from './infra/secret-box.js';
@@ -33,7 +33,7 @@ import { serializerCompiler } from './plugins/serializer.js';
 declare module 'fastify' {
   interface FastifyInstance {
     /** The reservation job of this instance: `tick()` runs expiry and reconciliation now. */
-    reservationJob: { tick(): Promise<void> };
+    reservationJob: { tick(): Promise<TickResult | null> };
   }
 }
 
@@ -147,6 +147,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.addHook('onClose', async () => {
     await job?.stop();
   });
-  app.decorate('reservationJob', { tick: () => job?.tick() ?? Promise.resolve() });
+  app.decorate('reservationJob', { tick: () => job?.tick() ?? Promise.resolve(null) });
   return app;
 }

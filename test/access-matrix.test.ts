@@ -3,25 +3,64 @@
 // the answers do not depend on the order of the columns.
 import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PASSWORD, adminSession, createTestApp, login, register, userSession, type Session, type TestApp } from './helpers/app.js';
+import { PASSWORD, adminSession, createTestApp, json, login, register, userSession, type Session, type TestApp } from './helpers/app.js';
+import { rootKey, startMachines, type TestMachine } from './helpers/ssh-machines.js';
 
 type Actor = 'anonymous' | 'user' | 'other' | 'admin';
 const ACTORS: Actor[] = ['anonymous', 'user', 'other', 'admin'];
 
 let t: TestApp;
+let machines: TestMachine[];
 let sessions: Record<Exclude<Actor, 'anonymous'>, Session>;
 let counter = 0;
 const unique = (prefix: string) => `${prefix}${++counter}`;
 
 beforeAll(async () => {
-  t = await createTestApp();
+  [t, machines] = await Promise.all([createTestApp(), startMachines(4, 'acl')]);
   sessions = {
     user: await userSession(t, 'alice'),
     other: await userSession(t, 'bob'),
     admin: await adminSession(t),
   };
+  for (const m of machines) {
+    await t.app.inject({
+      method: 'POST',
+      url: '/v1/machines',
+      headers: sessions.admin.auth,
+      payload: { name: m.name, host: m.host, port: m.port, username: 'root', private_key: rootKey.private, host_key: m.hostKey },
+    });
+  }
 });
-afterAll(() => t.close());
+afterAll(async () => {
+  await t.close();
+  await Promise.all(machines.map((m) => m.stop()));
+});
+
+/** A machine record nobody reserves (its address answers nothing), for admin-only rows. */
+async function spareMachine(maintenance = false): Promise<string> {
+  const name = unique('spare');
+  await t.app.inject({
+    method: 'POST',
+    url: '/v1/machines',
+    headers: sessions.admin.auth,
+    payload: { name, host: '127.0.0.1', port: 1, username: 'root', password: 'unused', type: 'spare' },
+  });
+  if (maintenance) {
+    await t.app.inject({ method: 'PUT', url: `/v1/machines/${name}/maintenance`, headers: sessions.admin.auth, payload: { reason: 'test' } });
+  }
+  return name;
+}
+
+/** A fresh active reservation of one real machine, owned by "the user". */
+async function usersReservation(): Promise<string> {
+  const res = await t.app.inject({ method: 'POST', url: '/v1/reservations', headers: sessions.user.auth, payload: { count: 1, type: 'server' } });
+  if (res.statusCode !== 201) throw new Error(`reserve: ${res.statusCode} ${res.body}`);
+  return json(res).id;
+}
+
+const releaseEverything = async () => {
+  await t.app.inject({ method: 'POST', url: '/v1/reservations/release-all', headers: sessions.admin.auth });
+};
 
 /** A fresh login of the actor, for rows that end or change the session they use. */
 async function freshAuth(actor: Actor): Promise<Record<string, string>> {
@@ -33,6 +72,8 @@ interface Row {
   route: string;
   expected: Record<Actor, number>;
   request(actor: Actor): Promise<InjectOptions>;
+  /** Runs after each actor's request (gives machines back to the pool). */
+  cleanup?(): Promise<void>;
 }
 
 const open = (n: number) => ({ anonymous: n, user: n, other: n, admin: n });
@@ -128,13 +169,108 @@ const rows: Row[] = [
       return { method: 'DELETE', url: `/v1/users/${victim.id}`, headers };
     },
   },
+  {
+    route: 'POST /v1/machines',
+    expected: adminOnly(201),
+    request: async (a) => ({
+      method: 'POST',
+      url: '/v1/machines',
+      headers: await freshAuth(a),
+      payload: { name: unique('new'), host: '127.0.0.1', port: 1, username: 'root', password: 'unused', type: 'spare' },
+    }),
+  },
+  {
+    route: 'POST /v1/machines/import',
+    expected: adminOnly(200),
+    request: async (a) => ({
+      method: 'POST',
+      url: '/v1/machines/import',
+      headers: await freshAuth(a),
+      payload: { machines: [{ name: unique('imp'), host: '127.0.0.1', port: 1, user: 'root', password: 'x', type: 'spare' }] },
+    }),
+  },
+  { route: 'GET /v1/machines', expected: bearerOnly(200), request: async (a) => ({ method: 'GET', url: '/v1/machines', headers: await freshAuth(a) }) },
+  {
+    route: 'GET /v1/machines/{name}',
+    expected: bearerOnly(200),
+    request: async (a) => ({ method: 'GET', url: `/v1/machines/${machines[0]!.name}`, headers: await freshAuth(a) }),
+  },
+  {
+    route: 'PATCH /v1/machines/{name}',
+    expected: adminOnly(200),
+    request: async (a) => ({ method: 'PATCH', url: `/v1/machines/${await spareMachine()}`, headers: await freshAuth(a), payload: { tags: { x: 'y' } } }),
+  },
+  {
+    route: 'DELETE /v1/machines/{name}',
+    expected: adminOnly(204),
+    request: async (a) => ({ method: 'DELETE', url: `/v1/machines/${await spareMachine()}`, headers: await freshAuth(a) }),
+  },
+  {
+    route: 'PUT /v1/machines/{name}/maintenance',
+    expected: adminOnly(200),
+    request: async (a) => ({
+      method: 'PUT',
+      url: `/v1/machines/${await spareMachine()}/maintenance`,
+      headers: await freshAuth(a),
+      payload: { reason: 'disk' },
+    }),
+  },
+  {
+    route: 'DELETE /v1/machines/{name}/maintenance',
+    expected: adminOnly(200),
+    request: async (a) => ({ method: 'DELETE', url: `/v1/machines/${await spareMachine(true)}/maintenance`, headers: await freshAuth(a) }),
+  },
+  {
+    route: 'POST /v1/machines/{name}/check',
+    expected: adminOnly(200),
+    request: async (a) => ({ method: 'POST', url: `/v1/machines/${await spareMachine()}/check`, headers: await freshAuth(a) }),
+  },
+  { route: 'GET /v1/pool', expected: bearerOnly(200), request: async (a) => ({ method: 'GET', url: '/v1/pool', headers: await freshAuth(a) }) },
+  {
+    route: 'POST /v1/reservations',
+    expected: bearerOnly(201),
+    request: async (a) => ({ method: 'POST', url: '/v1/reservations', headers: await freshAuth(a), payload: { count: 1, type: 'server', username: unique('acct') } }),
+    cleanup: releaseEverything,
+  },
+  { route: 'GET /v1/reservations', expected: bearerOnly(200), request: async (a) => ({ method: 'GET', url: '/v1/reservations', headers: await freshAuth(a) }) },
+  {
+    route: "GET /v1/reservations/{the user's}",
+    expected: { anonymous: 401, user: 200, other: 404, admin: 200 },
+    request: async (a) => ({ method: 'GET', url: `/v1/reservations/${await usersReservation()}`, headers: await freshAuth(a) }),
+    cleanup: releaseEverything,
+  },
+  {
+    route: "POST /v1/reservations/{the user's}/extend",
+    expected: { anonymous: 401, user: 200, other: 404, admin: 200 },
+    request: async (a) => ({
+      method: 'POST',
+      url: `/v1/reservations/${await usersReservation()}/extend`,
+      headers: await freshAuth(a),
+      payload: { minutes: 5 },
+    }),
+    cleanup: releaseEverything,
+  },
+  {
+    route: "DELETE /v1/reservations/{the user's}",
+    expected: { anonymous: 401, user: 200, other: 404, admin: 200 },
+    request: async (a) => ({ method: 'DELETE', url: `/v1/reservations/${await usersReservation()}`, headers: await freshAuth(a) }),
+    cleanup: releaseEverything,
+  },
+  {
+    route: 'POST /v1/reservations/release-all',
+    expected: adminOnly(200),
+    request: async (a) => ({ method: 'POST', url: '/v1/reservations/release-all', headers: await freshAuth(a) }),
+  },
 ];
 
 describe('access matrix', () => {
   for (const row of rows) {
     it(row.route, async () => {
       const got: Record<string, number> = {};
-      for (const actor of ACTORS) got[actor] = (await t.app.inject(await row.request(actor))).statusCode;
+      for (const actor of ACTORS) {
+        got[actor] = (await t.app.inject(await row.request(actor))).statusCode;
+        await row.cleanup?.();
+      }
       expect(got).toEqual(row.expected);
     });
   }
@@ -146,7 +282,7 @@ describe('access matrix', () => {
     const operations = Object.entries(spec.paths).flatMap(([path, item]) =>
       Object.keys(item).map((method) => norm(`${method.toUpperCase()} ${path}`)),
     );
-    expect(operations.length).toBeGreaterThan(15);
+    expect(operations.length).toBeGreaterThan(30);
     expect(operations.filter((op) => !covered.has(op))).toEqual([]);
   });
 });

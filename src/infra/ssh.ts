@@ -50,7 +50,11 @@ export interface SshSession {
   /** The fingerprint the server presented (equal to the pinned one when there was one). */
   fingerprint: string;
   /** Runs a fixed script with bash, as root (through `sudo -n` when logged in as another user). */
-  runScript(script: string, args: string[], opts?: { stdin?: string }): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  runScript(
+    script: string,
+    args: string[],
+    opts?: { stdin?: string; /** `$0` of the script: lets another script find this one with pkill -f. */ name?: string },
+  ): Promise<{ code: number | null; stdout: string; stderr: string }>;
   close(): void;
 }
 
@@ -84,9 +88,10 @@ export async function sshConnect(target: SshTarget, timeouts: { connectTimeoutMs
   return {
     fingerprint: presented!,
     async runScript(script, args, opts = {}) {
-      for (const a of args) if (!SAFE_ARG.test(a)) throw new SshError(`refusing unsafe argument ${JSON.stringify(a)}`);
+      const name = opts.name ?? 'berth';
+      for (const a of [name, ...args]) if (!SAFE_ARG.test(a)) throw new SshError(`refusing unsafe argument ${JSON.stringify(a)}`);
       // The script is berth's own constant text; arguments are validated above; secrets come on stdin.
-      const command = `${asRoot}bash -c ${shellQuote(script)} berth ${args.map(shellQuote).join(' ')}`;
+      const command = `${asRoot}bash -c ${shellQuote(script)} ${shellQuote(name)} ${args.map(shellQuote).join(' ')}`;
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new SshError(`command timed out after ${timeouts.commandTimeoutMs} ms`)), timeouts.commandTimeoutMs);

@@ -25,6 +25,7 @@ export interface TestAppOptions {
   logStream?: NodeJS.WritableStream;
   /** Another instance's database and keys: two berth processes on one database. */
   shareWith?: TestApp;
+  instanceId?: string;
 }
 
 export async function createTestApp(env: Record<string, string> = {}, opts: TestAppOptions = {}): Promise<TestApp> {
@@ -32,7 +33,13 @@ export async function createTestApp(env: Record<string, string> = {}, opts: Test
     ? { target: opts.shareWith.target, drop: async () => {} }
     : await createMigratedDatabase();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
-  if (opts.shareWith) env = { BERTH_JWT_KEYS_DIR: opts.shareWith.config.jwt.keysDir, ...env };
+  if (opts.shareWith) {
+    env = {
+      BERTH_JWT_KEYS_DIR: opts.shareWith.config.jwt.keysDir,
+      BERTH_SECRET_KEY: fs.readFileSync(path.join(opts.shareWith.dataDir, 'secret.key'), 'utf8').trim(),
+      ...env,
+    };
+  }
   const config = loadConfig({
     NODE_ENV: 'test',
     LOG_LEVEL: 'silent',
@@ -44,7 +51,7 @@ export async function createTestApp(env: Record<string, string> = {}, opts: Test
   });
   const prisma = createPrisma(db.target);
   const keyring = Keyring.open(config.jwt.keysDir);
-  const app = await buildApp(config, { prisma, keyring, logStream: opts.logStream });
+  const app = await buildApp(config, { prisma, keyring, logStream: opts.logStream, instanceId: opts.instanceId });
   await app.ready();
   return {
     app,

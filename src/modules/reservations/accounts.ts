@@ -50,6 +50,11 @@ echo created
 const REMOVE = String.raw`
 set -u
 user="$1"; marker="berth reservation $2"
+# A creation for this reservation may still be running (its berth process died, or was
+# too slow and lost its lease): stop it first, or it could finish after this cleanup.
+pkill -KILL -f -- "berth-create-$2" 2>/dev/null || true
+pkill -KILL -f -- "$marker" 2>/dev/null || true
+sleep 0.1
 if getent passwd "$user" >/dev/null; then
   if [ "$(getent passwd "$user" | cut -d: -f5)" != "$marker" ]; then
     echo "the account $user was not made by this reservation; leaving it alone" >&2
@@ -78,7 +83,10 @@ export async function createAccount(
   account: { username: string; reservationId: string; password?: string; sshPublicKey?: string; grantSudo: boolean },
 ): Promise<void> {
   const stdin = `${account.password ?? ''}\n${account.sshPublicKey ?? ''}\n`;
-  const r = await ssh.runScript(CREATE, [account.username, account.reservationId, account.grantSudo ? 'yes' : 'no'], { stdin });
+  const r = await ssh.runScript(CREATE, [account.username, account.reservationId, account.grantSudo ? 'yes' : 'no'], {
+    stdin,
+    name: `berth-create-${account.reservationId}`,
+  });
   if (r.code !== 0) throw new AccountError(r.stderr.trim() || `account creation failed (exit ${r.code})`);
 }
 

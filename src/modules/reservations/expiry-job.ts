@@ -4,9 +4,16 @@
 // claims in the service make each reservation's release happen once.
 import type { ReservationsService } from './service.js';
 
+export interface TickResult {
+  expired: number;
+  rolledBack: number;
+  finished: number;
+  freed: number;
+}
+
 export interface ExpiryJob {
-  /** Runs one tick now (start-up, tests). */
-  tick(): Promise<void>;
+  /** Runs one tick now (start-up, tests); joins the running one if there is one. */
+  tick(): Promise<TickResult | null>;
   stop(): Promise<void>;
 }
 
@@ -14,10 +21,10 @@ export function startExpiryJob(
   reservations: Pick<ReservationsService, 'expireDue' | 'reconcile'>,
   opts: { intervalSeconds: number; log: { info(obj: object, msg: string): void; error(obj: object, msg: string): void } },
 ): ExpiryJob {
-  let running: Promise<void> | null = null;
+  let running: Promise<TickResult | null> | null = null;
   let stopped = false;
 
-  const tick = (): Promise<void> => {
+  const tick = (): Promise<TickResult | null> => {
     if (running) return running;
     running = (async () => {
       try {
@@ -26,8 +33,10 @@ export function startExpiryJob(
         if (expired || reconciled.rolledBack || reconciled.finished || reconciled.freed) {
           opts.log.info({ expired, ...reconciled }, 'reservation job');
         }
+        return { expired, ...reconciled };
       } catch (err) {
         opts.log.error({ err }, 'reservation job failed; will retry next tick');
+        return null;
       } finally {
         running = null;
       }

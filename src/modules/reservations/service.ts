@@ -142,7 +142,7 @@ export function createReservationsService(deps: ReservationsDeps) {
     for (const [k, v] of Object.entries(input.tags ?? {})) {
       filters.push(Prisma.sql`AND JSON_UNQUOTE(JSON_EXTRACT(tags, ${`$."${k}"`})) = ${v}`);
     }
-    const where = Prisma.join(filters, ' ');
+    const where = filters.length ? Prisma.join(filters, ' ') : Prisma.empty;
 
     return prisma.$transaction(async (tx) => {
       // One allocation per user at a time, so two requests cannot both pass the per-user limit.
@@ -232,7 +232,8 @@ export function createReservationsService(deps: ReservationsDeps) {
           return { reservation: existing, password: undefined, replayed: true };
         }
       }
-      const password = input.password ?? (input.ssh_public_key ? undefined : generatePassword());
+      const generated = input.password || input.ssh_public_key ? undefined : generatePassword();
+      const password = input.password ?? generated;
 
       let id: string;
       try {
@@ -261,7 +262,8 @@ export function createReservationsService(deps: ReservationsDeps) {
           where: { id, status: 'provisioning', leaseOwner: instanceId },
           data: { status: 'active', activatedAt: new Date(now), expiresAt: new Date(now + duration * 60_000), leaseUntil: null },
         });
-        if (count === 1) return { reservation: (await load(id))!, password, replayed: false };
+        // Only a password berth made up is shown (once); the user knows their own.
+        if (count === 1) return { reservation: (await load(id))!, password: generated, replayed: false };
         failures.push({ machine: machines[0]!, error: new Error('provisioning took longer than the lease and was taken over') });
       }
 
