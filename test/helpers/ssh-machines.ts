@@ -5,7 +5,9 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import Docker from 'dockerode';
 import { NodeSSH } from 'node-ssh';
-import { utils } from 'ssh2';
+import ssh2 from 'ssh2';
+
+const { utils } = ssh2;
 
 export const BASE_IMAGE = 'berth/debian-sshd:bookworm';
 const docker = new Docker({ socketPath: '/var/run/docker.sock' });

@@ -1,6 +1,8 @@
 // Reservations end to end on real sshd machines: the account really works (password,
 // key, sudo) and really disappears on release.
-import { utils } from 'ssh2';
+import ssh2 from 'ssh2';
+
+const { utils } = ssh2;
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { json, login, userSession, type Session } from '../helpers/app.js';
 import { accountExists, createPool, type Pool } from '../helpers/pool.js';

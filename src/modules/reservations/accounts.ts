@@ -52,9 +52,10 @@ set -u
 user="$1"; marker="berth reservation $2"
 # A creation for this reservation may still be running (its berth process died, or was
 # too slow and lost its lease): stop it first, or it could finish after this cleanup.
-pkill -KILL -f -- "berth-create-$2" 2>/dev/null || true
-pkill -KILL -f -- "$marker" 2>/dev/null || true
-sleep 0.1
+killed=no
+pkill -KILL -f -- "berth-create-$2" 2>/dev/null && killed=yes
+pkill -KILL -f -- "$marker" 2>/dev/null && killed=yes
+[ "$killed" = yes ] && sleep 0.1
 if getent passwd "$user" >/dev/null; then
   if [ "$(getent passwd "$user" | cut -d: -f5)" != "$marker" ]; then
     echo "the account $user was not made by this reservation; leaving it alone" >&2
