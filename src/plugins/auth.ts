@@ -89,7 +89,10 @@ export default fp(
         requiredClaims: ['sub', 'sid', 'exp', 'iat', 'iss', 'aud'],
         checkTyp: ACCESS_TOKEN_TYP,
         // Verified tokens are remembered (until their exp) keyed by the token itself, which
-        // spares the SHA-256 fast-jwt would otherwise compute on every request.
+        // spares the SHA-256 fast-jwt would otherwise compute on every request (measured:
+        // whoami 46% of a bare route with it, 29% without). fast-jwt warns about any custom
+        // key builder (GHSA-rp9m-7r4c-75qg: builders that map two tokens to one key); the
+        // identity function cannot, so the start scripts disable that one warning code.
         cache: 10_000,
         cacheKeyBuilder: (token: string) => token,
       } as Record<string, unknown>,
