@@ -1,6 +1,6 @@
 // buildApp(config, deps): the whole HTTP application, wired once, never listening. The
 // server entry (server.ts) and every test build it the same way.
-import { randomUUID } from 'node:crypto';
+import { hkdfSync, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import rateLimit from '@fastify/rate-limit';
@@ -97,16 +97,18 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const sessions = createSessionStore(prisma, checker, config.sessions);
   const issuer = createTokenIssuer(keyring, config.jwt);
   const identity = createIdentityService({ prisma, hasher, issuer, sessions, registration: config.registration });
-  const secretBox = createSecretBox(loadSecretKey(config.secretKey, config.dataDir));
+  const secretKey = loadSecretKey(config.secretKey, config.dataDir);
+  const secretBox = createSecretBox(secretKey);
   const access = createMachineAccess({ prisma, secretBox, timeouts: config.ssh });
-  const machines = createMachinesService({ prisma, secretBox, access });
   const reservations = createReservationsService({
     prisma,
     access,
     policy: config.reservations,
     instanceId: deps.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+    requestHashKey: Buffer.from(hkdfSync('sha256', secretKey, Buffer.alloc(0), 'berth idempotency request hash', 32)),
     log: app.log,
   });
+  const machines = createMachinesService({ prisma, secretBox, access, cleanupMachine: reservations.cleanupMachine });
   const users = createUsersService({
     prisma,
     hasher,

@@ -267,11 +267,14 @@ describe('access matrix', () => {
   for (const row of rows) {
     it(row.route, async () => {
       const got: Record<string, number> = {};
+      const bodies: string[] = [];
       for (const actor of ACTORS) {
-        got[actor] = (await t.app.inject(await row.request(actor))).statusCode;
+        const res = await t.app.inject(await row.request(actor));
+        got[actor] = res.statusCode;
+        if (res.statusCode !== row.expected[actor]) bodies.push(`${actor}: ${res.body.slice(0, 300)}`);
         await row.cleanup?.();
       }
-      expect(got).toEqual(row.expected);
+      expect(got, bodies.join('\n')).toEqual(row.expected);
     });
   }
 

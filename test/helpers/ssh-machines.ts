@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import Docker from 'dockerode';
+import { parseHostKey } from '../../src/infra/ssh.js';
 import { NodeSSH } from 'node-ssh';
 import ssh2 from 'ssh2';
 
@@ -26,6 +27,9 @@ export interface TestMachine {
   sh(command: string): Promise<{ code: number; out: string }>;
   /** Replaces the machine by a fresh one on the same port: same address, new host key, no accounts. */
   replace(): Promise<void>;
+  /** Freezes / thaws every process of the machine: it accepts connections but never answers. */
+  pause(): Promise<void>;
+  unpause(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -93,12 +97,55 @@ async function exec(container: Docker.Container, command: string): Promise<{ cod
   return { code: ExitCode ?? -1, out };
 }
 
+/** The fingerprint of the host key served on a port (what a client would be shown). */
+async function servedFingerprint(port: number): Promise<string | null> {
+  const ssh = new NodeSSH();
+  let seen: string | null = null;
+  await ssh
+    .connect({
+      host: '127.0.0.1',
+      port,
+      username: 'probe',
+      password: 'probe',
+      readyTimeout: 5000,
+      hostVerifier: (key: Buffer) => {
+        seen = parseHostKey(`ssh-ed25519 ${key.toString('base64')}`);
+        return false; // only the key was wanted
+      },
+    } as Parameters<NodeSSH['connect']>[0])
+    .catch(() => {});
+  ssh.dispose();
+  return seen;
+}
+
 export async function startMachine(name = `m-${randomBytes(3).toString('hex')}`): Promise<TestMachine> {
-  const port = await freePort();
+  let port = await freePort();
   const rootPassword = randomBytes(12).toString('base64url');
   let container!: Docker.Container;
 
+  /**
+   * Test files run in parallel processes: a port found free may be taken by another
+   * file's machine before this sshd binds it. Proof that the sshd answering is ours: the
+   * container still runs and serves the host key it generated. Otherwise, another port.
+   */
   async function boot() {
+    for (let attempt = 1; ; attempt++) {
+      const ours = await create()
+        .then(async () => {
+          const key = (await exec(container, 'cat /etc/ssh/ssh_host_ed25519_key.pub')).out.trim();
+          const running = (await container.inspect()).State.Running;
+          return running && (await servedFingerprint(port)) === parseHostKey(key);
+        })
+        .catch(() => false);
+      if (ours) return;
+      await container?.remove({ force: true }).catch(() => {});
+      if (attempt === 5) throw new Error(`could not start an sshd of our own (last port ${port})`);
+      port = await freePort();
+      machine.port = port;
+    }
+  }
+
+  async function create() {
     container = await docker.createContainer({
       Image: BASE_IMAGE,
       name: `berth-test-${name}-${randomBytes(3).toString('hex')}`,
@@ -110,7 +157,6 @@ export async function startMachine(name = `m-${randomBytes(3).toString('hex')}`)
     await container.start();
     await waitForSsh(port);
   }
-  await boot();
 
   const machine: TestMachine = {
     name,
@@ -124,10 +170,13 @@ export async function startMachine(name = `m-${randomBytes(3).toString('hex')}`)
       await boot();
       machine.hostKey = (await exec(container, 'cat /etc/ssh/ssh_host_ed25519_key.pub')).out.trim();
     },
+    pause: () => container.pause(),
+    unpause: () => container.unpause(),
     async stop() {
       await container.remove({ force: true }).catch(() => {});
     },
   };
+  await boot();
   machine.hostKey = (await exec(container, 'cat /etc/ssh/ssh_host_ed25519_key.pub')).out.trim();
   return machine;
 }

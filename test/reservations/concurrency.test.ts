@@ -9,6 +9,41 @@ beforeAll(async () => {
 });
 afterAll(() => pool.close());
 
+describe('concurrent requests from different people', () => {
+  it('never refuse while machines are free: 5 people, 5 machines, all served, three rounds', async () => {
+    const people = await Promise.all(Array.from({ length: 5 }, async (_, i) => {
+      await register(pool.t.app, `fair${i}`);
+      return login(pool.t.app, `fair${i}`);
+    }));
+    for (let round = 0; round < 3; round++) {
+      const results = await Promise.all(
+        people.map((p) => pool.t.app.inject({ method: 'POST', url: '/v1/reservations', headers: p.auth, payload: { count: 1 } })),
+      );
+      expect(results.map((r) => r.statusCode)).toEqual([201, 201, 201, 201, 201]);
+      await pool.t.app.inject({ method: 'POST', url: '/v1/reservations/release-all', headers: pool.admin.auth });
+    }
+  });
+});
+
+describe('a tag-filtered request next to unfiltered ones', () => {
+  it('does not hold machines it is not taking: everyone is served, five rounds', async () => {
+    const last = [...pool.machines].sort((a, b) => a.name.localeCompare(b.name)).at(-1)!;
+    await pool.t.app.inject({ method: 'PATCH', url: `/v1/machines/${last.name}`, headers: pool.admin.auth, payload: { type: 'gpu', tags: { gpu: 'a100' } } });
+    const people = await Promise.all(Array.from({ length: 5 }, async (_, i) => {
+      await register(pool.t.app, `tag${i}`);
+      return login(pool.t.app, `tag${i}`);
+    }));
+    for (let round = 0; round < 5; round++) {
+      const results = await Promise.all([
+        pool.t.app.inject({ method: 'POST', url: '/v1/reservations', headers: people[0]!.auth, payload: { count: 1, tags: { gpu: 'a100' } } }),
+        ...people.slice(1).map((p) => pool.t.app.inject({ method: 'POST', url: '/v1/reservations', headers: p.auth, payload: { count: 1, type: 'server' } })),
+      ]);
+      expect(results.map((r) => r.statusCode)).toEqual([201, 201, 201, 201, 201]);
+      await pool.t.app.inject({ method: 'POST', url: '/v1/reservations/release-all', headers: pool.admin.auth });
+    }
+  });
+});
+
 describe('50 concurrent requests for a pool of 5', () => {
   it('exactly 5 succeed, each with a different machine, and every machine has exactly one account', async () => {
     const users = await Promise.all(Array.from({ length: 10 }, async (_, i) => {

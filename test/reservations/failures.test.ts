@@ -54,3 +54,33 @@ describe('a machine whose host key changed', () => {
     expect((await machine(pool.machines[1]!.name)).status).toBe('available');
   });
 });
+
+describe('a machine that hangs during release', () => {
+  it('keeps a cleanup record: it stays out of the pool until its leftover account is removed', async () => {
+    const hung = await createPool(1, { BERTH_SSH_CONNECT_TIMEOUT_MS: '1500' }, 'hang');
+    try {
+      const u = await userSession(hung.t, 'frank');
+      const [m] = hung.machines as [typeof hung.machines[0]];
+      const r = json(await hung.t.app.inject({ method: 'POST', url: '/v1/reservations', headers: u.auth, payload: { count: 1 } }));
+      await m.pause();
+      const out = await hung.t.app.inject({ method: 'DELETE', url: `/v1/reservations/${r.id}`, headers: u.auth });
+      expect(json(out).status).toBe('released');
+      const get = async () => json(await hung.t.app.inject({ method: 'GET', url: `/v1/machines/${m.name}`, headers: hung.admin.auth }));
+      const held = await get();
+      expect(held).toMatchObject({ status: 'offline', reservation_id: r.id });
+      expect(held.status_reason).toMatch(/cleanup pending/);
+      // Maintenance cannot launder it back into the pool.
+      const maint = await hung.t.app.inject({ method: 'PUT', url: `/v1/machines/${m.name}/maintenance`, headers: hung.admin.auth, payload: { reason: 'x' } });
+      expect(maint.statusCode).toBe(409);
+
+      await m.unpause();
+      expect(await accountExists(m, 'frank')).toBe(true); // the leftover is real
+      const check = json(await hung.t.app.inject({ method: 'POST', url: `/v1/machines/${m.name}/check`, headers: hung.admin.auth }));
+      expect(check).toMatchObject({ reachable: true, status: 'available' });
+      expect(await accountExists(m, 'frank')).toBe(false);
+      expect((await get()).reservation_id).toBeNull();
+    } finally {
+      await hung.close();
+    }
+  });
+});

@@ -103,6 +103,18 @@ describe('a reservation of two machines', () => {
   });
 });
 
+describe('an account whose user tampers with it', () => {
+  it('is removed on release even after its GECOS marker was rewritten (ownership is kept where only root writes)', async () => {
+    const r = json(await reserve(alice, { count: 1, ssh_public_key: userKey.public }));
+    const m = byName(r.machines[0].name);
+    // What `chfn` or `sudo usermod -c` lets the user do to their own account.
+    expect((await m.sh('usermod -c "not berth anymore" alice')).code).toBe(0);
+    expect(json(await release(alice, r.id))).toMatchObject({ status: 'released' });
+    expect(await accountExists(m, 'alice')).toBe(false);
+    expect(json(await pool.t.app.inject({ method: 'GET', url: `/v1/machines/${m.name}`, headers: alice.auth })).status).toBe('available');
+  });
+});
+
 describe('choosing machines', () => {
   it('reserves named machines, with a password given by the user; no sudo where the machine says so', async () => {
     const gpu = pool.machines[3]!;
@@ -141,6 +153,20 @@ describe('choosing machines', () => {
     expect((await reserve(alice, { count: 1, password: 'line\nbreak' })).statusCode).toBe(400);
   });
 
+  it('refuses a credential too large to store with a 400, not a 500', async () => {
+    const huge = 'x'.repeat(8190);
+    const res = await pool.t.app.inject({
+      method: 'POST', url: '/v1/machines', headers: pool.admin.auth,
+      payload: { name: 'huge-key', host: '127.0.0.1', username: 'root', private_key: huge },
+    });
+    expect(res.statusCode).toBe(400);
+    const wide = await pool.t.app.inject({
+      method: 'POST', url: '/v1/machines', headers: pool.admin.auth,
+      payload: { name: 'wide-key', host: '127.0.0.1', username: 'root', password: 'é'.repeat(4100) },
+    });
+    expect(wide.statusCode).toBe(400);
+  });
+
   it('refuses system account names and durations past the policy (422)', async () => {
     expect(json(await reserve(alice, { count: 1, username: 'sshd' }))).toMatchObject({ status: 422, code: 'account_name_reserved' });
     expect(json(await reserve(alice, { count: 1, duration_minutes: 121 }))).toMatchObject({ status: 422, code: 'exceeds_max_duration' });
@@ -158,12 +184,44 @@ describe('Idempotency-Key', () => {
     expect(json(again).account.password).toBeUndefined(); // shown once, on the first answer
     const other = await reserve(alice, { count: 2 }, { 'idempotency-key': 'job-42' });
     expect(json(other)).toMatchObject({ status: 422, code: 'idempotency_key_reused' });
+    // A difference deep inside the body counts too.
+    const tagged = await reserve(alice, { count: 1, tags: { gpu: 'a100' } }, { 'idempotency-key': 'job-43' });
+    expect(tagged.statusCode).toBe(201);
+    const retagged = await reserve(alice, { count: 1, tags: { gpu: 'h100' } }, { 'idempotency-key': 'job-43' });
+    expect(json(retagged)).toMatchObject({ status: 422, code: 'idempotency_key_reused' });
+    await release(alice, json(tagged).id);
+    // The stored fingerprint of a body is keyed: it is not a bare hash of a password.
+    const row = await pool.t.prisma.reservation.findFirstOrThrow({ where: { idempotencyKey: 'job-42' } });
+    const { createHash } = await import('node:crypto');
+    expect(row.requestHash).not.toBe(createHash('sha256').update('{"count":1}').digest('hex'));
     // Another user's identical key is a different request.
     const bobs = await reserve(bob, { count: 1 }, { 'idempotency-key': 'job-42' });
     expect(json(bobs).id).not.toBe(json(first).id);
     expect(json(await pool.t.app.inject({ method: 'GET', url: '/v1/pool', headers: alice.auth })).reserved).toBe(2);
     await release(alice, json(first).id);
     await release(bob, json(bobs).id);
+  });
+});
+
+describe('extending a reservation that has run out', () => {
+  it('is refused (409 reservation_expired): expiry is not undone by a late extension', async () => {
+    const r = json(await reserve(alice, { count: 1 }));
+    await pool.t.prisma.reservation.update({ where: { id: r.id }, data: { expiresAt: new Date(Date.now() - 1000) } });
+    const late = await pool.t.app.inject({ method: 'POST', url: `/v1/reservations/${r.id}/extend`, headers: alice.auth, payload: { minutes: 10 } });
+    expect(json(late)).toMatchObject({ status: 409, code: 'reservation_expired' });
+    await release(alice, r.id);
+  });
+});
+
+describe('a failed reservation replayed by its Idempotency-Key', () => {
+  it('answers the same failure, not a 201', async () => {
+    const victim = pool.machines[1]!;
+    await victim.sh('useradd --create-home dave');
+    const first = await reserve(alice, { machines: [victim.name], username: 'dave' }, { 'idempotency-key': 'fails-once' });
+    expect(first.statusCode).toBe(502);
+    const again = await reserve(alice, { machines: [victim.name], username: 'dave' }, { 'idempotency-key': 'fails-once' });
+    expect(json(again)).toMatchObject({ status: 502, code: 'provisioning_failed', reservation_id: json(first).reservation_id });
+    await victim.sh('userdel -r dave');
   });
 });
 

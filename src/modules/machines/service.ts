@@ -31,8 +31,14 @@ function hostKeyFingerprint(hostKey: string | undefined | null): string | null {
   return fp;
 }
 
-export function createMachinesService(deps: { prisma: PrismaClient; secretBox: SecretBox; access: MachineAccess }) {
-  const { prisma, secretBox, access } = deps;
+export function createMachinesService(deps: {
+  prisma: PrismaClient;
+  secretBox: SecretBox;
+  access: MachineAccess;
+  /** Removes what an ended reservation left on an offline machine (reservations service). */
+  cleanupMachine(machine: MachineRow): Promise<'clean' | 'live'>;
+}) {
+  const { prisma, secretBox, access, cleanupMachine } = deps;
 
   function sealed(input: { password?: string; private_key?: string }) {
     if (input.password) return { credentialKind: 'password' as const, credential: secretBox.seal(input.password) };
@@ -141,22 +147,33 @@ export function createMachinesService(deps: { prisma: PrismaClient; secretBox: S
       });
     },
 
+    /** Deletes a machine no live reservation holds (an offline one with a cleanup pending may go). */
     async remove(name: string): Promise<void> {
-      const { count } = await prisma.machine.deleteMany({ where: { name, status: { not: 'reserved' } } });
-      if (count === 0) {
-        await byName(name);
-        throw problems.conflict('machine_reserved', `${name} is reserved; release its reservation first`);
-      }
+      const m = await byName(name);
+      const holder = m.reservationId
+        ? await prisma.reservation.findUnique({ where: { id: m.reservationId }, select: { status: true } })
+        : null;
+      const live = holder && ['provisioning', 'active', 'releasing'].includes(holder.status);
+      // Conditional on what was read: a claim in between makes this a no-op, answered 409.
+      const { count } = live
+        ? { count: 0 }
+        : await prisma.machine.deleteMany({ where: { id: m.id, status: { not: 'reserved' }, reservationId: m.reservationId } });
+      if (count === 0) throw problems.conflict('machine_reserved', `${name} is reserved; release its reservation first`);
     },
 
     async enterMaintenance(name: string, reason: string): Promise<MachineRow> {
       const { count } = await prisma.machine.updateMany({
-        where: { name, status: { not: 'reserved' } },
+        where: { name, status: { not: 'reserved' }, reservationId: null },
         data: { status: 'maintenance', statusReason: reason },
       });
       if (count === 0) {
-        await byName(name);
-        throw problems.conflict('machine_reserved', `${name} is reserved; it can enter maintenance once released`);
+        const m = await byName(name);
+        throw problems.conflict(
+          'machine_reserved',
+          m.status === 'reserved'
+            ? `${name} is reserved; it can enter maintenance once released`
+            : `${name} still holds an account of an ended reservation; run a check to clean it first`,
+        );
       }
       return byName(name);
     },
@@ -168,40 +185,44 @@ export function createMachinesService(deps: { prisma: PrismaClient; secretBox: S
       return byName(name);
     },
 
-    /** SSH probe. A reachable offline machine comes back to the pool; a changed host key keeps it out. */
+    /**
+     * SSH probe. A reachable offline machine comes back: to the pool once any account an
+     * ended reservation left on it is removed, or to `reserved` if its reservation is
+     * still live. A changed host key keeps it out until an admin pins the new one.
+     */
     async check(name: string) {
       const m = await byName(name);
       const started = performance.now();
       try {
         const session = await access.open(m);
-        const r = await session.runScript('true', []);
-        session.close();
+        let r;
+        try {
+          r = await session.runScript('true', []);
+        } finally {
+          session.close();
+        }
         const latency = Math.round(performance.now() - started);
         if (r.code !== 0) throw new Error(`a command failed on the machine (exit ${r.code}): ${r.stderr.trim().slice(0, 200)}`);
-        await prisma.machine.update({
-          where: { id: m.id },
-          data: {
-            lastCheckedAt: new Date(),
-            ...(m.status === 'offline' && !m.reservationId && { status: 'available', statusReason: null }),
-          },
-        });
+        await prisma.machine.update({ where: { id: m.id }, data: { lastCheckedAt: new Date() } });
+        if (m.status === 'offline') {
+          if ((await cleanupMachine(m)) === 'live') {
+            await prisma.machine.updateMany({
+              where: { id: m.id, status: 'offline', reservationId: m.reservationId },
+              data: { status: 'reserved', statusReason: null },
+            });
+          }
+        }
         const after = await byName(name);
         return { reachable: true, latency_ms: latency, host_key_fingerprint: after.hostKeyFingerprint, status: after.status };
       } catch (err) {
-        const after = await prisma.machine.update({
-          where: { id: m.id },
-          data: {
-            lastCheckedAt: new Date(),
-            ...(m.status === 'available' && { status: 'offline', statusReason: (err as Error).message.slice(0, 255) }),
-          },
+        const message = (err as Error).message;
+        // Only an idle machine is taken offline here; a claimed one is its reservation's business.
+        await prisma.machine.updateMany({
+          where: { id: m.id, status: 'available', reservationId: null },
+          data: { status: 'offline', statusReason: message.slice(0, 255) },
         });
-        return {
-          reachable: false,
-          latency_ms: null,
-          host_key_fingerprint: after.hostKeyFingerprint,
-          status: after.status,
-          error: (err as Error).message,
-        };
+        const after = await prisma.machine.update({ where: { id: m.id }, data: { lastCheckedAt: new Date() } });
+        return { reachable: false, latency_ms: null, host_key_fingerprint: after.hostKeyFingerprint, status: after.status, error: message };
       }
     },
 

@@ -1,7 +1,9 @@
 // The Unix account a reservation puts on each machine. The scripts are constant text;
 // the username and reservation id arrive as validated arguments, the password and the
-// public key on stdin. Each account carries a marker (its GECOS field) naming the
-// reservation, so removal only ever touches accounts berth made for that reservation.
+// public key on stdin. Ownership is recorded where only root can write
+// (/var/lib/berth/accounts/<user> holds the reservation id): removal only ever touches
+// accounts berth made for that reservation, and the account's user cannot disown it
+// (the GECOS marker, which `chfn` lets a user edit, is only a label).
 import type { SshSession } from '../../infra/ssh.js';
 
 /** Portable Unix names: a lowercase letter, then lowercase letters, digits, "_" or "-". */
@@ -18,14 +20,18 @@ export const RESERVED_ACCOUNT_NAMES = new Set([
 const CREATE = String.raw`
 set -eu
 user="$1"; marker="berth reservation $2"; grant_sudo="$3"
+owners=/var/lib/berth/accounts
 if getent passwd "$user" >/dev/null; then
   # A retry of this very reservation finds its own account: nothing more to do.
-  if [ "$(getent passwd "$user" | cut -d: -f5)" = "$marker" ]; then echo exists; exit 0; fi
+  if [ "$(cat "$owners/$user" 2>/dev/null)" = "$2" ]; then echo exists; exit 0; fi
   echo "an account named $user already exists on this machine" >&2
   exit 10
 fi
 IFS= read -r password || true
 IFS= read -r pubkey || true
+install -d -m 700 -o root -g root /var/lib/berth "$owners"
+# Recorded before the account exists: a crash in between leaves a record, never an unowned account.
+printf '%s\n' "$2" >"$owners/$user"
 useradd --create-home --shell /bin/bash --comment "$marker" "$user"
 if [ -n "$password" ]; then
   printf '%s:%s\n' "$user" "$password" | chpasswd
@@ -49,7 +55,7 @@ echo created
 
 const REMOVE = String.raw`
 set -u
-user="$1"; marker="berth reservation $2"
+user="$1"; marker="berth reservation $2"; owners=/var/lib/berth/accounts
 # A creation for this reservation may still be running (its berth process died, or was
 # too slow and lost its lease): stop it first, or it could finish after this cleanup.
 killed=no
@@ -57,7 +63,7 @@ pkill -KILL -f -- "berth-create-$2" 2>/dev/null && killed=yes
 pkill -KILL -f -- "$marker" 2>/dev/null && killed=yes
 [ "$killed" = yes ] && sleep 0.1
 if getent passwd "$user" >/dev/null; then
-  if [ "$(getent passwd "$user" | cut -d: -f5)" != "$marker" ]; then
+  if [ "$(cat "$owners/$user" 2>/dev/null)" != "$2" ]; then
     echo "the account $user was not made by this reservation; leaving it alone" >&2
     exit 11
   fi
@@ -72,11 +78,20 @@ if getent passwd "$user" >/dev/null; then
   if [ -n "$home" ] && [ -e "$home" ]; then echo "the home directory $home is still there" >&2; exit 13; fi
 fi
 if getent passwd "$user" >/dev/null; then echo "the account $user is still there" >&2; exit 12; fi
+# The record goes last, and only if it is this reservation's.
+if [ "$(cat "$owners/$user" 2>/dev/null)" = "$2" ]; then rm -f "$owners/$user"; fi
 echo removed
 `;
 
 export class AccountError extends Error {
   override name = 'AccountError';
+  constructor(
+    message: string,
+    /** 'exists': an account of that name was on the machine before berth came. */
+    readonly code: 'exists' | 'failed' = 'failed',
+  ) {
+    super(message);
+  }
 }
 
 export async function createAccount(
@@ -88,6 +103,7 @@ export async function createAccount(
     stdin,
     name: `berth-create-${account.reservationId}`,
   });
+  if (r.code === 10) throw new AccountError(r.stderr.trim(), 'exists');
   if (r.code !== 0) throw new AccountError(r.stderr.trim() || `account creation failed (exit ${r.code})`);
 }
 

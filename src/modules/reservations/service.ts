@@ -9,12 +9,12 @@
 // cannot be cleaned), record the final state. A process works on a reservation only
 // after winning a conditional update, so each one is released exactly once even with
 // several processes on one database.
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
 import { HttpProblem, problems } from '../../plugins/problem.js';
 import type { Principal } from '../identity/session-check.js';
 import type { MachineAccess, MachineRow } from '../machines/access.js';
-import { RESERVED_ACCOUNT_NAMES, createAccount, removeAccount } from './accounts.js';
+import { AccountError, RESERVED_ACCOUNT_NAMES, createAccount, removeAccount } from './accounts.js';
 import { afterCursor, encodeCursor } from '../../http/cursor.js';
 
 export interface ReservationPolicy {
@@ -31,6 +31,8 @@ export interface ReservationsDeps {
   policy: ReservationPolicy;
   /** Names this process in leases: who is working on a reservation. */
   instanceId: string;
+  /** Keys the HMAC of idempotent request bodies (which may hold a password). */
+  requestHashKey: Buffer;
   log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
 }
 
@@ -55,14 +57,53 @@ function generatePassword(): string {
   return randomBytes(18).toString('base64url');
 }
 
-function requestHash(input: CreateReservationInput): string {
-  const canonical = JSON.stringify(input, Object.keys(input).sort());
-  return createHash('sha256').update(canonical).digest('hex');
+/** JSON with object keys sorted at every depth, so equal bodies give equal strings. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+    return `{${entries.sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
 }
+
+/** Runs `work` over `items`, at most `limit` at a time. */
+async function mapLimit<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await work(items[next++]!);
+    }),
+  );
+}
+
+const LIVE_STATUSES = ['provisioning', 'active', 'releasing'];
+/** Reservations ended at once per process: each holds one SSH session per machine. */
+const UNWIND_CONCURRENCY = 8;
+/** How often an offline machine with a leftover account is retried by the job. */
+const CLEANUP_RETRY_MS = 5 * 60_000;
 
 export function createReservationsService(deps: ReservationsDeps) {
   const { prisma, access, policy, instanceId, log } = deps;
   const leaseUntil = () => new Date(Date.now() + policy.leaseSeconds * 1000);
+  /** Every claim gets its own token: a takeover by this same process is still a different owner. */
+  const newLease = () => `${instanceId}/${randomUUID().slice(0, 8)}`;
+  const requestHash = (input: CreateReservationInput) =>
+    createHmac('sha256', deps.requestHashKey).update(canonicalJson(input)).digest('hex');
+
+  /** Keeps the lease alive while `work` runs, so a slow machine is not mistaken for a crash. */
+  async function underLease<T>(id: string, token: string, work: () => Promise<T>): Promise<T> {
+    const timer = setInterval(() => {
+      void prisma.reservation
+        .updateMany({ where: { id, leaseOwner: token }, data: { leaseUntil: leaseUntil() } })
+        .catch((err: unknown) => log.warn({ err, reservation: id }, 'could not renew a lease'));
+    }, (policy.leaseSeconds * 1000) / 3);
+    try {
+      return await work();
+    } finally {
+      clearInterval(timer);
+    }
+  }
 
   async function load(id: string): Promise<ReservationRow | null> {
     return prisma.reservation.findUnique({ where: { id }, include: withMachines });
@@ -76,45 +117,59 @@ export function createReservationsService(deps: ReservationsDeps) {
   }
 
   /**
-   * Ends a reservation this process holds the lease of: removes the account from every
-   * machine (in parallel), frees the machines that are clean, takes offline those that
-   * are not, and records the final state.
+   * Ends a reservation whose lease `token` this process holds: removes the account from
+   * every machine (in parallel), frees the machines that are clean, and takes offline
+   * those that are not — keeping their reservation id as a pending-cleanup record that
+   * `cleanupMachine` (the job, or an admin's check) retries. `existedBefore` names machines
+   * where the account was there before berth (nothing of berth's to remove).
    */
-  async function unwind(r: { id: string; accountUsername: string }, final: 'released' | 'failed', reason: string): Promise<void> {
+  async function unwind(
+    r: { id: string; accountUsername: string },
+    final: 'released' | 'failed',
+    reason: string,
+    token: string,
+    existedBefore: ReadonlySet<string> = new Set(),
+  ): Promise<void> {
     const machines = await prisma.machine.findMany({ where: { allocations: { some: { reservationId: r.id } } } });
-    await Promise.all(
-      machines.map(async (m) => {
-        let problem: string | null = null;
-        try {
-          const ssh = await access.open(m);
+    await underLease(r.id, token, () =>
+      Promise.all(
+        machines.map(async (m) => {
+          let problem: string | null = null;
           try {
-            await removeAccount(ssh, { username: r.accountUsername, reservationId: r.id });
-          } finally {
-            ssh.close();
+            const ssh = await access.open(m);
+            try {
+              const outcome = await removeAccount(ssh, { username: r.accountUsername, reservationId: r.id });
+              if (outcome === 'not-ours' && !existedBefore.has(m.id)) {
+                problem = `the account ${r.accountUsername} no longer carries this reservation's ownership record`;
+              }
+            } finally {
+              ssh.close();
+            }
+          } catch (err) {
+            problem = (err as Error).message;
           }
-        } catch (err) {
-          problem = (err as Error).message;
-        }
-        if (problem === null) {
-          await prisma.machine.updateMany({
-            where: { id: m.id, reservationId: r.id },
-            data: { status: 'available', reservationId: null, statusReason: null },
-          });
-        } else {
-          log.warn({ machine: m.name, reservation: r.id, err: problem }, 'could not remove a reservation account');
-          await prisma.machine.updateMany({
-            where: { id: m.id, OR: [{ reservationId: r.id }, { reservationId: null }] },
-            data: {
-              status: 'offline',
-              reservationId: null,
-              statusReason: `account ${r.accountUsername} of reservation ${r.id} may remain: ${problem}`.slice(0, 255),
-            },
-          });
-        }
-      }),
+          if (problem === null) {
+            await prisma.machine.updateMany({
+              where: { id: m.id, reservationId: r.id },
+              data: { status: 'available', reservationId: null, statusReason: null },
+            });
+          } else {
+            log.warn({ machine: m.name, reservation: r.id, err: problem }, 'could not remove a reservation account');
+            await prisma.machine.updateMany({
+              where: { id: m.id, OR: [{ reservationId: r.id }, { reservationId: null }] },
+              data: {
+                status: 'offline',
+                reservationId: r.id,
+                lastCheckedAt: new Date(),
+                statusReason: `cleanup pending: account ${r.accountUsername} of reservation ${r.id}: ${problem}`.slice(0, 255),
+              },
+            });
+          }
+        }),
+      ),
     );
-    await prisma.reservation.update({
-      where: { id: r.id },
+    const { count } = await prisma.reservation.updateMany({
+      where: { id: r.id, leaseOwner: token },
       data: {
         status: final,
         releasedAt: new Date(),
@@ -122,18 +177,20 @@ export function createReservationsService(deps: ReservationsDeps) {
         ...(final === 'failed' ? { failureReason: reason.slice(0, 1024) } : { releaseReason: reason }),
       },
     });
+    if (count !== 1) log.warn({ reservation: r.id }, 'lost the lease while ending a reservation; its new owner finishes it');
   }
 
-  /** Claims an active reservation for release; true when this process won it. */
-  async function claimForRelease(id: string, reason: string, onlyIfExpired = false): Promise<boolean> {
+  /** Claims an active reservation for release; the lease token when this process won it. */
+  async function claimForRelease(id: string, reason: string, onlyIfExpired = false): Promise<string | null> {
+    const token = newLease();
     const { count } = await prisma.reservation.updateMany({
       where: { id, status: 'active', ...(onlyIfExpired && { expiresAt: { lte: new Date() } }) },
-      data: { status: 'releasing', releaseReason: reason, leaseOwner: instanceId, leaseUntil: leaseUntil() },
+      data: { status: 'releasing', releaseReason: reason, leaseOwner: token, leaseUntil: leaseUntil() },
     });
-    return count === 1;
+    return count === 1 ? token : null;
   }
 
-  async function allocate(actor: Principal, input: CreateReservationInput, account: string, duration: number, key?: string) {
+  async function allocate(actor: Principal, input: CreateReservationInput, account: string, duration: number, token: string, key?: string) {
     const names = input.machines;
     const want = names?.length ?? input.count ?? 1;
     const filters: Prisma.Sql[] = [];
@@ -161,12 +218,21 @@ export function createReservationsService(deps: ReservationsDeps) {
         const unknown = names.filter((n) => !known.some((k) => k.name === n));
         if (unknown.length) throw problems.notFound('machine_not_found', `no machine named ${unknown.join(', ')}`);
       }
-      const rows = await tx.$queryRaw<{ id: string }[]>`
-        SELECT id FROM machines WHERE status = 'available' ${where} ORDER BY name LIMIT ${want} FOR UPDATE SKIP LOCKED`;
+      // Candidates by a plain read, then locked one by one through the primary key: a scan
+      // with FOR UPDATE would lock every row it examines (tag filters cannot use an index),
+      // making concurrent requests skip machines nobody is taking.
+      const candidates = await tx.$queryRaw<{ id: string }[]>`
+        SELECT id FROM machines WHERE status = 'available' ${where} ORDER BY name`;
+      const rows: { id: string }[] = [];
+      for (const c of candidates) {
+        if (rows.length === want) break;
+        const got = await tx.$queryRaw<{ id: string }[]>`
+          SELECT id FROM machines WHERE id = ${c.id} AND status = 'available' FOR UPDATE SKIP LOCKED`;
+        rows.push(...got);
+      }
       if (rows.length < want) {
-        const [avail] = await tx.$queryRaw<{ n: bigint }[]>`SELECT COUNT(*) AS n FROM machines WHERE status = 'available' ${where}`;
-        throw problems.conflict('insufficient_capacity', `asked for ${want} machine(s); ${Number(avail?.n ?? 0)} matching machine(s) available`, {
-          available: Number(avail?.n ?? 0),
+        throw problems.conflict('insufficient_capacity', `asked for ${want} machine(s); ${candidates.length} matching machine(s) available`, {
+          available: candidates.length,
           requested: want,
         });
       }
@@ -181,7 +247,7 @@ export function createReservationsService(deps: ReservationsDeps) {
           accountUsername: account,
           durationMinutes: duration,
           maxExpiresAt: new Date(now + policy.maxTotalMinutes * 60_000),
-          leaseOwner: instanceId,
+          leaseOwner: token,
           leaseUntil: leaseUntil(),
           idempotencyKey: key ?? null,
           requestHash: key ? requestHash(input) : null,
@@ -194,10 +260,12 @@ export function createReservationsService(deps: ReservationsDeps) {
       });
       if (claimed.count !== want) throw new Error(`claimed ${claimed.count} of ${want} locked machines`);
       return id;
-    });
+      // READ COMMITTED: the candidate read sees what other allocations have committed.
+    }, { isolationLevel: 'ReadCommitted' });
   }
 
   async function provision(machine: MachineRow, account: { username: string; reservationId: string; password?: string; sshPublicKey?: string }) {
+    // (the account script refuses names that already exist: AccountError code 'exists')
     const ssh = await access.open(machine);
     try {
       await createAccount(ssh, { ...account, grantSudo: machine.allowSudo });
@@ -206,7 +274,56 @@ export function createReservationsService(deps: ReservationsDeps) {
     }
   }
 
+  /**
+   * For a machine taken offline with a pending-cleanup record: 'live' when its reservation
+   * is still live (nothing to clean), else removes the leftover account and frees it.
+   * Throws when the machine still cannot be cleaned.
+   */
+  async function cleanupMachine(m: MachineRow): Promise<'clean' | 'live'> {
+    if (m.reservationId) {
+      const r = await prisma.reservation.findUnique({ where: { id: m.reservationId }, select: { id: true, status: true, accountUsername: true } });
+      if (r && LIVE_STATUSES.includes(r.status)) return 'live';
+      if (r) {
+        const ssh = await access.open(m);
+        try {
+          if ((await removeAccount(ssh, { username: r.accountUsername, reservationId: r.id })) === 'not-ours') {
+            throw new Error(`the account ${r.accountUsername} no longer carries this reservation's ownership record`);
+          }
+        } finally {
+          ssh.close();
+        }
+      }
+    }
+    await prisma.machine.updateMany({
+      where: { id: m.id, status: 'offline', reservationId: m.reservationId },
+      data: { status: 'available', reservationId: null, statusReason: null, lastCheckedAt: new Date() },
+    });
+    return 'clean';
+  }
+
+  /** The answer to a repeated Idempotency-Key: the same outcome, or 422 for another body. */
+  function replay(existing: ReservationRow, input: CreateReservationInput) {
+    if (existing.requestHash !== requestHash(input)) {
+      throw problems.unprocessable('idempotency_key_reused', 'this Idempotency-Key was used with a different request');
+    }
+    if (existing.status === 'provisioning') {
+      throw problems.conflict('request_in_progress', 'the request with this Idempotency-Key is still being processed; retry shortly');
+    }
+    if (existing.status === 'failed') {
+      throw new HttpProblem({
+        status: 502,
+        code: 'provisioning_failed',
+        title: 'Bad Gateway',
+        detail: existing.failureReason ?? 'the reservation failed',
+        extra: { reservation_id: existing.id },
+      });
+    }
+    return { reservation: existing, password: undefined, replayed: true };
+  }
+
   return {
+    cleanupMachine,
+
     /**
      * All-or-nothing: claims the machines, creates the account on each in parallel, and
      * either activates the reservation or undoes everything and says which machine failed.
@@ -225,41 +342,39 @@ export function createReservationsService(deps: ReservationsDeps) {
           where: { userId_idempotencyKey: { userId: actor.userId, idempotencyKey } },
           include: withMachines,
         });
-        if (existing) {
-          if (existing.requestHash !== requestHash(input)) {
-            throw problems.unprocessable('idempotency_key_reused', 'this Idempotency-Key was used with a different request');
-          }
-          return { reservation: existing, password: undefined, replayed: true };
-        }
+        if (existing) return replay(existing, input);
       }
       const generated = input.password || input.ssh_public_key ? undefined : generatePassword();
       const password = input.password ?? generated;
 
+      const token = newLease();
       let id: string;
       try {
-        id = await allocate(actor, input, account, duration, idempotencyKey);
+        id = await allocate(actor, input, account, duration, token, idempotencyKey);
       } catch (err) {
-        // The same key raced in from another request: answer with the winner's reservation.
+        // The same key raced in from another request: answer as a replay of the winner.
         if (idempotencyKey && err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') {
           const winner = await prisma.reservation.findUniqueOrThrow({
             where: { userId_idempotencyKey: { userId: actor.userId, idempotencyKey } },
             include: withMachines,
           });
-          return { reservation: winner, password: undefined, replayed: true };
+          return replay(winner, input);
         }
         throw err;
       }
 
       const machines = await prisma.machine.findMany({ where: { reservationId: id }, orderBy: { name: 'asc' } });
-      const results = await Promise.allSettled(
-        machines.map((m) => provision(m, { username: account, reservationId: id, password, sshPublicKey: input.ssh_public_key })),
+      const results = await underLease(id, token, () =>
+        Promise.allSettled(
+          machines.map((m) => provision(m, { username: account, reservationId: id, password, sshPublicKey: input.ssh_public_key })),
+        ),
       );
       const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [{ machine: machines[i]!, error: r.reason as Error }] : []));
 
       if (failures.length === 0) {
         const now = Date.now();
         const { count } = await prisma.reservation.updateMany({
-          where: { id, status: 'provisioning', leaseOwner: instanceId },
+          where: { id, status: 'provisioning', leaseOwner: token },
           data: { status: 'active', activatedAt: new Date(now), expiresAt: new Date(now + duration * 60_000), leaseUntil: null },
         });
         // Only a password berth made up is shown (once); the user knows their own.
@@ -269,7 +384,8 @@ export function createReservationsService(deps: ReservationsDeps) {
 
       const first = failures[0]!;
       const detail = `could not set up the account on ${first.machine.name}: ${first.error.message}`;
-      await unwind({ id, accountUsername: account }, 'failed', detail);
+      const existedBefore = new Set(failures.filter((f) => f.error instanceof AccountError && f.error.code === 'exists').map((f) => f.machine.id));
+      await unwind({ id, accountUsername: account }, 'failed', detail, token, existedBefore);
       throw new HttpProblem({
         status: 502,
         code: 'provisioning_failed',
@@ -303,6 +419,9 @@ export function createReservationsService(deps: ReservationsDeps) {
       if (r.status !== 'active' || !r.expiresAt) {
         throw problems.conflict('reservation_not_active', `the reservation is ${r.status}; only an active one can be extended`);
       }
+      if (r.expiresAt.getTime() <= Date.now()) {
+        throw problems.conflict('reservation_expired', 'the reservation has run out and is being released');
+      }
       const next = new Date(r.expiresAt.getTime() + minutes * 60_000);
       if (next > r.maxExpiresAt) {
         throw new HttpProblem({
@@ -315,7 +434,7 @@ export function createReservationsService(deps: ReservationsDeps) {
       }
       // Compare-and-set on the old expiry: two extensions at once cannot both count from it.
       const { count } = await prisma.reservation.updateMany({
-        where: { id, status: 'active', expiresAt: r.expiresAt },
+        where: { id, status: 'active', AND: [{ expiresAt: r.expiresAt }, { expiresAt: { gt: new Date() } }] },
         data: { expiresAt: next },
       });
       if (count !== 1) throw problems.conflict('reservation_changed', 'the reservation changed meanwhile; try again');
@@ -328,9 +447,9 @@ export function createReservationsService(deps: ReservationsDeps) {
       if (r.status === 'provisioning') {
         throw problems.conflict('reservation_provisioning', 'the reservation is still being set up; release it once it is active');
       }
-      if (r.status === 'active' && (await claimForRelease(id, actor.userId === r.userId ? 'released' : 'released_by_admin'))) {
-        await unwind(r, 'released', actor.userId === r.userId ? 'released' : 'released_by_admin');
-      }
+      const reason = actor.userId === r.userId ? 'released' : 'released_by_admin';
+      const token = r.status === 'active' ? await claimForRelease(id, reason) : null;
+      if (token) await unwind(r, 'released', reason, token);
       return (await load(id))!;
     },
 
@@ -338,16 +457,13 @@ export function createReservationsService(deps: ReservationsDeps) {
     async releaseAll(filter: { userId?: string } = {}) {
       const active = await prisma.reservation.findMany({ where: { status: 'active', ...filter }, select: { id: true, accountUsername: true } });
       let released = 0;
-      for (let i = 0; i < active.length; i += 8) {
-        await Promise.all(
-          active.slice(i, i + 8).map(async (r) => {
-            if (await claimForRelease(r.id, 'released_by_admin')) {
-              await unwind(r, 'released', 'released_by_admin');
-              released++;
-            }
-          }),
-        );
-      }
+      await mapLimit(active, UNWIND_CONCURRENCY, async (r) => {
+        const token = await claimForRelease(r.id, 'released_by_admin');
+        if (token) {
+          await unwind(r, 'released', 'released_by_admin', token);
+          released++;
+        }
+      });
       return released;
     },
 
@@ -359,14 +475,13 @@ export function createReservationsService(deps: ReservationsDeps) {
         take: 200,
       });
       let released = 0;
-      await Promise.all(
-        due.map(async (r) => {
-          if (await claimForRelease(r.id, 'expired', true)) {
-            await unwind(r, 'released', 'expired');
-            released++;
-          }
-        }),
-      );
+      await mapLimit(due, UNWIND_CONCURRENCY, async (r) => {
+        const token = await claimForRelease(r.id, 'expired', true);
+        if (token) {
+          await unwind(r, 'released', 'expired', token);
+          released++;
+        }
+      });
       return released;
     },
 
@@ -383,21 +498,37 @@ export function createReservationsService(deps: ReservationsDeps) {
       });
       let rolledBack = 0;
       let finished = 0;
-      for (const r of stale) {
+      await mapLimit(stale, UNWIND_CONCURRENCY, async (r) => {
+        const token = newLease();
         const { count } = await prisma.reservation.updateMany({
           where: { id: r.id, status: r.status, leaseUntil: { lt: now } },
-          data: { leaseOwner: instanceId, leaseUntil: leaseUntil() },
+          data: { leaseOwner: token, leaseUntil: leaseUntil() },
         });
-        if (count !== 1) continue;
+        if (count !== 1) return;
         if (r.status === 'provisioning') {
-          await unwind(r, 'failed', 'interrupted while setting up (berth stopped); rolled back');
+          await unwind(r, 'failed', 'interrupted while setting up (berth stopped); rolled back', token);
           rolledBack++;
         } else {
-          await unwind(r, 'released', r.releaseReason ?? 'released');
+          await unwind(r, 'released', r.releaseReason ?? 'released', token);
           finished++;
         }
         log.info({ reservation: r.id, was: r.status }, 'reconciled an interrupted reservation');
-      }
+      });
+      // Offline machines that still hold an account of an ended reservation: try again now and then.
+      const pending = await prisma.machine.findMany({
+        where: {
+          status: 'offline',
+          reservationId: { not: null },
+          OR: [{ lastCheckedAt: null }, { lastCheckedAt: { lt: new Date(Date.now() - CLEANUP_RETRY_MS) } }],
+        },
+        take: 50,
+      });
+      await mapLimit(pending, UNWIND_CONCURRENCY, async (m) => {
+        await cleanupMachine(m).catch(async (err: Error) => {
+          await prisma.machine.update({ where: { id: m.id }, data: { lastCheckedAt: new Date() } });
+          log.warn({ machine: m.name, err: err.message }, 'cleanup still failing');
+        });
+      });
       const freed = await prisma.$executeRaw`
         UPDATE machines m LEFT JOIN reservations r ON r.id = m.reservation_id
            SET m.status = 'available', m.reservation_id = NULL, m.status_reason = NULL
