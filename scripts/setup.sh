@@ -17,6 +17,11 @@ declare -A PROVIDERS=(
   [dockerd]=docker.io          # the test machines (sshd containers) and, later, image builds
   [debootstrap]=debootstrap    # the Debian base image, built locally: no registry is reachable
   [curl]=curl                  # scripts/ensure-docker.sh pings the engine
+  [qemu-system-x86_64]=qemu-system-x86   # VMs (microvm machine type, TCG when KVM does not work)
+  [qemu-img]=qemu-utils        # per-VM copy-on-write overlays over a read-only base
+  [mkfs.ext4]=e2fsprogs        # image root filesystem -> ext4 base
+  [cpio]=cpio                  # the VM initramfs
+  [xz]=xz-utils                # unpacking the kernel's compressed payload
 )
 missing=()
 for cmd in "${!PROVIDERS[@]}"; do
@@ -24,6 +29,9 @@ for cmd in "${!PROVIDERS[@]}"; do
     missing+=("${PROVIDERS[$cmd]}")
   fi
 done
+# The VM initramfs needs a *static* busybox (busybox-static), not the dynamic one.
+busybox_kind=$(LC_ALL=C ldd /bin/busybox 2>&1 || true)   # ldd fails, saying so, on a static binary
+[[ $busybox_kind == *"not a dynamic executable"* ]] || missing+=(busybox-static)
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     say "missing system packages: ${missing[*]}"

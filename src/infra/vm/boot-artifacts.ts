@@ -1,0 +1,65 @@
+// What every VM boots: Debian's kernel (scripts/fetch-kernel.sh, cached in the data
+// directory) and an initramfs generated here from its modules and a static busybox. The
+// init mounts the VM's disk (a copy-on-write overlay over the read-only image base),
+// unpacks the seed disk berth hands in (host key, authorized keys, /berth/init),
+// configures QEMU's user-mode network and switches to the image's root.
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const SCRIPTS = fileURLToPath(new URL('../../../scripts', import.meta.url));
+/** Load order that works with Debian's 6.1 kernel (virtio, block, net, ext4 are modules). */
+export const MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'virtio_blk', 'failover', 'net_failover', 'virtio_net', 'crc16', 'crc32c_generic', 'mbcache', 'jbd2', 'ext4'];
+
+const INIT = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in ${MODULES.join(' ')}; do insmod /lib/modules/$m.ko || echo "berth-init: could not load $m"; done
+for i in $(seq 1 200); do [ -b /dev/vda ] && [ -b /dev/vdb ] && break; sleep 0.02; done
+mount -t ext4 -o rw /dev/vda /newroot || { echo "berth-init: cannot mount the root disk"; poweroff -f; }
+tar -xf /dev/vdb -C /newroot || echo "berth-init: no seed disk"
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+ip route add default via 10.0.2.2
+mount --move /dev /newroot/dev
+umount /proc /sys
+echo "berth-init: switching root"
+exec switch_root /newroot /berth/init
+`;
+
+export interface BootArtifacts {
+  kernel: string;
+  initramfs: string;
+  kernelVersion: string;
+}
+
+export async function prepareBootArtifacts(dataDir: string): Promise<BootArtifacts> {
+  const { stdout } = await run('bash', [path.join(SCRIPTS, 'fetch-kernel.sh'), dataDir], { maxBuffer: 1 << 20 });
+  const kernelDir = stdout.trim().split('\n').pop()!;
+  const kernelVersion = fs.readFileSync(path.join(kernelDir, 'version'), 'utf8').trim();
+  const busybox = '/bin/busybox';
+  const hash = createHash('sha256').update(INIT).update(fs.readFileSync(busybox)).digest('hex').slice(0, 12);
+  const initramfs = path.join(kernelDir, `initramfs-${hash}.cpio.gz`);
+  if (!fs.existsSync(initramfs)) {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-initrd-'));
+    try {
+      for (const d of ['bin', 'lib/modules', 'proc', 'sys', 'dev', 'newroot']) fs.mkdirSync(path.join(root, d), { recursive: true });
+      fs.copyFileSync(busybox, path.join(root, 'bin/busybox'));
+      fs.chmodSync(path.join(root, 'bin/busybox'), 0o755);
+      for (const m of MODULES) fs.copyFileSync(path.join(kernelDir, 'modules', `${m}.ko`), path.join(root, 'lib/modules', `${m}.ko`));
+      fs.writeFileSync(path.join(root, 'init'), INIT, { mode: 0o755 });
+      await run('bash', ['-c', `cd "${root}" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "${initramfs}.tmp" && mv "${initramfs}.tmp" "${initramfs}"`]);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  }
+  return { kernel: path.join(kernelDir, 'vmlinux'), initramfs, kernelVersion };
+}

@@ -1,0 +1,144 @@
+// One VM = one QEMU process (microvm machine, virtio-mmio devices) in its own directory:
+// overlay.qcow2 (copy-on-write over the read-only base: created in ~15 ms whatever the
+// image size), seed.tar (a read-only disk with the VM's own SSH host key, the authorized
+// keys and /berth/init), console.log and qemu.pid. QEMU is daemonized, so VMs outlive a
+// berth restart; `runningPid` finds them again. Reset = stop, discard the overlay, boot.
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export type Accel = 'kvm' | 'tcg';
+
+export interface VmSpec {
+  dir: string;
+  kernel: string;
+  initramfs: string;
+  /** The image's read-only ext4 base. */
+  base: string;
+  /** 127.0.0.1 port forwarded to the guest's port 22. */
+  sshPort: number;
+  cpus: number;
+  memoryMb: number;
+  accel: Accel;
+  hostKey: { private: string; public: string };
+  authorizedKeys: string[];
+}
+
+/** PID 1 of the guest after switch_root: sshd with the handed-in host key, then wait. */
+const GUEST_INIT = `#!/bin/sh
+mount -t proc proc /proc 2>/dev/null
+mount -t sysfs sysfs /sys 2>/dev/null
+mkdir -p /run/sshd
+/usr/sbin/sshd -o HostKey=/etc/ssh/ssh_host_ed25519_key -o PermitRootLogin=prohibit-password -o UsePAM=no
+echo "berth-init: sshd started"
+while :; do wait; sleep 60; done
+`;
+
+async function writeSeed(spec: VmSpec): Promise<string> {
+  const staging = path.join(spec.dir, 'seed');
+  fs.rmSync(staging, { recursive: true, force: true });
+  fs.mkdirSync(path.join(staging, 'etc/ssh'), { recursive: true });
+  fs.mkdirSync(path.join(staging, 'root/.ssh'), { recursive: true, mode: 0o700 });
+  fs.mkdirSync(path.join(staging, 'berth'), { recursive: true });
+  fs.writeFileSync(path.join(staging, 'etc/ssh/ssh_host_ed25519_key'), spec.hostKey.private, { mode: 0o600 });
+  fs.writeFileSync(path.join(staging, 'etc/ssh/ssh_host_ed25519_key.pub'), `${spec.hostKey.public}\n`, { mode: 0o644 });
+  fs.writeFileSync(path.join(staging, 'root/.ssh/authorized_keys'), spec.authorizedKeys.join('\n') + '\n', { mode: 0o600 });
+  fs.writeFileSync(path.join(staging, 'berth/init'), GUEST_INIT, { mode: 0o755 });
+  const seed = path.join(spec.dir, 'seed.tar');
+  await run('tar', ['-C', staging, '--owner=0', '--group=0', '--numeric-owner', '-cf', seed, '.']);
+  fs.rmSync(staging, { recursive: true, force: true });
+  // A block device is read in 512-byte sectors.
+  const size = fs.statSync(seed).size;
+  fs.truncateSync(seed, Math.ceil(size / 512) * 512);
+  return seed;
+}
+
+function qemuArgs(spec: VmSpec, seed: string): string[] {
+  const accel = spec.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max'];
+  return [
+    '-M', 'microvm', ...accel,
+    '-smp', String(spec.cpus), '-m', String(spec.memoryMb),
+    '-nodefaults', '-no-user-config', '-display', 'none',
+    '-serial', `file:${path.join(spec.dir, 'console.log')}`,
+    '-kernel', spec.kernel, '-initrd', spec.initramfs, '-append', 'console=ttyS0 quiet panic=-1',
+    '-drive', `id=root,file=${path.join(spec.dir, 'overlay.qcow2')},format=qcow2,if=none`,
+    '-device', 'virtio-blk-device,drive=root',
+    '-drive', `id=seed,file=${seed},format=raw,if=none,readonly=on`,
+    '-device', 'virtio-blk-device,drive=seed',
+    '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${spec.sshPort}-:22`,
+    '-device', 'virtio-net-device,netdev=n0',
+    '-no-reboot', '-daemonize', '-pidfile', path.join(spec.dir, 'qemu.pid'),
+  ];
+}
+
+/** Boots the VM; keeps an existing overlay (a restart), creates one when missing. */
+export async function bootVm(spec: VmSpec): Promise<number> {
+  fs.mkdirSync(spec.dir, { recursive: true, mode: 0o700 });
+  const overlay = path.join(spec.dir, 'overlay.qcow2');
+  if (!fs.existsSync(overlay)) await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', spec.base, overlay]);
+  const seed = await writeSeed(spec);
+  fs.rmSync(path.join(spec.dir, 'console.log'), { force: true });
+  await run('qemu-system-x86_64', qemuArgs(spec, seed));
+  const pid = runningPid(spec.dir);
+  if (pid === null) throw new Error(`QEMU did not start for ${spec.dir}`);
+  return pid;
+}
+
+/** The QEMU process of a VM directory if it is alive (also after a berth restart). */
+export function runningPid(dir: string): number | null {
+  try {
+    const pid = Number(fs.readFileSync(path.join(dir, 'qemu.pid'), 'utf8').trim());
+    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmdline.includes(path.join(dir, 'overlay.qcow2')) ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function stopVm(dir: string, timeoutMs = 5000): Promise<void> {
+  const pid = runningPid(dir);
+  if (pid === null) return;
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + timeoutMs;
+  while (runningPid(dir) !== null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (runningPid(dir) !== null) process.kill(pid, 'SIGKILL');
+  while (runningPid(dir) !== null) await new Promise((r) => setTimeout(r, 20));
+}
+
+/** Discards everything the VM wrote and boots it from the pristine base. */
+export async function resetVm(spec: VmSpec): Promise<number> {
+  await stopVm(spec.dir);
+  fs.rmSync(path.join(spec.dir, 'overlay.qcow2'), { force: true });
+  return bootVm(spec);
+}
+
+/**
+ * Whether KVM really works: /dev/kvm may exist while guests fail (nested virtualisation).
+ * Boots the kernel with KVM for at most `timeoutMs` and looks for its first words.
+ */
+export async function probeKvm(kernel: string, timeoutMs = 5000): Promise<boolean> {
+  if (!fs.existsSync('/dev/kvm')) return false;
+  return new Promise((resolve) => {
+    const child = spawn(
+      'qemu-system-x86_64',
+      ['-M', 'microvm', '-accel', 'kvm', '-cpu', 'host', '-m', '128', '-nodefaults', '-no-user-config', '-display', 'none',
+        '-serial', 'stdio', '-kernel', kernel, '-append', 'console=ttyS0 panic=-1', '-no-reboot'],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    let out = '';
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('Linux version')) done(true);
+    });
+    child.on('exit', () => done(out.includes('Linux version')));
+  });
+}

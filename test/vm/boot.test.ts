@@ -1,0 +1,129 @@
+// The VM groundwork on the real Docker engine and real QEMU: an image becomes a
+// read-only ext4 base, a VM boots from it with its own overlay and its own host key,
+// answers SSH, and a reset brings it back pristine.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import Docker from 'dockerode';
+import ssh2 from 'ssh2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseHostKey, sshConnect } from '../../src/infra/ssh.js';
+import { prepareBootArtifacts, type BootArtifacts } from '../../src/infra/vm/boot-artifacts.js';
+import { bootVm, probeKvm, resetVm, runningPid, stopVm, type VmSpec } from '../../src/infra/vm/qemu.js';
+import { ImageNotBootableError, imageToExt4 } from '../../src/infra/vm/rootfs.js';
+import { BASE_IMAGE, rootKey } from '../helpers/ssh-machines.js';
+
+const docker = new Docker({ socketPath: '/var/run/docker.sock' });
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-vm-test-'));
+const base = path.join(work, 'base.ext4');
+let artifacts: BootArtifacts;
+let spec: VmSpec;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Time from now until the VM's SSH answers with the host key it was given, and a session on it. */
+async function sshReady(timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await sshConnect(
+        { host: '127.0.0.1', port: spec.sshPort, username: 'root', privateKey: rootKey.private, hostKeyFingerprint: parseHostKey(spec.hostKey.public) },
+        { connectTimeoutMs: 3000, commandTimeoutMs: 10_000 },
+      );
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+const hashHead = (file: string) => createHash('sha256').update(fs.readFileSync(file).subarray(0, 8 << 20)).digest('hex');
+
+beforeAll(async () => {
+  artifacts = await prepareBootArtifacts(path.resolve('.data'));
+  const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
+  spec = {
+    dir: path.join(work, 'vm1'),
+    kernel: artifacts.kernel,
+    initramfs: artifacts.initramfs,
+    base,
+    sshPort: await freePort(),
+    cpus: 1,
+    memoryMb: 512,
+    accel: 'tcg',
+    hostKey: { private: hostKey.private, public: hostKey.public },
+    authorizedKeys: [rootKey.public],
+  };
+}, 120_000);
+afterAll(async () => {
+  await stopVm(spec.dir);
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+describe('an image as a VM', () => {
+  it('becomes a read-only ext4 base', async () => {
+    const r = await imageToExt4(docker, BASE_IMAGE, base);
+    expect(r.sizeBytes).toBeGreaterThan(100 << 20);
+    expect(fs.statSync(base).mode & 0o222).toBe(0); // nobody may write to it
+    console.log(`image → ext4: export ${r.exportMs} ms, mkfs ${r.ext4Ms} ms, ${Math.round(r.sizeBytes / 1048576)} MiB`);
+  });
+
+  it('boots with its own overlay and host key, answers SSH, and a reset discards what it wrote', async () => {
+    const before = hashHead(base);
+    let started = performance.now();
+    const pid = await bootVm(spec);
+    let ssh = await sshReady();
+    const bootMs = performance.now() - started;
+    // A new berth process knows only the directory: it finds the same VM.
+    expect(runningPid(spec.dir)).toBe(pid);
+    expect(ssh.fingerprint).toBe(parseHostKey(spec.hostKey.public));
+    const uname = await ssh.runScript('uname -r; echo precious > /root/file; sync', []);
+    expect(uname.stdout.trim()).toBe(artifacts.kernelVersion);
+    ssh.close();
+    expect(fs.readFileSync(path.join(spec.dir, 'console.log'), 'utf8')).toContain('berth-init: sshd started');
+
+    started = performance.now();
+    await resetVm(spec);
+    ssh = await sshReady();
+    const resetMs = performance.now() - started;
+    const after = await ssh.runScript('cat /root/file 2>/dev/null || echo gone', []);
+    ssh.close();
+    expect(after.stdout.trim()).toBe('gone');
+    expect(hashHead(base)).toBe(before);
+    console.log(`boot to SSH ${Math.round(bootMs)} ms, reset to SSH ${Math.round(resetMs)} ms (TCG)`);
+
+    await stopVm(spec.dir);
+    expect(runningPid(spec.dir)).toBeNull();
+  });
+
+  it('refuses an image without sshd, saying so', async () => {
+    // A one-file image, imported from a tar as berth's base image is.
+    const dir = fs.mkdtempSync(path.join(work, 'tiny-'));
+    fs.writeFileSync(path.join(dir, 'hello.txt'), 'hello\n');
+    const tarball = path.join(work, 'tiny.tar');
+    execFileSync('tar', ['-C', dir, '-cf', tarball, '.']);
+    const stream = (await docker.importImage(fs.createReadStream(tarball) as never, { repo: 'berth-test/no-sshd', tag: 'latest' } as never)) as unknown as NodeJS.ReadableStream;
+    await new Promise((r) => docker.modem.followProgress(stream, r));
+    await expect(imageToExt4(docker, 'berth-test/no-sshd:latest', path.join(work, 'nope.ext4'))).rejects.toThrow(ImageNotBootableError);
+    await expect(imageToExt4(docker, 'berth-test/no-sshd:latest', path.join(work, 'nope.ext4'))).rejects.toThrow(/openssh-server/);
+    await docker.getImage('berth-test/no-sshd:latest').remove({ force: true });
+  });
+
+  it('probes KVM within its timeout (this machine: /dev/kvm exists but guests fail)', async () => {
+    const started = performance.now();
+    const kvm = await probeKvm(artifacts.kernel, 5000);
+    expect(typeof kvm).toBe('boolean');
+    expect(performance.now() - started).toBeLessThan(8000);
+    console.log(`KVM usable: ${kvm}`);
+  });
+});
