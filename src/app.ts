@@ -108,7 +108,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     requestHashKey: Buffer.from(hkdfSync('sha256', secretKey, Buffer.alloc(0), 'berth idempotency request hash', 32)),
     log: app.log,
   });
-  const machines = createMachinesService({ prisma, secretBox, access, cleanupMachine: reservations.cleanupMachine });
+  const machines = createMachinesService({ prisma, secretBox, access, cleanupMachine: reservations.cleanupMachine, log: app.log });
   const users = createUsersService({
     prisma,
     hasher,

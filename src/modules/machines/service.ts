@@ -37,8 +37,9 @@ export function createMachinesService(deps: {
   access: MachineAccess;
   /** Removes what an ended reservation left on an offline machine (reservations service). */
   cleanupMachine(machine: MachineRow): Promise<'clean' | 'live'>;
+  log: { error(obj: object, msg: string): void };
 }) {
-  const { prisma, secretBox, access, cleanupMachine } = deps;
+  const { prisma, secretBox, access, cleanupMachine, log } = deps;
 
   function sealed(input: { password?: string; private_key?: string }) {
     if (input.password) return { credentialKind: 'password' as const, credential: secretBox.seal(input.password) };
@@ -104,8 +105,15 @@ export function createMachinesService(deps: {
           if (created) result.created++;
           else result.updated++;
         } catch (err) {
-          if (!(err instanceof Error && 'statusCode' in err)) throw err;
-          result.errors.push({ index, name, pointer: `/machines/${index}`, message: err.message });
+          // One entry's failure must not lose the others, nor leak internals to the client.
+          const known = err instanceof Error && 'statusCode' in err;
+          if (!known) log.error({ err, index, name }, 'importing a machine failed');
+          result.errors.push({
+            index,
+            name,
+            pointer: `/machines/${index}`,
+            message: known ? (err as Error).message : 'could not be saved (an internal error, logged on the server)',
+          });
         }
       }
       return result;
