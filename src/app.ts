@@ -112,7 +112,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const users = createUsersService({
     prisma,
     hasher,
-    sessions,
     identity,
     checker,
     releaseReservationsOf: (userId) => reservations.releaseAll({ userId }),

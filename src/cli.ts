@@ -1,7 +1,7 @@
 // Operator commands:  npm run migrate   |   npm run keys:rotate
 import { loadConfig } from './config.js';
 import { openDatabase } from './infra/open-database.js';
-import { Keyring } from './modules/identity/keyring.js';
+import { Keyring, SIGNING_RESCAN_MS } from './modules/identity/keyring.js';
 
 const say = (msg: string) => console.log(`[berth] ${msg}`);
 
@@ -19,10 +19,11 @@ const commands: Record<string, () => Promise<void>> = {
   async 'rotate-keys'() {
     const config = loadConfig();
     const ring = Keyring.open(config.jwt.keysDir);
-    const { kid, pruned } = ring.rotate(config.jwt.accessTtlSeconds);
+    // Retire a key once every process signs with its successor and its last token expired.
+    const { kid, pruned } = ring.rotate(config.jwt.accessTtlSeconds + (2 * SIGNING_RESCAN_MS) / 1000);
     say(`new signing key ${kid} in ${config.jwt.keysDir}`);
     if (pruned.length) say(`removed retired keys: ${pruned.join(', ')}`);
-    say('send SIGHUP to running berth processes to sign with it at once');
+    say(`running berth processes sign with it within ${SIGNING_RESCAN_MS / 1000} s (or at once on SIGHUP)`);
   },
 };
 

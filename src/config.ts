@@ -2,6 +2,7 @@
 // listed in the README's configuration table; add it there when you add it here.
 import path from 'node:path';
 import { z } from 'zod';
+import { USERNAME_PATTERN, USERNAME_RULE } from './modules/identity/usernames.js';
 
 const seconds = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 const environment = z
@@ -21,7 +22,7 @@ const environment = z
       .transform((v): boolean | string => (['true', '1', 'yes'].includes(v) ? true : ['false', '0', 'no'].includes(v) ? false : v))
       .default(false),
 
-    ADMIN_USERNAME: z.string().min(1).max(64).default('admin'),
+    ADMIN_USERNAME: z.string().regex(USERNAME_PATTERN, USERNAME_RULE).default('admin'),
     ADMIN_PASSWORD: z.string().min(8).max(256).optional(),
     BERTH_REGISTRATION: z.enum(['open', 'closed']).default('open'),
 

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { PASSWORD_MAX, PASSWORD_MIN, isCommonPassword, passwordLength } from '../modules/identity/passwords.js';
 import { problemSchema } from '../plugins/problem.js';
+import { USERNAME_PATTERN, USERNAME_RULE } from '../modules/identity/usernames.js';
 
 export const uuid = z.uuid();
 export const timestamp = z.iso.datetime().meta({ examples: ['2026-11-21T09:30:00.000Z'] });
@@ -11,10 +12,7 @@ export const timestamp = z.iso.datetime().meta({ examples: ['2026-11-21T09:30:00
  * follow the portable Unix pattern: a lowercase letter, then lowercase letters, digits,
  * `_` or `-`, 2 to 32 characters in all.
  */
-export const username = z
-  .string()
-  .regex(/^[a-z][a-z0-9_-]{1,31}$/, 'must be 2-32 characters: a lowercase letter, then lowercase letters, digits, _ or -')
-  .meta({ examples: ['alice'] });
+export const username = z.string().regex(USERNAME_PATTERN, USERNAME_RULE).meta({ examples: ['alice'] });
 
 export const email = z.email().max(254).meta({ examples: ['alice@example.com'] });
 

@@ -10,6 +10,12 @@ export const SIGNING_ALGORITHM = 'EdDSA';
 const KEY_FILE = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.pem$/;
 /** Unknown kids trigger a re-read of the directory at most this often. */
 const RELOAD_BACKOFF_MS = 1000;
+/**
+ * A running process looks for a newer signing key at most this often, so a rotation made
+ * by the CLI or another process takes effect everywhere within this time (and a retired
+ * key is known to have stopped signing once its successor is older than this).
+ */
+export const SIGNING_RESCAN_MS = 10_000;
 
 export interface SigningKey {
   kid: string;
@@ -52,12 +58,15 @@ export class Keyring {
   private current!: SigningKey;
   private lastReload = 0;
 
-  private constructor(private readonly dir: string) {}
+  private constructor(
+    private readonly dir: string,
+    private readonly rescanMs: number,
+  ) {}
 
   /** Opens the key directory, creating it and a first key when it is empty. */
-  static open(dir: string): Keyring {
+  static open(dir: string, opts: { rescanMs?: number } = {}): Keyring {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const ring = new Keyring(dir);
+    const ring = new Keyring(dir, opts.rescanMs ?? SIGNING_RESCAN_MS);
     if (ring.kidsOnDisk().length === 0) ring.writeNewKey();
     ring.reload();
     return ring;
@@ -95,13 +104,15 @@ export class Keyring {
 
   /**
    * Adds a new signing key and deletes keys whose successor has existed longer than
-   * `maxTokenLifetimeSeconds` (no token they signed can still be valid). Returns the new kid.
+   * `retireAfterSeconds`: pass the longest token lifetime plus the rescan interval (every
+   * process has switched to the successor by then, and no token the old key signed is
+   * still valid). Returns the new kid.
    */
-  rotate(maxTokenLifetimeSeconds: number): { kid: string; pruned: string[] } {
+  rotate(retireAfterSeconds: number): { kid: string; pruned: string[] } {
     const kid = this.writeNewKey();
     const kids = this.kidsOnDisk();
     const pruned: string[] = [];
-    const horizon = Date.now() - maxTokenLifetimeSeconds * 1000;
+    const horizon = Date.now() - retireAfterSeconds * 1000;
     for (let i = 0; i < kids.length - 1; i++) {
       const successor = kids[i + 1]!;
       if (createdAt(successor) <= horizon) {
@@ -113,7 +124,15 @@ export class Keyring {
     return { kid, pruned };
   }
 
+  /** The newest key on disk (checked at most every `rescanMs`): a rotation elsewhere takes effect here. */
   get signingKey(): SigningKey {
+    if (Date.now() - this.lastReload > this.rescanMs) {
+      try {
+        this.reload();
+      } catch {
+        // Keys unreadable for a moment (being rotated): keep signing with the current one.
+      }
+    }
     return this.current;
   }
 

@@ -10,6 +10,7 @@ import type { Keyring } from './keyring.js';
 import * as s from './schemas.js';
 import type { IdentityService, TokenSet } from './service.js';
 import { looksLikeRefreshToken } from './tokens.js';
+import { USERNAME_PATTERN } from './usernames.js';
 import { toUserDto } from './user-dto.js';
 
 export interface IdentityRouteOptions {
@@ -49,15 +50,20 @@ function bearerToken(request: FastifyRequest): string | null {
   return m?.[1] ?? null;
 }
 
-/** The username a login attempt names, for the per-username throttle. */
+/** The username a login attempt names, for the per-username throttle; names no user can have share one bucket. */
 function attemptedUsername(request: FastifyRequest): string {
   const body = request.body as { username?: unknown } | undefined;
-  if (body && typeof body.username === 'string') return body.username.trim().toLowerCase();
-  try {
-    return basicCredentials(request)?.username.trim().toLowerCase() ?? '';
-  } catch {
-    return '';
+  let name = '';
+  if (body && typeof body.username === 'string') name = body.username;
+  else {
+    try {
+      name = basicCredentials(request)?.username ?? '';
+    } catch {
+      name = '';
+    }
   }
+  name = name.trim().toLowerCase();
+  return USERNAME_PATTERN.test(name) ? name : '(not a username)';
 }
 
 export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async (app, opts) => {

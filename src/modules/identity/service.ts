@@ -6,6 +6,7 @@ import type { PasswordHasher } from './passwords.js';
 import type { Principal } from './session-check.js';
 import type { OpenedSession, SessionMeta, SessionStore } from './sessions.js';
 import type { TokenIssuer } from './tokens.js';
+import { USERNAME_PATTERN } from './usernames.js';
 
 export interface TokenSet {
   accessToken: string;
@@ -82,21 +83,29 @@ export function createIdentityService({ prisma, hasher, issuer, sessions, regist
 
     /** Same answer and the same work (one argon2 verify) for an unknown user and a wrong password. */
     async login(username: string, password: string, meta: SessionMeta): Promise<TokenSet> {
-      const user = await prisma.user.findUnique({
-        where: { username: username.trim().toLowerCase() },
-        select: { id: true, username: true, role: true, disabled: true, passwordHash: true },
-      });
-      if (!user) {
+      const name = username.trim().toLowerCase();
+      // Only exact, canonical names are looked up (see usernames.ts on the collation).
+      const user = USERNAME_PATTERN.test(name)
+        ? await prisma.user.findUnique({
+            where: { username: name },
+            select: { id: true, username: true, role: true, disabled: true, passwordHash: true },
+          })
+        : null;
+      if (!user || user.username !== name) {
         await hasher.verifyDummy(password);
         throw invalidCredentials();
       }
       const { ok, needsRehash } = await hasher.verify(user.passwordHash, password);
       if (!ok) throw invalidCredentials();
       if (user.disabled) throw problems.forbidden('account_disabled', 'this account is disabled');
+      let verifiedHash = user.passwordHash;
       if (needsRehash) {
-        await prisma.user.update({ where: { id: user.id }, data: { passwordHash: await hasher.hash(password) } });
+        const upgraded = await hasher.hash(password);
+        // Only over the hash just verified: never undo a password change that landed meanwhile.
+        const { count } = await prisma.user.updateMany({ where: { id: user.id, passwordHash: user.passwordHash }, data: { passwordHash: upgraded } });
+        if (count === 1) verifiedHash = upgraded;
       }
-      return tokenSet(await sessions.open({ id: user.id, username: user.username, role: user.role }, meta));
+      return tokenSet(await sessions.open({ id: user.id, username: user.username, role: user.role }, meta, verifiedHash));
     },
 
     async refresh(refreshToken: string): Promise<TokenSet> {
@@ -117,16 +126,32 @@ export function createIdentityService({ prisma, hasher, issuer, sessions, regist
       principal: Principal,
       input: { currentPassword: string; newPassword: string; killSessions: boolean },
     ): Promise<{ sessionsRevoked: number }> {
-      const user = await prisma.user.findUniqueOrThrow({ where: { id: principal.userId }, select: { passwordHash: true } });
+      const user = await prisma.user.findUnique({ where: { id: principal.userId }, select: { passwordHash: true } });
+      if (!user) throw problems.unauthorized('session_revoked', 'this account no longer exists');
       const { ok } = await hasher.verify(user.passwordHash, input.currentPassword);
       if (!ok) throw problems.forbidden('invalid_current_password', 'the current password is wrong');
       if (input.newPassword.toLowerCase() === principal.username) {
         throw problems.unprocessable('password_rejected', 'the new password must not be the username');
       }
-      await prisma.user.update({ where: { id: principal.userId }, data: { passwordHash: await hasher.hash(input.newPassword) } });
-      const sessionsRevoked = input.killSessions
-        ? await sessions.revokeAllForUser(principal.userId, 'password_change', principal.sessionId)
-        : 0;
+      const newHash = await hasher.hash(input.newPassword);
+      // The new hash and the revocations commit together, under the lock logins take
+      // (sessions.open): no login with the old password can slip in between.
+      const sessionsRevoked = await prisma.$transaction(async (tx) => {
+        const [row] = await tx.$queryRaw<{ password_hash: string }[]>`
+          SELECT password_hash FROM users WHERE id = ${principal.userId} FOR UPDATE`;
+        if (!row) throw problems.unauthorized('session_revoked', 'this account no longer exists');
+        if (row.password_hash !== user.passwordHash) {
+          throw problems.conflict('password_changed', 'the password was changed meanwhile; try again');
+        }
+        await tx.user.update({ where: { id: principal.userId }, data: { passwordHash: newHash } });
+        if (!input.killSessions) return 0;
+        const { count } = await tx.session.updateMany({
+          where: { userId: principal.userId, revokedAt: null, NOT: { id: principal.sessionId } },
+          data: { revokedAt: new Date(), revokedReason: 'password_change' },
+        });
+        return count;
+      });
+      if (sessionsRevoked) sessions.forget(principal.userId);
       return { sessionsRevoked };
     },
 

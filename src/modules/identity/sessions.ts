@@ -29,12 +29,19 @@ export interface OpenedSession {
 }
 
 export interface SessionStore {
-  open(user: SessionUser, meta: SessionMeta): Promise<OpenedSession>;
+  /**
+   * Opens a session, but only if the user's password hash is still `verifiedHash` and the
+   * user is enabled, checked under a lock on the user row: a login that overlaps a password
+   * change either lands before it (and is revoked by it) or fails.
+   */
+  open(user: SessionUser, meta: SessionMeta, verifiedHash: string): Promise<OpenedSession>;
   rotate(refreshToken: string): Promise<OpenedSession>;
   /** The session a refresh token belongs to, spent or not (logout by refresh token). */
   sessionOfRefreshToken(refreshToken: string): Promise<string | null>;
   revoke(sessionId: string, reason: RevokeReason): Promise<boolean>;
   revokeAllForUser(userId: string, reason: RevokeReason, exceptSessionId?: string): Promise<number>;
+  /** Drops this process's cached session checks of a user (after revoking inside a transaction). */
+  forget(userId: string): void;
   ownerOf(sessionId: string): Promise<string | null>;
   listActive(
     userId: string,
@@ -75,20 +82,28 @@ export function createSessionStore(
   }
 
   return {
-    async open(user, meta) {
+    async open(user, meta, verifiedHash) {
       const now = Date.now();
       const sessionExpiresAt = new Date(now + ttl.maxTtlSeconds * 1000);
       const refresh = newRefreshToken();
       const refreshExpiresAt = refreshExpiry(now, sessionExpiresAt);
-      const session = await prisma.session.create({
-        data: {
-          userId: user.id,
-          expiresAt: sessionExpiresAt,
-          userAgent: truncate(meta.userAgent, 255),
-          ipAddress: truncate(meta.ipAddress, 45),
-          refreshTokens: { create: { tokenHash: refresh.hash, expiresAt: refreshExpiresAt } },
-        },
-        select: { id: true },
+      const session = await prisma.$transaction(async (tx) => {
+        const [row] = await tx.$queryRaw<{ password_hash: string; disabled: number | boolean }[]>`
+          SELECT password_hash, disabled FROM users WHERE id = ${user.id} FOR UPDATE`;
+        if (!row || row.password_hash !== verifiedHash) {
+          throw problems.unauthorized('invalid_credentials', 'username or password is wrong');
+        }
+        if (Number(row.disabled)) throw problems.forbidden('account_disabled', 'this account is disabled');
+        return tx.session.create({
+          data: {
+            userId: user.id,
+            expiresAt: sessionExpiresAt,
+            userAgent: truncate(meta.userAgent, 255),
+            ipAddress: truncate(meta.ipAddress, 45),
+            refreshTokens: { create: { tokenHash: refresh.hash, expiresAt: refreshExpiresAt } },
+          },
+          select: { id: true },
+        });
       });
       return { sessionId: session.id, sessionExpiresAt, user, refreshToken: refresh.token, refreshExpiresAt };
     },
@@ -165,6 +180,10 @@ export function createSessionStore(
       const count = await revokeWhere(exceptSessionId ? { userId, NOT: { id: exceptSessionId } } : { userId }, reason);
       checker.forgetUser(userId);
       return count;
+    },
+
+    forget(userId) {
+      checker.forgetUser(userId);
     },
 
     async ownerOf(sessionId) {

@@ -6,8 +6,8 @@
 // (the GECOS marker, which `chfn` lets a user edit, is only a label).
 import type { SshSession } from '../../infra/ssh.js';
 
-/** Portable Unix names: a lowercase letter, then lowercase letters, digits, "_" or "-". */
-export const ACCOUNT_NAME = /^[a-z][a-z0-9_-]{1,31}$/;
+/** Portable Unix names: the same rule as berth usernames, which they default to. */
+export { USERNAME_PATTERN as ACCOUNT_NAME } from '../identity/usernames.js';
 
 /** Names that exist (as users or groups) on a stock Debian system, or would be dangerous. */
 export const RESERVED_ACCOUNT_NAMES = new Set([

@@ -6,12 +6,10 @@ import { problems } from '../../plugins/problem.js';
 import type { PasswordHasher } from '../identity/passwords.js';
 import { userSelect, type IdentityService, type UserRecord } from '../identity/service.js';
 import type { Principal, SessionChecker } from '../identity/session-check.js';
-import type { SessionStore } from '../identity/sessions.js';
 
 export interface UsersDeps {
   prisma: PrismaClient;
   hasher: PasswordHasher;
-  sessions: SessionStore;
   identity: Pick<IdentityService, 'createUser'>;
   checker: Pick<SessionChecker, 'forgetUser'>;
   /** Releases the user's active reservations (accounts removed) before the user goes. */
@@ -27,7 +25,26 @@ export interface UserPatch {
 
 const notFound = () => problems.notFound('user_not_found', 'no such user');
 
-export function createUsersService({ prisma, hasher, sessions, identity, checker, releaseReservationsOf }: UsersDeps) {
+async function lockUser(tx: Prisma.TransactionClient, id: string) {
+  const [row] = await tx.$queryRaw<{ role: 'user' | 'admin'; disabled: number | boolean; username: string }[]>`
+    SELECT role, disabled, username FROM users WHERE id = ${id} FOR UPDATE`;
+  return row ? { role: row.role, disabled: Boolean(Number(row.disabled)), username: row.username } : null;
+}
+
+/** Admin changes lock rows in different orders; MariaDB aborts one of two deadlocked transactions: run it again. */
+async function withDeadlockRetry<T>(work: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await work();
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      const deadlock = code === 'P2034' || /deadlock|1213/i.test(String((err as Error).message));
+      if (!deadlock || i >= attempts) throw err;
+    }
+  }
+}
+
+export function createUsersService({ prisma, hasher, identity, checker, releaseReservationsOf }: UsersDeps) {
   /** Inside a transaction: throws unless some other enabled admin would remain. */
   async function assertAnotherAdmin(tx: Prisma.TransactionClient, userId: string) {
     const admins = await tx.$queryRaw<{ id: string }[]>`
@@ -69,8 +86,10 @@ export function createUsersService({ prisma, hasher, sessions, identity, checker
       const passwordHash = patch.password ? await hasher.hash(patch.password) : undefined;
       const losesAdmin = patch.role === 'user' || patch.disabled === true;
 
-      const { user, before } = await prisma.$transaction(async (tx) => {
-        const before = await tx.user.findUnique({ where: { id }, select: { role: true, disabled: true, username: true } });
+      const user = await withDeadlockRetry(() => prisma.$transaction(async (tx) => {
+        // The target row first, under lock: what it was decides which rules apply, and a
+        // concurrent change to it must not slip in between (e.g. re-enabling a disabled admin).
+        const before = await lockUser(tx, id);
         if (!before) throw notFound();
         if (losesAdmin && before.role === 'admin' && !before.disabled) await assertAnotherAdmin(tx, id);
         if (patch.password && patch.password.toLowerCase() === before.username) {
@@ -86,13 +105,16 @@ export function createUsersService({ prisma, hasher, sessions, identity, checker
           },
           select: userSelect,
         });
-        return { user, before };
-      });
-
-      if (patch.disabled === true && !before.disabled) await sessions.revokeAllForUser(id, 'user_disabled');
-      else if (passwordHash) await sessions.revokeAllForUser(id, 'password_reset');
-      // Role and email are read per request through the session check; drop what this process cached.
-      else checker.forgetUser(id);
+        // Disabling or resetting the password ends the sessions in the same transaction, under
+        // the lock logins take: no login can open a session in between.
+        const reason = patch.disabled === true && !before.disabled ? 'user_disabled' : passwordHash ? 'password_reset' : null;
+        if (reason) {
+          await tx.session.updateMany({ where: { userId: id, revokedAt: null }, data: { revokedAt: new Date(), revokedReason: reason } });
+        }
+        return user;
+      }));
+      // Role, email and revocations are read per request through the session check: drop this process's cache.
+      checker.forgetUser(id);
       return user;
     },
 
@@ -100,13 +122,13 @@ export function createUsersService({ prisma, hasher, sessions, identity, checker
       if (actor.userId === id) throw problems.conflict('cannot_delete_self', 'you cannot delete your own account');
       if (!(await prisma.user.findUnique({ where: { id }, select: { id: true } }))) throw notFound();
       await releaseReservationsOf(id);
-      await prisma.$transaction(async (tx) => {
-        const target = await tx.user.findUnique({ where: { id }, select: { role: true, disabled: true } });
+      await withDeadlockRetry(() => prisma.$transaction(async (tx) => {
+        const target = await lockUser(tx, id);
         if (!target) throw notFound();
         if (target.role === 'admin' && !target.disabled) await assertAnotherAdmin(tx, id);
         // Sessions (and their refresh tokens) go with the user by ON DELETE CASCADE.
         await tx.user.delete({ where: { id } });
-      });
+      }));
       // Evict this process's cached session checks; other processes miss the row within the cache window.
       checker.forgetUser(id);
     },
