@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { NodeSSH } from 'node-ssh';
 import { startServer } from '../../test/helpers/server-process.js';
-import { removeAllTestMachines, rootKey, startMachines } from '../../test/helpers/ssh-machines.js';
+import { removeAllTestMachines, restoreUseradd, rootKey, slowDownUseradd, startMachines } from '../../test/helpers/ssh-machines.js';
 
 const POOL = 12;
 const RUNS = 5;
@@ -90,11 +90,10 @@ async function main() {
 
     // The same with machines whose account creation waits 300 ms (a slow remote host:
     // network file systems, directory services) instead of competing for this host's CPU.
-    const SLOW = 'mv /usr/sbin/useradd /usr/sbin/useradd.real && printf "#!/bin/sh\\nsleep 0.3\\nexec /usr/sbin/useradd.real \\"\\$@\\"\\n" > /usr/sbin/useradd && chmod +x /usr/sbin/useradd';
-    await Promise.all(machines.map((m) => m.sh(SLOW)));
+    await Promise.all(machines.map((m) => slowDownUseradd(m, 0.3)));
     const slowOne = await reserveTimes(1);
     const slowTen = await reserveTimes(10);
-    await Promise.all(machines.map((m) => m.sh('mv /usr/sbin/useradd.real /usr/sbin/useradd')));
+    await Promise.all(machines.map(restoreUseradd));
 
     // Contention: 200 requests at once for a pool of 12.
     const started = performance.now();

@@ -204,3 +204,15 @@ export async function sshRun(
     ssh.dispose();
   }
 }
+
+/** Makes account creation on a machine take `seconds` longer: a slow host, or a window for a crash. */
+export async function slowDownUseradd(m: TestMachine, seconds: number): Promise<void> {
+  const r = await m.sh(
+    `mv /usr/sbin/useradd /usr/sbin/useradd.real && printf '#!/bin/sh\\nsleep ${seconds}\\nexec /usr/sbin/useradd.real "$@"\\n' > /usr/sbin/useradd && chmod +x /usr/sbin/useradd`,
+  );
+  if (r.code !== 0) throw new Error(`could not slow down useradd: ${r.out}`);
+}
+
+export async function restoreUseradd(m: TestMachine): Promise<void> {
+  await m.sh('[ -e /usr/sbin/useradd.real ] && mv /usr/sbin/useradd.real /usr/sbin/useradd');
+}

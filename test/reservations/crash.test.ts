@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD } from '../helpers/app.js';
 import { createEmptyDatabase, rootQuery } from '../helpers/db.js';
 import { startServer, type ServerProcess } from '../helpers/server-process.js';
-import { rootKey, startMachines, type TestMachine } from '../helpers/ssh-machines.js';
+import { rootKey, slowDownUseradd, startMachines, type TestMachine } from '../helpers/ssh-machines.js';
 
 let machines: TestMachine[];
 let db: Awaited<ReturnType<typeof createEmptyDatabase>>;
@@ -18,9 +18,7 @@ let env: Record<string, string>;
 beforeAll(async () => {
   [machines, db] = await Promise.all([startMachines(2, 'crash'), createEmptyDatabase('crash')]);
   // The second machine creates accounts slowly, so the crash lands mid-provisioning.
-  await machines[1]!.sh(
-    'mv /usr/sbin/useradd /usr/sbin/useradd.real && printf "#!/bin/sh\\nsleep 3\\nexec /usr/sbin/useradd.real \\"\\$@\\"\\n" > /usr/sbin/useradd && chmod +x /usr/sbin/useradd',
-  );
+  await slowDownUseradd(machines[1]!, 3);
   env = {
     BERTH_DATA_DIR: dataDir,
     DATABASE_URL: `mysql://root@localhost/${db.target.database}?socket=${encodeURIComponent(db.target.socketPath!)}`,

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, json, userSession, type TestApp } from '../helpers/app.js';
 import { accountExists, createPool, type Pool } from '../helpers/pool.js';
+import { slowDownUseradd } from '../helpers/ssh-machines.js';
 
 let pool: Pool;
 let other: TestApp;
@@ -11,9 +12,7 @@ beforeAll(async () => {
   pool = await createPool(1, env, 'lease');
   other = await createTestApp(env, { shareWith: pool.t, instanceId: 'reconciler' });
   // useradd takes 3 s here: three lease lengths.
-  await pool.machines[0]!.sh(
-    'mv /usr/sbin/useradd /usr/sbin/useradd.real && printf "#!/bin/sh\\nsleep 3\\nexec /usr/sbin/useradd.real \\"\\$@\\"\\n" > /usr/sbin/useradd && chmod +x /usr/sbin/useradd',
-  );
+  await slowDownUseradd(pool.machines[0]!, 3);
 });
 afterAll(async () => {
   await other.close();
