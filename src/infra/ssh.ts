@@ -84,6 +84,15 @@ export async function sshConnect(target: SshTarget, timeouts: { connectTimeoutMs
     }
     throw new SshError(`cannot connect to ${target.host}:${target.port}: ${(err as Error).message}`);
   }
+  // node-ssh drops its error listener once connected; an ssh2 client that later meets a
+  // socket error (the machine dies, a VM is reset, a late RST after close) with no
+  // listener would take the whole process down. The command in flight fails on its own
+  // (channel close, or our timeout); the error itself is only kept for the message.
+  const client = ssh.connection!;
+  let connectionError: Error | undefined;
+  client.on('error', (err: Error) => {
+    connectionError = err;
+  });
   const asRoot = target.username === 'root' ? '' : 'sudo -n ';
   return {
     fingerprint: presented!,
@@ -98,7 +107,14 @@ export async function sshConnect(target: SshTarget, timeouts: { connectTimeoutMs
       });
       try {
         const r = await Promise.race([ssh.execCommand(command, { stdin: opts.stdin ?? '' }), timeout]);
+        // No exit code and no signal: the connection ended before the command did.
+        if (r.code === null && !r.signal) {
+          throw new SshError(connectionError ? `the connection failed: ${connectionError.message}` : 'the connection closed before the command finished');
+        }
         return { code: r.code, stdout: r.stdout, stderr: r.stderr };
+      } catch (err) {
+        if (connectionError && !(err instanceof SshError)) throw new SshError(`the connection failed: ${connectionError.message}`);
+        throw err;
       } finally {
         clearTimeout(timer);
       }
