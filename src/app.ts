@@ -24,6 +24,10 @@ import { startExpiryJob, type ExpiryJob, type TickResult } from './modules/reser
 import { reservationsRoutes } from './modules/reservations/routes.js';
 import { createReservationsService } from './modules/reservations/service.js';
 import { createSecretBox, loadSecretKey } from './infra/secret-box.js';
+import Docker from 'dockerode';
+import path from 'node:path';
+import { imagesRoutes } from './modules/images/routes.js';
+import { createImagesService } from './modules/images/service.js';
 import { createUsersService } from './modules/users/service.js';
 import authPlugin from './plugins/auth.js';
 import openapiPlugin from './plugins/openapi.js';
@@ -138,6 +142,26 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(usersRoutes, { users });
   await app.register(machinesRoutes, { machines });
   await app.register(reservationsRoutes, { reservations });
+
+  const docker = new Docker({ socketPath: config.dockerSocket });
+  const images = createImagesService({ prisma, docker, dir: path.join(config.dataDir, 'images'), log: app.log });
+  // Builds run after their request has been answered; closing waits for them.
+  const builds = new Set<Promise<void>>();
+  const track = (build: Promise<void>) => {
+    builds.add(build);
+    void build.finally(() => builds.delete(build));
+  };
+  await app.register(imagesRoutes, { images, track });
+  let imageWatch: NodeJS.Timeout | undefined;
+  app.addHook('onReady', async () => {
+    const interrupted = () => void images.failInterrupted().catch((err: unknown) => app.log.error({ err }, 'image watch failed'));
+    interrupted();
+    imageWatch = setInterval(interrupted, 30_000).unref();
+  });
+  app.addHook('onClose', async () => {
+    clearInterval(imageWatch);
+    await Promise.allSettled([...builds]);
+  });
 
   // Expiry and crash reconciliation run inside the server, from start-up to close.
   let job: ExpiryJob | undefined;

@@ -54,6 +54,7 @@ const environment = z
     BERTH_RESERVATION_MAX_TOTAL_MINUTES: z.coerce.number().int().positive().default(24 * 60),
     BERTH_RESERVATION_MAX_MACHINES_PER_USER: z.coerce.number().int().positive().default(10),
     BERTH_RESERVATION_LEASE_SECONDS: z.coerce.number().positive().default(120),
+    BERTH_DOCKER_SOCKET: z.string().min(1).default('/var/run/docker.sock'),
   })
   .refine((env) => env.BERTH_SESSION_MAX_TTL_SECONDS >= env.BERTH_ACCESS_TOKEN_TTL_SECONDS, {
     message: 'BERTH_SESSION_MAX_TTL_SECONDS must be at least BERTH_ACCESS_TOKEN_TTL_SECONDS',
@@ -99,6 +100,8 @@ export interface Config {
   /** Base64 AES-256 key for machine credentials; unset → generated into `dataDir/secret.key`. */
   secretKey: string | undefined;
   ssh: { connectTimeoutMs: number; commandTimeoutMs: number };
+  /** The Docker engine that builds images. */
+  dockerSocket: string;
   reservations: {
     expiryIntervalSeconds: number;
     defaultMinutes: number;
@@ -159,6 +162,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     secretKey: e.BERTH_SECRET_KEY,
     ssh: { connectTimeoutMs: e.BERTH_SSH_CONNECT_TIMEOUT_MS, commandTimeoutMs: e.BERTH_SSH_COMMAND_TIMEOUT_MS },
+    dockerSocket: e.BERTH_DOCKER_SOCKET,
     reservations: {
       expiryIntervalSeconds: e.BERTH_EXPIRY_INTERVAL_SECONDS,
       defaultMinutes: e.BERTH_RESERVATION_DEFAULT_MINUTES,

@@ -4,7 +4,7 @@
 import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD, adminSession, createTestApp, json, login, register, userSession, type Session, type TestApp } from './helpers/app.js';
-import { rootKey, startMachines, type TestMachine } from './helpers/ssh-machines.js';
+import { BASE_IMAGE, rootKey, startMachines, type TestMachine } from './helpers/ssh-machines.js';
 
 type Actor = 'anonymous' | 'user' | 'other' | 'admin';
 const ACTORS: Actor[] = ['anonymous', 'user', 'other', 'admin'];
@@ -56,6 +56,12 @@ async function usersReservation(): Promise<string> {
   const res = await t.app.inject({ method: 'POST', url: '/v1/reservations', headers: sessions.user.auth, payload: { count: 1, type: 'server' } });
   if (res.statusCode !== 201) throw new Error(`reserve: ${res.statusCode} ${res.body}`);
   return json(res).id;
+}
+
+/** An image record whose build has ended (failed), for the read and delete rows. */
+async function finishedImage(): Promise<string> {
+  const image = await t.prisma.image.create({ data: { name: unique('done'), status: 'failed', error: 'test record' } });
+  return image.id;
 }
 
 const releaseEverything = async () => {
@@ -255,6 +261,33 @@ const rows: Row[] = [
     expected: { anonymous: 401, user: 200, other: 404, admin: 200 },
     request: async (a) => ({ method: 'DELETE', url: `/v1/reservations/${await usersReservation()}`, headers: await freshAuth(a) }),
     cleanup: releaseEverything,
+  },
+  {
+    // Each admin request starts a real (tiny) build; closing the app waits for it.
+    route: 'POST /v1/images',
+    expected: adminOnly(202),
+    request: async (a) => ({
+      method: 'POST',
+      url: '/v1/images',
+      headers: await freshAuth(a),
+      payload: { name: unique('img'), dockerfile: `FROM ${BASE_IMAGE}\n` },
+    }),
+  },
+  { route: 'GET /v1/images', expected: bearerOnly(200), request: async (a) => ({ method: 'GET', url: '/v1/images', headers: await freshAuth(a) }) },
+  {
+    route: 'GET /v1/images/{id}',
+    expected: bearerOnly(200),
+    request: async (a) => ({ method: 'GET', url: `/v1/images/${await finishedImage()}`, headers: await freshAuth(a) }),
+  },
+  {
+    route: 'GET /v1/images/{id}/log',
+    expected: bearerOnly(200),
+    request: async (a) => ({ method: 'GET', url: `/v1/images/${await finishedImage()}/log`, headers: await freshAuth(a) }),
+  },
+  {
+    route: 'DELETE /v1/images/{id}',
+    expected: adminOnly(204),
+    request: async (a) => ({ method: 'DELETE', url: `/v1/images/${await finishedImage()}`, headers: await freshAuth(a) }),
   },
   {
     route: 'POST /v1/reservations/release-all',

@@ -12,6 +12,7 @@ export const TAGS = [
   { name: 'users', description: 'User administration' },
   { name: 'machines', description: 'The machine registry and pool statistics' },
   { name: 'reservations', description: 'Machines for a person for a time, with an account on each' },
+  { name: 'images', description: 'Dockerfiles built into read-only bases for VMs' },
 ];
 
 export default fp(

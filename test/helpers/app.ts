@@ -4,7 +4,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import Docker from 'dockerode';
 import { buildApp } from '../../src/app.js';
+import { dockerTag } from '../../src/modules/images/service.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createPrisma, type DatabaseTarget, type PrismaClient } from '../../src/infra/database.js';
 import { Keyring } from '../../src/modules/identity/keyring.js';
@@ -61,7 +63,11 @@ export async function createTestApp(env: Record<string, string> = {}, opts: Test
     keyring,
     dataDir,
     async close() {
-      await app.close();
+      await app.close(); // waits for builds still running
+      // The engine images this app built (its own records only: never a developer's images).
+      const built = await prisma.image.findMany({ select: { id: true } }).catch(() => []);
+      const docker = new Docker({ socketPath: config.dockerSocket });
+      await Promise.all(built.map((i) => docker.getImage(dockerTag(i)).remove({ force: true }).catch(() => {})));
       await prisma.$disconnect();
       await db.drop();
       fs.rmSync(dataDir, { recursive: true, force: true });

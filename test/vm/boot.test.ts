@@ -104,7 +104,8 @@ describe('an image as a VM', () => {
 
     await stopVm(spec.dir);
     expect(runningPid(spec.dir)).toBeNull();
-  });
+    // Two boots under software emulation, sharing 2 cores with the rest of the suite.
+  }, 180_000);
 
   it('refuses an image without sshd, saying so', async () => {
     // A one-file image, imported from a tar as berth's base image is.

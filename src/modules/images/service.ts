@@ -1,0 +1,153 @@
+// Images: a Dockerfile (or a tar build context) built by the engine, then converted into
+// the read-only ext4 base VMs boot from. The work runs in the background; the row says
+// where it is (`building` → `ready` | `failed` with the reason) and the log file is
+// readable, and followable, while it grows. A build whose process died stops
+// heartbeating and is marked failed by the next process that looks.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import type Docker from 'dockerode';
+import { Prisma, type Image, type PrismaClient } from '../../generated/prisma/client.js';
+import { buildImage } from '../../infra/docker/build.js';
+import { imageToExt4 } from '../../infra/vm/rootfs.js';
+import { problems } from '../../plugins/problem.js';
+
+const HEARTBEAT_MS = 10_000;
+/** A build not heard of for this long was interrupted. */
+const STALE_MS = 60_000;
+
+export interface ImagesDeps {
+  prisma: PrismaClient;
+  docker: Docker;
+  /** Where each image keeps its build log and ext4 base: <dir>/<id>/. */
+  dir: string;
+  log: { error(obj: object, msg: string): void };
+}
+
+const notFound = () => problems.notFound('image_not_found', 'no such image');
+export const dockerTag = (image: Pick<Image, 'id'>) => `berth/image-${image.id}:latest`;
+
+export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
+  const paths = (id: string) => ({ dir: path.join(dir, id), log: path.join(dir, id, 'build.log'), base: path.join(dir, id, 'base.ext4') });
+
+  async function get(id: string): Promise<Image> {
+    const image = await prisma.image.findUnique({ where: { id } });
+    if (!image) throw notFound();
+    return image;
+  }
+
+  async function run(image: Image, context: Readable): Promise<void> {
+    const p = paths(image.id);
+    const heartbeat = setInterval(() => {
+      void prisma.image.update({ where: { id: image.id }, data: { heartbeatAt: new Date() } }).catch(() => {});
+    }, HEARTBEAT_MS);
+    try {
+      const built = await buildImage(docker, context, dockerTag(image), p.log);
+      const inspected = await docker.getImage(dockerTag(image)).inspect();
+      const c = inspected.Config ?? {};
+      const converted = await imageToExt4(docker, dockerTag(image), p.base);
+      fs.appendFileSync(p.log, `berth: converted to a ${Math.round(converted.sizeBytes / 1048576)} MiB ext4 base in ${converted.exportMs + converted.ext4Ms} ms\n`);
+      await prisma.image.update({
+        where: { id: image.id },
+        data: {
+          status: 'ready',
+          dockerId: built.imageId,
+          buildMs: built.buildMs,
+          convertMs: converted.exportMs + converted.ext4Ms,
+          sizeBytes: BigInt(converted.sizeBytes),
+          config: { entrypoint: c.Entrypoint ?? null, cmd: c.Cmd ?? null, env: c.Env ?? [], user: c.User || null, workdir: c.WorkingDir || null },
+          heartbeatAt: null,
+        },
+      });
+    } catch (err) {
+      const message = (err as Error).message;
+      fs.appendFileSync(p.log, `berth: the image failed: ${message}\n`);
+      await prisma.image
+        .update({ where: { id: image.id }, data: { status: 'failed', error: message.slice(0, 2048), heartbeatAt: null } })
+        .catch((e: unknown) => log.error({ err: e, image: image.id }, 'could not record a failed build'));
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  return {
+    get,
+
+    /** Starts a build; resolves once it is recorded (the build itself goes on). */
+    async create(name: string, context: Readable): Promise<{ image: Image; done: Promise<void> }> {
+      let image: Image;
+      try {
+        image = await prisma.image.create({ data: { name, heartbeatAt: new Date() } });
+      } catch (err) {
+        if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') {
+          throw problems.conflict('image_exists', `an image named ${name} exists`);
+        }
+        throw err;
+      }
+      fs.mkdirSync(paths(image.id).dir, { recursive: true });
+      fs.writeFileSync(paths(image.id).log, '');
+      return { image, done: run(image, context) };
+    },
+
+    async list(q: { status?: Image['status']; limit: number; cursor?: string }) {
+      const rows = await prisma.image.findMany({
+        where: { ...(q.status && { status: q.status }), ...(q.cursor && { name: { gt: q.cursor } }) },
+        orderBy: { name: 'asc' },
+        take: q.limit + 1,
+      });
+      const items = rows.slice(0, q.limit);
+      return { items, nextCursor: rows.length > q.limit ? items[items.length - 1]!.name : null };
+    },
+
+    /** The build log; while the image is building, a stream that follows it until the build ends. */
+    async logStream(id: string): Promise<Readable> {
+      await get(id);
+      const file = paths(id).log;
+      let offset = 0;
+      let finished = false;
+      return new Readable({
+        async read() {
+          for (;;) {
+            const size = fs.existsSync(file) ? fs.statSync(file).size : 0;
+            if (size > offset) {
+              const fd = fs.openSync(file, 'r');
+              const chunk = Buffer.alloc(size - offset);
+              fs.readSync(fd, chunk, 0, chunk.length, offset);
+              fs.closeSync(fd);
+              offset = size;
+              this.push(chunk);
+              return;
+            }
+            if (finished) {
+              this.push(null);
+              return;
+            }
+            const { status } = await get(id).catch(() => ({ status: 'failed' as const }));
+            // One more read after the build ends picks up its last lines.
+            if (status !== 'building') finished = true;
+            else await new Promise((r) => setTimeout(r, 200));
+          }
+        },
+      });
+    },
+
+    async remove(id: string): Promise<void> {
+      const image = await get(id);
+      if (image.status === 'building') throw problems.conflict('image_building', 'the image is still being built; delete it once it is done');
+      await docker.getImage(dockerTag(image)).remove({ force: true }).catch(() => {});
+      fs.rmSync(paths(id).dir, { recursive: true, force: true });
+      await prisma.image.delete({ where: { id } });
+    },
+
+    /** Marks builds whose process stopped heartbeating as failed (start-up and the job tick). */
+    async failInterrupted(): Promise<number> {
+      const { count } = await prisma.image.updateMany({
+        where: { status: 'building', heartbeatAt: { lt: new Date(Date.now() - STALE_MS) } },
+        data: { status: 'failed', error: 'the build was interrupted (berth stopped); build it again', heartbeatAt: null },
+      });
+      return count;
+    },
+  };
+}
+
+export type ImagesService = ReturnType<typeof createImagesService>;

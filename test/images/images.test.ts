@@ -1,0 +1,106 @@
+// Images on the real Docker engine: build, convert, log (streamed while building),
+// failure reasons, delete.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminSession, createTestApp, json, userSession, type Session, type TestApp } from '../helpers/app.js';
+import { BASE_IMAGE } from '../helpers/ssh-machines.js';
+
+let t: TestApp;
+let admin: Session;
+let user: Session;
+let url: string;
+beforeAll(async () => {
+  t = await createTestApp();
+  admin = await adminSession(t);
+  user = await userSession(t, 'alice');
+  url = await t.app.listen({ port: 0, host: '127.0.0.1' });
+});
+afterAll(() => t.close());
+
+const create = (name: string, dockerfile: string, s = admin) =>
+  t.app.inject({ method: 'POST', url: '/v1/images', headers: s.auth, payload: { name, dockerfile } });
+async function settled(id: string, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const img = json(await t.app.inject({ method: 'GET', url: `/v1/images/${id}`, headers: user.auth }));
+    if (img.status !== 'building' || Date.now() > deadline) return img;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('building an image', () => {
+  it('answers 202 at once, then becomes ready with its sizes, timings and config', async () => {
+    const res = await create('devbox', `FROM ${BASE_IMAGE}\nRUN echo hello-from-the-build > /etc/motd\nENV GREETING=hi\nWORKDIR /root\n`);
+    expect(res.statusCode).toBe(202);
+    expect(json(res)).toMatchObject({ name: 'devbox', status: 'building' });
+    const img = await settled(json(res).id);
+    expect(img).toMatchObject({ status: 'ready', error: null, config: { workdir: '/root' } });
+    expect(img.config.env).toContain('GREETING=hi');
+    expect(img.size_bytes).toBeGreaterThan(100 << 20);
+    expect(img.build_ms).toBeGreaterThan(0);
+    expect(img.convert_ms).toBeGreaterThan(0);
+    const log = await t.app.inject({ method: 'GET', url: `/v1/images/${img.id}/log`, headers: user.auth });
+    expect(log.headers['content-type']).toContain('text/plain');
+    expect(log.body).toContain('Step 2/4 : RUN echo hello-from-the-build');
+    expect(log.body).toMatch(/berth: converted to a \d+ MiB ext4 base/);
+  });
+
+  it('streams the log while the build runs', async () => {
+    // A nonce makes the step miss Docker's layer cache (kept between runs on a machine), so it really runs.
+    const nonce = Math.random().toString(36).slice(2);
+    const res = json(await create('slow', `FROM ${BASE_IMAGE}\nRUN echo run-${nonce} && echo first-line && sleep 3 && echo second-line\n`));
+    const response = await fetch(`${url}/v1/images/${res.id}/log`, { headers: admin.auth });
+    const reader = response.body!.getReader();
+    let text = '';
+    let statusWhenFirstSeen = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString();
+      if (!statusWhenFirstSeen && /^first-line$/m.test(text)) {
+        statusWhenFirstSeen = json(await t.app.inject({ method: 'GET', url: `/v1/images/${res.id}`, headers: admin.auth })).status;
+      }
+    }
+    const final = await settled(res.id);
+    expect(statusWhenFirstSeen, `log:\n${text}\nimage: ${JSON.stringify(final)}`).toBe('building');
+    expect(text).toMatch(/^second-line$/m);
+    expect(final.status).toBe('ready');
+  });
+
+  it('ends failed, with the reason, when a step fails or the image has no sshd', async () => {
+    const bad = await settled(json(await create('broken', `FROM ${BASE_IMAGE}\nRUN exit 7\n`)).id);
+    expect(bad).toMatchObject({ status: 'failed' });
+    expect(bad.error).toContain('non-zero code: 7');
+    const nossh = await settled(json(await create('no-sshd', `FROM ${BASE_IMAGE}\nRUN rm -f /usr/sbin/sshd\n`)).id);
+    expect(nossh).toMatchObject({ status: 'failed' });
+    expect(nossh.error).toContain('openssh-server');
+    const missing = await settled(json(await create('no-base', 'FROM debian:bookworm\n')).id);
+    expect(missing.status).toBe('failed');
+  });
+
+  it('refuses a taken name (409), a bad name (400), and non-admins (403)', async () => {
+    expect(json(await create('devbox', `FROM ${BASE_IMAGE}\n`))).toMatchObject({ status: 409, code: 'image_exists' });
+    expect((await create('Bad Name', `FROM ${BASE_IMAGE}\n`)).statusCode).toBe(400);
+    expect((await create('mine', `FROM ${BASE_IMAGE}\n`, user)).statusCode).toBe(403);
+  });
+
+  it('lists images and deletes one (409 while it builds)', async () => {
+    const list = json(await t.app.inject({ method: 'GET', url: '/v1/images?status=ready', headers: user.auth }));
+    expect(list.items.map((i: { name: string }) => i.name)).toEqual(['devbox', 'slow']);
+    const building = json(await create('short-lived', `FROM ${BASE_IMAGE}\nRUN sleep 2\n`));
+    expect(json(await t.app.inject({ method: 'DELETE', url: `/v1/images/${building.id}`, headers: admin.auth }))).toMatchObject({ status: 409, code: 'image_building' });
+    await settled(building.id);
+    expect((await t.app.inject({ method: 'DELETE', url: `/v1/images/${building.id}`, headers: admin.auth })).statusCode).toBe(204);
+    expect((await t.app.inject({ method: 'GET', url: `/v1/images/${building.id}`, headers: admin.auth })).statusCode).toBe(404);
+  });
+
+  it('marks a build whose process died as failed, never leaving it building', async () => {
+    const row = await t.prisma.image.create({ data: { name: 'orphan', heartbeatAt: new Date(Date.now() - 120_000) } });
+    const { createImagesService } = await import('../../src/modules/images/service.js');
+    const Docker = (await import('dockerode')).default;
+    const service = createImagesService({ prisma: t.prisma, docker: new Docker(), dir: t.dataDir, log: console });
+    expect(await service.failInterrupted()).toBe(1);
+    const after = await t.prisma.image.findUniqueOrThrow({ where: { id: row.id } });
+    expect(after).toMatchObject({ status: 'failed' });
+    expect(after.error).toMatch(/interrupted/);
+  });
+});
