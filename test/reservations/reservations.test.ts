@@ -4,7 +4,7 @@ import ssh2 from 'ssh2';
 
 const { utils } = ssh2;
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { json, login, userSession, type Session } from '../helpers/app.js';
+import { json, userSession, type Session } from '../helpers/app.js';
 import { accountExists, createPool, type Pool } from '../helpers/pool.js';
 import { sshRun } from '../helpers/ssh-machines.js';
 
@@ -269,6 +269,5 @@ describe('deleting a user', () => {
     expect(await accountExists(m, 'erin')).toBe(false);
     const after = json(await pool.t.app.inject({ method: 'GET', url: `/v1/reservations/${r.id}`, headers: pool.admin.auth }));
     expect(after).toMatchObject({ status: 'released', release_reason: 'released_by_admin' });
-    void login;
   });
 });

@@ -264,8 +264,8 @@ export function createReservationsService(deps: ReservationsDeps) {
     }, { isolationLevel: 'ReadCommitted' });
   }
 
+  /** Creates the account on one machine; a name already there fails with AccountError code 'exists'. */
   async function provision(machine: MachineRow, account: { username: string; reservationId: string; password?: string; sshPublicKey?: string }) {
-    // (the account script refuses names that already exist: AccountError code 'exists')
     const ssh = await access.open(machine);
     try {
       await createAccount(ssh, { ...account, grantSudo: machine.allowSudo });
