@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { NodeSSH } from 'node-ssh';
-import { startServer } from '../../test/helpers/server-process.js';
+import { callJson, startServer } from '../../test/helpers/server-process.js';
 import { removeAllTestMachines, restoreUseradd, rootKey, slowDownUseradd, startMachines } from '../../test/helpers/ssh-machines.js';
 
 const POOL = 12;
@@ -29,14 +29,7 @@ async function main() {
     BERTH_LOGIN_MAX_PER_IP: '100000',
     BERTH_RESERVATION_MAX_MACHINES_PER_USER: '100',
   });
-  const call = async (method: string, url: string, token?: string, body?: unknown) => {
-    const res = await fetch(`${server.url}${url}`, {
-      method,
-      headers: { ...(body !== undefined && { 'content-type': 'application/json' }), ...(token && { authorization: `Bearer ${token}` }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, body: (await res.json().catch(() => null)) as any };
-  };
+  const call = (method: string, url: string, token?: string, body?: unknown) => callJson(server.url, method, url, token, body);
   const lines: string[] = [];
   const say = (s: string) => {
     console.log(s);

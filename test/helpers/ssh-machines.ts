@@ -33,7 +33,8 @@ export interface TestMachine {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+/** A 127.0.0.1 port nothing listens on right now (another process may still take it). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once('error', reject);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD } from '../helpers/app.js';
 import { createEmptyDatabase, rootQuery } from '../helpers/db.js';
-import { startServer, type ServerProcess } from '../helpers/server-process.js';
+import { callJson, startServer, type ServerProcess } from '../helpers/server-process.js';
 import { rootKey, slowDownUseradd, startMachines, type TestMachine } from '../helpers/ssh-machines.js';
 
 let machines: TestMachine[];
@@ -33,14 +33,8 @@ afterAll(async () => {
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function call(server: ServerProcess, method: string, url: string, token?: string, body?: unknown) {
-  const res = await fetch(`${server.url}${url}`, {
-    method,
-    headers: { ...(body !== undefined && { 'content-type': 'application/json' }), ...(token && { authorization: `Bearer ${token}` }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: (await res.json().catch(() => null)) as any };
-}
+const call = (server: ServerProcess, method: string, url: string, token?: string, body?: unknown) =>
+  callJson(server.url, method, url, token, body);
 
 const berthAccounts = async (m: TestMachine) => (await m.sh("getent passwd | grep -c ':berth reservation ' || true")).out.trim();
 

@@ -4,7 +4,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
@@ -14,22 +13,13 @@ import { parseHostKey, sshConnect } from '../../src/infra/ssh.js';
 import { prepareBootArtifacts, type BootArtifacts } from '../../src/infra/vm/boot-artifacts.js';
 import { bootVm, probeKvm, resetVm, runningPid, stopVm, type VmSpec } from '../../src/infra/vm/qemu.js';
 import { ImageNotBootableError, imageToExt4 } from '../../src/infra/vm/rootfs.js';
-import { BASE_IMAGE, rootKey } from '../helpers/ssh-machines.js';
+import { BASE_IMAGE, freePort, rootKey } from '../helpers/ssh-machines.js';
 
 const docker = new Docker({ socketPath: '/var/run/docker.sock' });
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-vm-test-'));
 const base = path.join(work, 'base.ext4');
 let artifacts: BootArtifacts;
 let spec: VmSpec;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Time from now until the VM's SSH answers with the host key it was given, and a session on it. */
 async function sshReady(timeoutMs = 60_000) {

@@ -7,7 +7,7 @@ import { problems } from '../../plugins/problem.js';
 import type { SessionChecker } from './session-check.js';
 import { hashRefreshToken, newRefreshToken } from './tokens.js';
 
-export type RevokeReason = 'logout' | 'revoked' | 'password_change' | 'refresh_token_reuse' | 'user_disabled' | 'password_reset';
+export type RevokeReason = 'logout' | 'revoked' | 'refresh_token_reuse';
 
 export interface SessionMeta {
   userAgent?: string;
@@ -39,7 +39,6 @@ export interface SessionStore {
   /** The session a refresh token belongs to, spent or not (logout by refresh token). */
   sessionOfRefreshToken(refreshToken: string): Promise<string | null>;
   revoke(sessionId: string, reason: RevokeReason): Promise<boolean>;
-  revokeAllForUser(userId: string, reason: RevokeReason, exceptSessionId?: string): Promise<number>;
   /** Drops this process's cached session checks of a user (after revoking inside a transaction). */
   forget(userId: string): void;
   ownerOf(sessionId: string): Promise<string | null>;
@@ -73,7 +72,7 @@ export function createSessionStore(
   const refreshExpiry = (now: number, sessionExpiresAt: Date) =>
     new Date(Math.min(now + ttl.refreshIdleTtlSeconds * 1000, sessionExpiresAt.getTime()));
 
-  async function revokeWhere(where: { id?: string; userId?: string; NOT?: { id: string } }, reason: RevokeReason) {
+  async function revokeWhere(where: { id: string }, reason: RevokeReason) {
     const { count } = await prisma.session.updateMany({
       where: { ...where, revokedAt: null },
       data: { revokedAt: new Date(), revokedReason: reason },
@@ -174,12 +173,6 @@ export function createSessionStore(
       const count = await revokeWhere({ id: sessionId }, reason);
       checker.forgetSession(sessionId);
       return count === 1;
-    },
-
-    async revokeAllForUser(userId, reason, exceptSessionId) {
-      const count = await revokeWhere(exceptSessionId ? { userId, NOT: { id: exceptSessionId } } : { userId }, reason);
-      checker.forgetUser(userId);
-      return count;
     },
 
     forget(userId) {

@@ -7,7 +7,7 @@ import type { SecretBox } from '../../infra/secret-box.js';
 import { parseHostKey } from '../../infra/ssh.js';
 import { problems } from '../../plugins/problem.js';
 import type { MachineAccess, MachineRow } from './access.js';
-import { createMachineBody, machineInput } from './schemas.js';
+import { createMachineBody } from './schemas.js';
 
 type MachineInput = z.output<typeof createMachineBody>;
 export interface MachinePatch {
@@ -264,4 +264,3 @@ export function parseImportDocument(body: unknown): unknown {
   }
 }
 
-export { machineInput };
