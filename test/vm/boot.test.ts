@@ -22,7 +22,7 @@ let artifacts: BootArtifacts;
 let spec: VmSpec;
 
 /** Time from now until the VM's SSH answers with the host key it was given, and a session on it. */
-async function sshReady(timeoutMs = 60_000) {
+async function sshReady(timeoutMs = 150_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
@@ -31,7 +31,11 @@ async function sshReady(timeoutMs = 60_000) {
         { connectTimeoutMs: 3000, commandTimeoutMs: 10_000 },
       );
     } catch (err) {
-      if (Date.now() > deadline) throw err;
+      if (Date.now() > deadline) {
+        // What the guest printed tells a slow boot from a stuck one.
+        const consoleLog = fs.readFileSync(path.join(spec.dir, 'console.log'), 'utf8').split('\n').slice(-15).join('\n');
+        throw new Error(`${(err as Error).message}\nguest console (last lines):\n${consoleLog}`);
+      }
       await new Promise((r) => setTimeout(r, 200));
     }
   }

@@ -56,6 +56,17 @@ async function writeSeed(spec: VmSpec): Promise<string> {
   return seed;
 }
 
+/**
+ * Under TCG the guest kernel calibrates its TSC against the emulated PIT, which fails now
+ * and then when the host is busy ("could not calculate TSC khz") and the boot then hangs
+ * for good. Telling it the (host's) TSC rate skips the calibration: measured 8 boots
+ * with one hang before, 10 of 10 after, and ~0.5 s faster.
+ */
+function tscKernelArgs(): string {
+  const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1];
+  return mhz ? ` tsc_early_khz=${Math.round(Number(mhz) * 1000)} tsc=reliable` : '';
+}
+
 function qemuArgs(spec: VmSpec, seed: string): string[] {
   const accel = spec.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max'];
   return [
@@ -63,7 +74,7 @@ function qemuArgs(spec: VmSpec, seed: string): string[] {
     '-smp', String(spec.cpus), '-m', String(spec.memoryMb),
     '-nodefaults', '-no-user-config', '-display', 'none',
     '-serial', `file:${path.join(spec.dir, 'console.log')}`,
-    '-kernel', spec.kernel, '-initrd', spec.initramfs, '-append', 'console=ttyS0 quiet panic=-1',
+    '-kernel', spec.kernel, '-initrd', spec.initramfs, '-append', `console=ttyS0 quiet panic=-1${spec.accel === 'tcg' ? tscKernelArgs() : ''}`,
     '-drive', `id=root,file=${path.join(spec.dir, 'overlay.qcow2')},format=qcow2,if=none`,
     '-device', 'virtio-blk-device,drive=root',
     '-drive', `id=seed,file=${seed},format=raw,if=none,readonly=on`,
