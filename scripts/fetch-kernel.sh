@@ -3,9 +3,9 @@
 # it into the cache, extracts the uncompressed vmlinux (boots ~5 s faster under TCG than
 # the bzImage) and keeps the modules the VM initramfs loads. Idempotent; prints the
 # directory holding `vmlinux`, `version` and `modules/`.
-#   usage: scripts/fetch-kernel.sh [data-dir]
+#   usage: scripts/fetch-kernel.sh [data-dir]      (BERTH_CACHE_DIR, when set, wins: <it>/kernel)
 set -euo pipefail
-cache="${1:-${BERTH_DATA_DIR:-.data}}/cache/kernel"
+cache="${BERTH_CACHE_DIR:-${1:-${BERTH_DATA_DIR:-.data}}/cache}/kernel"
 meta=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
 if [[ -z $meta ]]; then
   [[ $(id -u) -eq 0 ]] && apt-get update -qq && meta=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')

@@ -62,3 +62,8 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$schema_hash" ]]; then
     PRISMA_HIDE_UPDATE_MESSAGE=1 node node_modules/prisma/build/index.js generate >/tmp/berth-prisma-generate.log 2>&1 || { cat /tmp/berth-prisma-generate.log; exit 1; }
   echo "$schema_hash" >"$stamp"
 fi
+
+# --- VM kernel ---------------------------------------------------------------------------
+# Debian's kernel for the VMs, fetched and unpacked into the cache once per machine (never
+# installed into /boot). Without it berth still runs; only VMs are unavailable.
+bash scripts/fetch-kernel.sh >/dev/null || say "could not fetch the VM kernel: VMs will be unavailable until it can be"

@@ -27,7 +27,10 @@ import { createSecretBox, loadSecretKey } from './infra/secret-box.js';
 import Docker from 'dockerode';
 import path from 'node:path';
 import { imagesRoutes } from './modules/images/routes.js';
-import { createImagesService } from './modules/images/service.js';
+import { createImagesService, imageBasePath } from './modules/images/service.js';
+import { vmsRoutes } from './modules/vms/routes.js';
+import { createVmsService } from './modules/vms/service.js';
+import { createVmRuntime } from './infra/vm/runtime.js';
 import { createUsersService } from './modules/users/service.js';
 import authPlugin from './plugins/auth.js';
 import openapiPlugin from './plugins/openapi.js';
@@ -49,6 +52,16 @@ function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
   });
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Whether the engine answers, and its version, for /readyz. */
+async function dockerStatus(docker: Docker): Promise<{ available: boolean; version?: string }> {
+  try {
+    const v = await withTimeout(docker.version(), READINESS_TIMEOUT_MS);
+    return { available: true, version: v.Version };
+  } catch {
+    return { available: false };
+  }
 }
 
 export interface AppDeps {
@@ -102,14 +115,28 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const issuer = createTokenIssuer(keyring, config.jwt);
   const identity = createIdentityService({ prisma, hasher, issuer, sessions, registration: config.registration });
   const secretKey = loadSecretKey(config.secretKey, config.dataDir);
+  const docker = new Docker({ socketPath: config.dockerSocket });
   const secretBox = createSecretBox(secretKey);
   const access = createMachineAccess({ prisma, secretBox, timeouts: config.ssh });
+  const imagesDir = path.join(config.dataDir, 'images');
+  const vmRuntime = createVmRuntime({ cacheDir: config.cacheDir, accel: config.vms.accel });
+  const vms = createVmsService({
+    prisma,
+    secretBox,
+    runtime: vmRuntime,
+    dir: path.join(config.dataDir, 'vms'),
+    imageBase: (imageId) => imageBasePath(imagesDir, imageId),
+    node: config.nodeName,
+    limits: config.vms,
+    log: app.log,
+  });
   const reservations = createReservationsService({
     prisma,
     access,
     policy: config.reservations,
     instanceId: deps.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     requestHashKey: Buffer.from(hkdfSync('sha256', secretKey, Buffer.alloc(0), 'berth idempotency request hash', 32)),
+    recycle: vms.recycle,
     log: app.log,
   });
   const machines = createMachinesService({ prisma, secretBox, access, cleanupMachine: reservations.cleanupMachine, log: app.log });
@@ -135,7 +162,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     readiness: {
       // A probe must answer quickly even when the pool would keep retrying for longer.
       database: () => withTimeout(prisma.$queryRaw`SELECT 1`, READINESS_TIMEOUT_MS),
-      capabilities: async () => ({ ssh: { client: 'node-ssh' } }),
+      capabilities: async () => ({ ssh: { client: 'node-ssh' }, docker: await dockerStatus(docker), vm: vmRuntime.status() }),
     },
   });
   await app.register(identityRoutes, { identity, keyring, loginThrottle: config.loginThrottle });
@@ -143,15 +170,36 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(machinesRoutes, { machines });
   await app.register(reservationsRoutes, { reservations });
 
-  const docker = new Docker({ socketPath: config.dockerSocket });
-  const images = createImagesService({ prisma, docker, dir: path.join(config.dataDir, 'images'), log: app.log });
+  const images = createImagesService({ prisma, docker, dir: imagesDir, log: app.log });
   // Builds run after their request has been answered; closing waits for them.
   const builds = new Set<Promise<void>>();
   const track = (build: Promise<void>) => {
     builds.add(build);
     void build.finally(() => builds.delete(build));
   };
-  await app.register(imagesRoutes, { images, track });
+  await app.register(imagesRoutes, { images, track, maxContextBytes: config.images.maxContextBytes });
+  await app.register(vmsRoutes, { vms });
+
+  // VMs outlive the process: at start-up their QEMUs are re-adopted (or found dead), and
+  // the watch follows them from then on. Closing leaves them running.
+  let vmWatch: NodeJS.Timeout | undefined;
+  let watching: Promise<void> | null = null;
+  app.addHook('onReady', async () => {
+    void vmRuntime.get().catch((err: Error) => app.log.warn({ err: err.message }, 'VMs are unavailable on this host'));
+    const watch = () => {
+      watching ??= vms
+        .watch()
+        .catch((err: unknown) => app.log.error({ err }, 'VM watch failed'))
+        .finally(() => (watching = null));
+    };
+    watch();
+    vmWatch = setInterval(watch, config.vms.watchSeconds * 1000).unref();
+  });
+  app.addHook('onClose', async () => {
+    clearInterval(vmWatch);
+    await watching;
+    await vms.close();
+  });
   let imageWatch: NodeJS.Timeout | undefined;
   app.addHook('onReady', async () => {
     const interrupted = () => void images.failInterrupted().catch((err: unknown) => app.log.error({ err }, 'image watch failed'));

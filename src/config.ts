@@ -1,5 +1,6 @@
 // The whole environment berth reads, validated once at start-up. Every variable here is
 // listed in the README's configuration table; add it there when you add it here.
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { USERNAME_PATTERN, USERNAME_RULE } from './modules/identity/usernames.js';
@@ -55,6 +56,16 @@ const environment = z
     BERTH_RESERVATION_MAX_MACHINES_PER_USER: z.coerce.number().int().positive().default(10),
     BERTH_RESERVATION_LEASE_SECONDS: z.coerce.number().positive().default(120),
     BERTH_DOCKER_SOCKET: z.string().min(1).default('/var/run/docker.sock'),
+    BERTH_CACHE_DIR: z.string().min(1).optional(),
+    BERTH_IMAGE_CONTEXT_MAX_MB: z.coerce.number().int().positive().default(512),
+    BERTH_NODE_NAME: z.string().min(1).max(255).default(os.hostname()),
+    BERTH_VM_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
+    BERTH_VM_DEFAULT_CPUS: z.coerce.number().int().min(1).default(1),
+    BERTH_VM_DEFAULT_MEMORY_MB: z.coerce.number().int().min(128).default(512),
+    BERTH_VM_MAX_CPUS: z.coerce.number().int().min(1).default(os.availableParallelism()),
+    BERTH_VM_MAX_MEMORY_MB: z.coerce.number().int().min(128).default(8192),
+    BERTH_VM_BOOT_TIMEOUT_SECONDS: seconds(300),
+    BERTH_VM_WATCH_SECONDS: z.coerce.number().positive().default(5),
   })
   .refine((env) => env.BERTH_SESSION_MAX_TTL_SECONDS >= env.BERTH_ACCESS_TOKEN_TTL_SECONDS, {
     message: 'BERTH_SESSION_MAX_TTL_SECONDS must be at least BERTH_ACCESS_TOKEN_TTL_SECONDS',
@@ -63,6 +74,10 @@ const environment = z
   .refine((env) => env.BERTH_RESERVATION_MAX_TOTAL_MINUTES >= env.BERTH_RESERVATION_MAX_MINUTES, {
     message: 'BERTH_RESERVATION_MAX_TOTAL_MINUTES must be at least BERTH_RESERVATION_MAX_MINUTES',
     path: ['BERTH_RESERVATION_MAX_TOTAL_MINUTES'],
+  })
+  .refine((env) => env.BERTH_VM_MAX_CPUS >= env.BERTH_VM_DEFAULT_CPUS && env.BERTH_VM_MAX_MEMORY_MB >= env.BERTH_VM_DEFAULT_MEMORY_MB, {
+    message: 'the VM defaults (BERTH_VM_DEFAULT_CPUS, BERTH_VM_DEFAULT_MEMORY_MB) must be within the maxima',
+    path: ['BERTH_VM_DEFAULT_CPUS'],
   })
   .refine((env) => env.BERTH_RESERVATION_MAX_MINUTES >= env.BERTH_RESERVATION_DEFAULT_MINUTES, {
     message: 'BERTH_RESERVATION_MAX_MINUTES must be at least BERTH_RESERVATION_DEFAULT_MINUTES',
@@ -102,6 +117,20 @@ export interface Config {
   ssh: { connectTimeoutMs: number; commandTimeoutMs: number };
   /** The Docker engine that builds images. */
   dockerSocket: string;
+  images: { maxContextBytes: number };
+  /** Expensive fixtures made once per machine (the VM kernel); default `dataDir/cache`. */
+  cacheDir: string;
+  /** This host's name in VM records: each berth process manages the VMs of its host. */
+  nodeName: string;
+  vms: {
+    accel: 'auto' | 'kvm' | 'tcg';
+    defaultCpus: number;
+    defaultMemoryMb: number;
+    maxCpus: number;
+    maxMemoryMb: number;
+    bootTimeoutMs: number;
+    watchSeconds: number;
+  };
   reservations: {
     expiryIntervalSeconds: number;
     defaultMinutes: number;
@@ -163,6 +192,18 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     secretKey: e.BERTH_SECRET_KEY,
     ssh: { connectTimeoutMs: e.BERTH_SSH_CONNECT_TIMEOUT_MS, commandTimeoutMs: e.BERTH_SSH_COMMAND_TIMEOUT_MS },
     dockerSocket: e.BERTH_DOCKER_SOCKET,
+    images: { maxContextBytes: e.BERTH_IMAGE_CONTEXT_MAX_MB * 1024 * 1024 },
+    cacheDir: path.resolve(e.BERTH_CACHE_DIR ?? path.join(dataDir, 'cache')),
+    nodeName: e.BERTH_NODE_NAME,
+    vms: {
+      accel: e.BERTH_VM_ACCEL,
+      defaultCpus: e.BERTH_VM_DEFAULT_CPUS,
+      defaultMemoryMb: e.BERTH_VM_DEFAULT_MEMORY_MB,
+      maxCpus: e.BERTH_VM_MAX_CPUS,
+      maxMemoryMb: e.BERTH_VM_MAX_MEMORY_MB,
+      bootTimeoutMs: e.BERTH_VM_BOOT_TIMEOUT_SECONDS * 1000,
+      watchSeconds: e.BERTH_VM_WATCH_SECONDS,
+    },
     reservations: {
       expiryIntervalSeconds: e.BERTH_EXPIRY_INTERVAL_SECONDS,
       defaultMinutes: e.BERTH_RESERVATION_DEFAULT_MINUTES,

@@ -64,6 +64,31 @@ async function finishedImage(): Promise<string> {
   return image.id;
 }
 
+/**
+ * A VM record (stopped, never booted) of a failed image, for the VM rows. Booting is the
+ * VM tests' business (test/vms); here starting or resetting it reaches the image check
+ * (409 image_not_ready), past the access rule, which is what these rows are about.
+ */
+async function recordedVm(): Promise<string> {
+  const image = await t.prisma.image.create({ data: { name: unique('vmimg'), status: 'failed', error: 'test record' } });
+  const vm = await t.prisma.vm.create({
+    data: {
+      name: unique('vm'),
+      imageId: image.id,
+      state: 'stopped',
+      node: t.config.nodeName,
+      cpus: 1,
+      memoryMb: 256,
+      sshPort: 40_000 + counter,
+      hostKeyFingerprint: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+      hostKeyPublic: 'ssh-ed25519 AAAA',
+      hostKeySealed: Buffer.from('unused'),
+      rootKeyPublic: 'ssh-ed25519 AAAA',
+    },
+  });
+  return vm.id;
+}
+
 const releaseEverything = async () => {
   await t.app.inject({ method: 'POST', url: '/v1/reservations/release-all', headers: sessions.admin.auth });
 };
@@ -288,6 +313,42 @@ const rows: Row[] = [
     route: 'DELETE /v1/images/{id}',
     expected: adminOnly(204),
     request: async (a) => ({ method: 'DELETE', url: `/v1/images/${await finishedImage()}`, headers: await freshAuth(a) }),
+  },
+  {
+    route: 'POST /v1/vms',
+    expected: adminOnly(409),
+    request: async (a) => ({ method: 'POST', url: '/v1/vms', headers: await freshAuth(a), payload: { image: await finishedImage() } }),
+  },
+  { route: 'GET /v1/vms', expected: bearerOnly(200), request: async (a) => ({ method: 'GET', url: '/v1/vms', headers: await freshAuth(a) }) },
+  {
+    route: 'GET /v1/vms/{id}',
+    expected: bearerOnly(200),
+    request: async (a) => ({ method: 'GET', url: `/v1/vms/${await recordedVm()}`, headers: await freshAuth(a) }),
+  },
+  ...(['reset', 'start'] as const).map((action) => ({
+    route: `POST /v1/vms/{id}/${action}`,
+    expected: adminOnly(409),
+    request: async (a: Actor) => ({ method: 'POST' as const, url: `/v1/vms/${await recordedVm()}/${action}`, headers: await freshAuth(a) }),
+  })),
+  {
+    route: 'POST /v1/vms/{id}/stop',
+    expected: adminOnly(200),
+    request: async (a) => ({ method: 'POST', url: `/v1/vms/${await recordedVm()}/stop`, headers: await freshAuth(a) }),
+  },
+  {
+    route: 'DELETE /v1/vms/{id}',
+    expected: adminOnly(204),
+    request: async (a) => ({ method: 'DELETE', url: `/v1/vms/${await recordedVm()}`, headers: await freshAuth(a) }),
+  },
+  {
+    route: 'GET /v1/vms/{id}/console',
+    expected: adminOnly(200),
+    request: async (a) => ({ method: 'GET', url: `/v1/vms/${await recordedVm()}/console`, headers: await freshAuth(a) }),
+  },
+  {
+    route: 'PUT /v1/images/{id}/pool',
+    expected: adminOnly(200),
+    request: async (a) => ({ method: 'PUT', url: `/v1/images/${await finishedImage()}/pool`, headers: await freshAuth(a), payload: { size: 0 } }),
   },
   {
     route: 'POST /v1/reservations/release-all',

@@ -6,6 +6,26 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 
+type TransformInput = Parameters<typeof jsonSchemaTransform>[0];
+
+/**
+ * The zod transform converts one body schema; a route that takes several media types
+ * (`body: { content: { type: { schema } } }`, which Fastify validates per type) gets
+ * each converted on its own.
+ */
+function transform(doc: TransformInput) {
+  const body = (doc.schema as { body?: { content?: Record<string, { schema: unknown }> } } | undefined)?.body;
+  if (!body?.content) return jsonSchemaTransform(doc);
+  const content = Object.fromEntries(
+    Object.entries(body.content).map(([type, { schema }]) => [
+      type,
+      { schema: (jsonSchemaTransform({ ...doc, schema: { body: schema } } as TransformInput).schema as { body: unknown }).body },
+    ]),
+  );
+  const rest = jsonSchemaTransform({ ...doc, schema: { ...doc.schema, body: undefined } } as TransformInput);
+  return { ...rest, schema: { ...rest.schema, body: { content } } };
+}
+
 export const TAGS = [
   { name: 'service', description: 'Health, readiness, the API document and the signing keys' },
   { name: 'identity', description: 'Registration, tokens, sessions and passwords' },
@@ -13,6 +33,7 @@ export const TAGS = [
   { name: 'machines', description: 'The machine registry and pool statistics' },
   { name: 'reservations', description: 'Machines for a person for a time, with an account on each' },
   { name: 'images', description: 'Dockerfiles built into read-only bases for VMs' },
+  { name: 'vms', description: 'VMs booted from images; each joins the pool as a machine' },
 ];
 
 export default fp(
@@ -35,7 +56,7 @@ export default fp(
           },
         },
       },
-      transform: jsonSchemaTransform,
+      transform,
       transformObject: jsonSchemaTransformObject,
     });
 

@@ -12,6 +12,7 @@ import { createPrisma, type DatabaseTarget, type PrismaClient } from '../../src/
 import { Keyring } from '../../src/modules/identity/keyring.js';
 import { createPasswordHasher } from '../../src/modules/identity/passwords.js';
 import { createMigratedDatabase } from './db.js';
+import { stopVm } from '../../src/infra/vm/qemu.js';
 
 export interface TestApp {
   app: FastifyInstance;
@@ -28,13 +29,15 @@ export interface TestAppOptions {
   /** Another instance's database and keys: two berth processes on one database. */
   shareWith?: TestApp;
   instanceId?: string;
+  /** Another instance's data directory: the same berth restarted (with `shareWith`). */
+  dataDir?: string;
 }
 
 export async function createTestApp(env: Record<string, string> = {}, opts: TestAppOptions = {}): Promise<TestApp> {
   const db = opts.shareWith
     ? { target: opts.shareWith.target, drop: async () => {} }
     : await createMigratedDatabase();
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
+  const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
   if (opts.shareWith) {
     env = {
       BERTH_JWT_KEYS_DIR: opts.shareWith.config.jwt.keysDir,
@@ -46,6 +49,8 @@ export async function createTestApp(env: Record<string, string> = {}, opts: Test
     NODE_ENV: 'test',
     LOG_LEVEL: 'silent',
     BERTH_DATA_DIR: dataDir,
+    // The VM kernel is fetched once per machine, into the checkout's cache.
+    BERTH_CACHE_DIR: path.resolve('.data/cache'),
     // Every injected request comes from 127.0.0.1; the throttling tests set their own limits.
     BERTH_LOGIN_MAX_PER_IP: '100000',
     BERTH_LOGIN_MAX_PER_USERNAME: '100000',
@@ -63,7 +68,9 @@ export async function createTestApp(env: Record<string, string> = {}, opts: Test
     keyring,
     dataDir,
     async close() {
-      await app.close(); // waits for builds still running
+      await app.close(); // waits for builds still running; leaves VMs running, as berth does
+      const vmsDir = path.join(dataDir, 'vms');
+      for (const vm of fs.existsSync(vmsDir) ? fs.readdirSync(vmsDir) : []) await stopVm(path.join(vmsDir, vm));
       // The engine images this app built (its own records only: never a developer's images).
       const built = await prisma.image.findMany({ select: { id: true } }).catch(() => []);
       const docker = new Docker({ socketPath: config.dockerSocket });

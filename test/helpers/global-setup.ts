@@ -20,11 +20,15 @@ export default async function setup(project: TestProject) {
   execFileSync('bash', ['scripts/build-base-image.sh', path.resolve('.data')], { stdio: 'inherit' });
   const { removeAllTestMachines } = await import('./ssh-machines.js');
   await removeAllTestMachines();
+  // VMs of an earlier run that died before stopping them (test data lives in berth-test-* dirs).
+  const stopStrayVms = () => execFileSync('bash', ['-c', "pkill -KILL -f 'qemu-system-x86_64 .*berth-(test|vm-test)-' || true"]);
+  stopStrayVms();
 
   const server = await startEmbeddedMariaDb({ dir: path.join(dataDir, 'mariadb') });
   project.provide('mariadbSocket', server.root.socketPath!);
   return async () => {
     await removeAllTestMachines();
+    stopStrayVms();
     await server.stop();
   };
 }

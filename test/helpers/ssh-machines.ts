@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import Docker from 'dockerode';
+import { freePort } from '../../src/infra/ports.js';
 import { parseHostKey } from '../../src/infra/ssh.js';
 import { NodeSSH } from 'node-ssh';
 import ssh2 from 'ssh2';
@@ -34,16 +35,7 @@ export interface TestMachine {
 }
 
 /** A 127.0.0.1 port nothing listens on right now (another process may still take it). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 async function waitForSsh(port: number, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -44,10 +44,11 @@ async function sshReady(timeoutMs = 150_000) {
 const hashHead = (file: string) => createHash('sha256').update(fs.readFileSync(file).subarray(0, 8 << 20)).digest('hex');
 
 beforeAll(async () => {
-  artifacts = await prepareBootArtifacts(path.resolve('.data'));
+  artifacts = await prepareBootArtifacts(path.resolve('.data/cache'));
   const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
   spec = {
     dir: path.join(work, 'vm1'),
+    name: 'boot-test',
     kernel: artifacts.kernel,
     initramfs: artifacts.initramfs,
     base,

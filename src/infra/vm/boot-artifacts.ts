@@ -41,8 +41,12 @@ export interface BootArtifacts {
   kernelVersion: string;
 }
 
-export async function prepareBootArtifacts(dataDir: string): Promise<BootArtifacts> {
-  const { stdout } = await run('bash', [path.join(SCRIPTS, 'fetch-kernel.sh'), dataDir], { maxBuffer: 1 << 20 });
+/** The kernel (fetched into `cacheDir` once per machine) and an initramfs made to go with it. */
+export async function prepareBootArtifacts(cacheDir: string): Promise<BootArtifacts> {
+  const { stdout } = await run('bash', [path.join(SCRIPTS, 'fetch-kernel.sh')], {
+    maxBuffer: 1 << 20,
+    env: { ...process.env, BERTH_CACHE_DIR: cacheDir },
+  });
   const kernelDir = stdout.trim().split('\n').pop()!;
   const kernelVersion = fs.readFileSync(path.join(kernelDir, 'version'), 'utf8').trim();
   const busybox = '/bin/busybox';

@@ -12,8 +12,18 @@ const run = promisify(execFile);
 
 export type Accel = 'kvm' | 'tcg';
 
+/** What the image itself runs (its Docker config), started after sshd. */
+export interface GuestCommand {
+  argv: string[];
+  env: string[];
+  user: string | null;
+  workdir: string | null;
+}
+
 export interface VmSpec {
   dir: string;
+  /** The guest's hostname. */
+  name: string;
   kernel: string;
   initramfs: string;
   /** The image's read-only ext4 base. */
@@ -25,17 +35,46 @@ export interface VmSpec {
   accel: Accel;
   hostKey: { private: string; public: string };
   authorizedKeys: string[];
+  command?: GuestCommand | null;
 }
 
-/** PID 1 of the guest after switch_root: sshd with the handed-in host key, then wait. */
-const GUEST_INIT = `#!/bin/sh
-mount -t proc proc /proc 2>/dev/null
-mount -t sysfs sysfs /sys 2>/dev/null
-mkdir -p /run/sshd
-/usr/sbin/sshd -o HostKey=/etc/ssh/ssh_host_ed25519_key -o PermitRootLogin=prohibit-password -o UsePAM=no
-echo "berth-init: sshd started"
-while :; do wait; sleep 60; done
-`;
+const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * PID 1 of the guest after switch_root: sshd with the handed-in host key, then the image's
+ * own command (as the image's user, in its workdir, with its env), then reap children.
+ */
+export function guestInit(spec: Pick<VmSpec, 'name' | 'command'>): string {
+  const lines = [
+    '#!/bin/sh',
+    'mount -t proc proc /proc 2>/dev/null',
+    'mount -t sysfs sysfs /sys 2>/dev/null',
+    'mkdir -p /dev/pts /dev/shm /run/sshd',
+    'mount -t devpts -o gid=5,mode=620 devpts /dev/pts 2>/dev/null',
+    'mount -t tmpfs tmpfs /dev/shm 2>/dev/null',
+    `hostname ${shellQuote(spec.name)} 2>/dev/null; echo ${shellQuote(spec.name)} >/etc/hostname`,
+    '/usr/sbin/sshd -o HostKey=/etc/ssh/ssh_host_ed25519_key -o PermitRootLogin=prohibit-password -o UsePAM=no',
+    'echo "berth-init: sshd started"',
+  ];
+  const c = spec.command;
+  if (c && c.argv.length) {
+    const argv = c.argv.map(shellQuote).join(' ');
+    const user = c.user && !['root', '0', '0:0'].includes(c.user) ? c.user : null;
+    // runuser takes names, setpriv numeric ids ("1000" or "1000:1000").
+    const [uid, gid] = (user ?? '').split(':');
+    const asUser = !user ? argv : /^\d+(:\d+)?$/.test(user) ? `setpriv --reuid=${uid} --regid=${gid ?? uid} --clear-groups ${argv}` : `runuser -u ${shellQuote(user)} -- ${argv}`;
+    lines.push(
+      '(',
+      ...c.env.map((e) => `  export ${shellQuote(e)}`),
+      `  cd ${shellQuote(c.workdir || '/')} 2>/dev/null || cd /`,
+      `  echo "berth-init: starting the image's command"`,
+      `  exec ${asUser}`,
+      ') </dev/null >/dev/console 2>&1 &',
+    );
+  }
+  lines.push('while :; do wait; sleep 1; done', '');
+  return lines.join('\n');
+}
 
 async function writeSeed(spec: VmSpec): Promise<string> {
   const staging = path.join(spec.dir, 'seed');
@@ -46,7 +85,7 @@ async function writeSeed(spec: VmSpec): Promise<string> {
   fs.writeFileSync(path.join(staging, 'etc/ssh/ssh_host_ed25519_key'), spec.hostKey.private, { mode: 0o600 });
   fs.writeFileSync(path.join(staging, 'etc/ssh/ssh_host_ed25519_key.pub'), `${spec.hostKey.public}\n`, { mode: 0o644 });
   fs.writeFileSync(path.join(staging, 'root/.ssh/authorized_keys'), spec.authorizedKeys.join('\n') + '\n', { mode: 0o600 });
-  fs.writeFileSync(path.join(staging, 'berth/init'), GUEST_INIT, { mode: 0o755 });
+  fs.writeFileSync(path.join(staging, 'berth/init'), guestInit(spec), { mode: 0o755 });
   const seed = path.join(spec.dir, 'seed.tar');
   await run('tar', ['-C', staging, '--owner=0', '--group=0', '--numeric-owner', '-cf', seed, '.']);
   fs.rmSync(staging, { recursive: true, force: true });

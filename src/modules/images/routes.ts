@@ -5,6 +5,9 @@ import type { Image } from '../../generated/prisma/client.js';
 import * as s from './schemas.js';
 import type { ImagesService } from './service.js';
 import { dockerfileContext } from '../../infra/docker/build.js';
+import { BUILD_CONTEXT_TYPES, checkBuildContext, spoolUpload } from '../../infra/docker/context-upload.js';
+import { problems } from '../../plugins/problem.js';
+import fs from 'node:fs';
 
 export function toImageDto(i: Image) {
   return {
@@ -15,13 +18,21 @@ export function toImageDto(i: Image) {
     size_bytes: i.sizeBytes === null ? null : Number(i.sizeBytes),
     build_ms: i.buildMs,
     convert_ms: i.convertMs,
+    pool_size: i.poolSize,
     config: (i.config ?? null) as z.infer<typeof s.image>['config'],
     created_at: i.createdAt.toISOString(),
     updated_at: i.updatedAt.toISOString(),
   };
 }
 
-export const imagesRoutes: FastifyPluginAsyncZod<{ images: ImagesService; track(build: Promise<void>): void }> = async (app, { images, track }) => {
+export const imagesRoutes: FastifyPluginAsyncZod<{ images: ImagesService; track(build: Promise<void>): void; maxContextBytes: number }> = async (
+  app,
+  { images, track, maxContextBytes },
+) => {
+  app.addContentTypeParser(BUILD_CONTEXT_TYPES, (_request, payload, done) => {
+    spoolUpload(payload, maxContextBytes).then((file) => done(null, file), (err: Error) => done(err, undefined));
+  });
+
   app.post(
     '/v1/images',
     {
@@ -29,17 +40,36 @@ export const imagesRoutes: FastifyPluginAsyncZod<{ images: ImagesService; track(
       schema: {
         operationId: 'createImage',
         tags: ['images'],
-        summary: 'Build an image from a Dockerfile (admin); answers at once, the build goes on',
-        description: 'The build runs through the local Docker engine with networking off; follow it with GET /v1/images/{id}/log.',
+        summary: 'Build an image from a Dockerfile or a tar build context (admin); answers at once, the build goes on',
+        description:
+          'JSON `{name, dockerfile}`, or `Content-Type: application/x-tar` with the build context as the body and the name in `?name=`. ' +
+          'The build runs through the local Docker engine with networking off; follow it with GET /v1/images/{id}/log.',
         security: bearerSecurity,
-        body: s.createImageBody,
-        response: { 202: s.imageAccepted, ...problemResponses(400, 401, 403, 409) },
+        querystring: s.createImageQuery,
+        body: { content: { 'application/json': { schema: s.createImageBody }, 'application/x-tar': { schema: s.buildContextBody } } },
+        response: { 202: s.imageAccepted, ...problemResponses(400, 401, 403, 409, 413, 415) },
       },
     },
     async (request, reply) => {
-      const { image, done } = await images.create(request.body.name, await dockerfileContext(request.body.dockerfile));
-      track(done);
-      return reply.status(202).send({ id: image.id, name: image.name, status: 'building' as const });
+      const body = request.body as z.infer<typeof s.createImageBody> | string;
+      let started;
+      if (typeof body === 'string') {
+        // A spooled tar: this request owns the file until the build takes it over.
+        try {
+          if (!request.query.name) throw problems.badRequest('name_required', 'give the image a name: POST /v1/images?name=<name>');
+          await checkBuildContext(body);
+          const file = body;
+          started = await images.create(request.query.name, fs.createReadStream(file));
+          void started.done.finally(() => fs.rmSync(file, { force: true }));
+        } catch (err) {
+          fs.rmSync(body, { force: true });
+          throw err;
+        }
+      } else {
+        started = await images.create(body.name, await dockerfileContext(body.dockerfile));
+      }
+      track(started.done);
+      return reply.status(202).send({ id: started.image.id, name: started.image.name, status: 'building' as const });
     },
   );
 

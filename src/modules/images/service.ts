@@ -26,9 +26,11 @@ export interface ImagesDeps {
 
 const notFound = () => problems.notFound('image_not_found', 'no such image');
 export const dockerTag = (image: Pick<Image, 'id'>) => `berth/image-${image.id}:latest`;
+/** The read-only ext4 base VMs of this image boot from. */
+export const imageBasePath = (imagesDir: string, imageId: string) => path.join(imagesDir, imageId, 'base.ext4');
 
 export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
-  const paths = (id: string) => ({ dir: path.join(dir, id), log: path.join(dir, id, 'build.log'), base: path.join(dir, id, 'base.ext4') });
+  const paths = (id: string) => ({ dir: path.join(dir, id), log: path.join(dir, id, 'build.log'), base: imageBasePath(dir, id) });
 
   async function get(id: string): Promise<Image> {
     const image = await prisma.image.findUnique({ where: { id } });
@@ -134,9 +136,17 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
     async remove(id: string): Promise<void> {
       const image = await get(id);
       if (image.status === 'building') throw problems.conflict('image_building', 'the image is still being built; delete it once it is done');
+      const inUse = () => problems.conflict('image_in_use', 'VMs use this image; delete them (or set its pool to 0) first');
+      if (await prisma.vm.count({ where: { imageId: id } })) throw inUse();
+      try {
+        // The foreign key refuses while a VM refers to it, also one created just now.
+        await prisma.image.delete({ where: { id } });
+      } catch (err) {
+        if (err instanceof Prisma.PrismaClientKnownRequestError && ['P2003', 'P2014'].includes(err.code)) throw inUse();
+        throw err;
+      }
       await docker.getImage(dockerTag(image)).remove({ force: true }).catch(() => {});
       fs.rmSync(paths(id).dir, { recursive: true, force: true });
-      await prisma.image.delete({ where: { id } });
     },
 
     /** Marks builds whose process stopped heartbeating as failed (start-up and the job tick). */

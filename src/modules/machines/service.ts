@@ -47,6 +47,13 @@ export function createMachinesService(deps: {
     return {};
   }
 
+  /** A VM's machine record is berth's own: it changes and goes with the VM (/v1/vms). */
+  async function refuseVm(m: { id: string; name: string }): Promise<void> {
+    if (await prisma.vm.findUnique({ where: { machineId: m.id }, select: { id: true } })) {
+      throw problems.conflict('machine_is_vm', `${m.name} is a VM berth runs; manage it through /v1/vms`);
+    }
+  }
+
   async function byName(name: string): Promise<MachineRow> {
     const m = await prisma.machine.findUnique({ where: { name } });
     if (!m) throw notFound(name);
@@ -73,6 +80,7 @@ export function createMachinesService(deps: {
     } catch (err) {
       if (!(err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002')) throw err;
       if (mode === 'create') throw problems.conflict('machine_exists', `a machine named ${input.name} exists`);
+      await refuseVm(await byName(input.name));
       return { machine: await prisma.machine.update({ where: { name: input.name }, data }), created: false };
     }
   }
@@ -139,7 +147,7 @@ export function createMachinesService(deps: {
     },
 
     async update(name: string, patch: MachinePatch): Promise<MachineRow> {
-      await byName(name);
+      await refuseVm(await byName(name));
       return prisma.machine.update({
         where: { name },
         data: {
@@ -158,6 +166,7 @@ export function createMachinesService(deps: {
     /** Deletes a machine no live reservation holds (an offline one with a cleanup pending may go). */
     async remove(name: string): Promise<void> {
       const m = await byName(name);
+      await refuseVm(m);
       const holder = m.reservationId
         ? await prisma.reservation.findUnique({ where: { id: m.reservationId }, select: { status: true } })
         : null;

@@ -33,6 +33,8 @@ export interface ReservationsDeps {
   instanceId: string;
   /** Keys the HMAC of idempotent request bodies (which may hold a password). */
   requestHashKey: Buffer;
+  /** Resets `machine` when it is a VM (true); false for any other machine (vms service). */
+  recycle(machine: MachineRow, reservationId: string): Promise<boolean>;
   log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
 }
 
@@ -84,7 +86,7 @@ const UNWIND_CONCURRENCY = 8;
 const CLEANUP_RETRY_MS = 5 * 60_000;
 
 export function createReservationsService(deps: ReservationsDeps) {
-  const { prisma, access, policy, instanceId, log } = deps;
+  const { prisma, access, policy, instanceId, recycle, log } = deps;
   const leaseUntil = () => new Date(Date.now() + policy.leaseSeconds * 1000);
   /** Every claim gets its own token: a takeover by this same process is still a different owner. */
   const newLease = () => `${instanceId}/${randomUUID().slice(0, 8)}`;
@@ -136,6 +138,9 @@ export function createReservationsService(deps: ReservationsDeps) {
         machines.map(async (m) => {
           let problem: string | null = null;
           try {
+            // A VM is reset instead: nothing of this reservation survives, whatever root did
+            // inside; its machine rejoins the pool once the VM has booted clean.
+            if (await recycle(m, r.id)) return;
             const ssh = await access.open(m);
             try {
               const outcome = await removeAccount(ssh, { username: r.accountUsername, reservationId: r.id });
@@ -283,6 +288,7 @@ export function createReservationsService(deps: ReservationsDeps) {
     if (m.reservationId) {
       const r = await prisma.reservation.findUnique({ where: { id: m.reservationId }, select: { id: true, status: true, accountUsername: true } });
       if (r && LIVE_STATUSES.includes(r.status)) return 'live';
+      if (r && (await recycle(m, r.id))) return 'clean';
       if (r) {
         const ssh = await access.open(m);
         try {

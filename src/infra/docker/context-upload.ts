@@ -1,0 +1,50 @@
+// A tar build context uploaded with POST /v1/images is spooled to a private temporary
+// file as it arrives (never held in memory), bounded in size, then checked: it must be a
+// tar (optionally compressed, as the engine accepts) with a Dockerfile at its root.
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { HttpProblem, problems } from '../../plugins/problem.js';
+
+const run = promisify(execFile);
+
+export const BUILD_CONTEXT_TYPES = ['application/x-tar', 'application/tar', 'application/gzip', 'application/x-gzip'];
+
+/** Writes `body` to a new temporary file; 413 past `maxBytes` (nothing is kept). */
+export async function spoolUpload(body: NodeJS.ReadableStream, maxBytes: number): Promise<string> {
+  const file = path.join(os.tmpdir(), `berth-context-${randomUUID()}.tar`);
+  let bytes = 0;
+  const limit = new Transform({
+    transform(chunk: Buffer, _enc, next) {
+      bytes += chunk.length;
+      if (bytes > maxBytes) {
+        next(new HttpProblem({ status: 413, code: 'payload_too_large', title: 'Content Too Large', detail: `a build context may be at most ${maxBytes} bytes` }));
+      } else next(null, chunk);
+    },
+  });
+  try {
+    await pipeline(body, limit, fs.createWriteStream(file, { mode: 0o600 }));
+    return file;
+  } catch (err) {
+    fs.rmSync(file, { force: true });
+    throw err instanceof HttpProblem ? err : problems.badRequest('malformed_body', `the upload broke off: ${(err as Error).message}`);
+  }
+}
+
+/** 400 unless `file` is a tar archive with a Dockerfile at its root. */
+export async function checkBuildContext(file: string): Promise<void> {
+  let listing: string;
+  try {
+    ({ stdout: listing } = await run('tar', ['-tf', file], { maxBuffer: 64 << 20 }));
+  } catch {
+    throw problems.badRequest('invalid_build_context', 'the body is not a tar archive (plain, gzip, bzip2 or xz)');
+  }
+  if (!listing.split('\n').some((entry) => entry === 'Dockerfile' || entry === './Dockerfile')) {
+    throw problems.badRequest('invalid_build_context', 'the build context has no Dockerfile at its root');
+  }
+}

@@ -1,0 +1,180 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { bearerSecurity, idParams, problemResponses } from '../../http/common-schemas.js';
+import { page } from '../../http/common-schemas.js';
+import * as s from './schemas.js';
+import type { VmRow, VmsService } from './service.js';
+
+export function toVmDto(v: VmRow) {
+  return {
+    id: v.id,
+    name: v.name,
+    image: { id: v.image.id, name: v.image.name },
+    state: v.state,
+    state_reason: v.stateReason,
+    cpus: v.cpus,
+    memory_mb: v.memoryMb,
+    ssh: { host: v.machine?.host ?? '127.0.0.1', port: v.sshPort, host_key_fingerprint: v.hostKeyFingerprint },
+    boot_ms: v.bootMs,
+    machine_name: v.machine?.name ?? null,
+    machine_status: v.machine?.status ?? null,
+    node: v.node,
+    created_at: v.createdAt.toISOString(),
+    updated_at: v.updatedAt.toISOString(),
+  };
+}
+
+const accepted = (v: VmRow) => ({ id: v.id, name: v.name, state: v.state });
+
+export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app, { vms }) => {
+  app.post(
+    '/v1/vms',
+    {
+      preHandler: app.requireAdmin,
+      schema: {
+        operationId: 'createVm',
+        tags: ['vms'],
+        summary: 'Boot a VM from a ready image (admin); answers at once, `running` once SSH answers',
+        description: 'The VM joins the pool as a machine of type `vm` with the tag `image=<name>` once it runs.',
+        security: bearerSecurity,
+        body: s.createVmBody,
+        response: { 202: s.vmAccepted, ...problemResponses(400, 401, 403, 404, 409, 422, 503) },
+      },
+    },
+    async (request, reply) => reply.status(202).send(accepted(await vms.create(request.body))),
+  );
+
+  app.get(
+    '/v1/vms',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        operationId: 'listVms',
+        tags: ['vms'],
+        summary: 'List VMs by name',
+        security: bearerSecurity,
+        querystring: s.listVmsQuery,
+        response: { 200: page(s.vm), ...problemResponses(400, 401) },
+      },
+    },
+    async (request) => {
+      const { items, nextCursor } = await vms.list(request.query);
+      return { items: items.map(toVmDto), next_cursor: nextCursor };
+    },
+  );
+
+  app.get(
+    '/v1/vms/:id',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        operationId: 'getVm',
+        tags: ['vms'],
+        summary: 'Read a VM: state, SSH endpoint and pinned host key, boot time',
+        security: bearerSecurity,
+        params: idParams,
+        response: { 200: s.vm, ...problemResponses(400, 401, 404) },
+      },
+    },
+    async (request) => toVmDto(await vms.get(request.params.id)),
+  );
+
+  for (const action of ['reset', 'start'] as const) {
+    app.post(
+      `/v1/vms/:id/${action}`,
+      {
+        preHandler: app.requireAdmin,
+        schema: {
+          operationId: `${action}Vm`,
+          tags: ['vms'],
+          summary:
+            action === 'reset'
+              ? 'Reset a VM (admin): discard its writable layer and boot clean; 409 while reserved'
+              : 'Start a stopped or failed VM (admin), keeping its writable layer',
+          security: bearerSecurity,
+          params: idParams,
+          response: { 202: s.vmAccepted, ...problemResponses(400, 401, 403, 404, 409, 503) },
+        },
+      },
+      async (request, reply) => reply.status(202).send(accepted(await vms[action](request.params.id))),
+    );
+  }
+
+  app.post(
+    '/v1/vms/:id/stop',
+    {
+      preHandler: app.requireAdmin,
+      schema: {
+        operationId: 'stopVm',
+        tags: ['vms'],
+        summary: 'Stop a VM (admin); its writable layer is kept; 409 while reserved',
+        security: bearerSecurity,
+        params: idParams,
+        response: { 200: s.vm, ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request) => toVmDto(await vms.stop(request.params.id)),
+  );
+
+  app.delete(
+    '/v1/vms/:id',
+    {
+      preHandler: app.requireAdmin,
+      schema: {
+        operationId: 'deleteVm',
+        tags: ['vms'],
+        summary: 'Stop a VM and delete it with its machine and writable layer (admin); 409 while reserved',
+        security: bearerSecurity,
+        params: idParams,
+        response: { 204: z.null().meta({ description: 'deleted' }), ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      await vms.remove(request.params.id);
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.get(
+    '/v1/vms/:id/console',
+    {
+      preHandler: app.requireAdmin,
+      schema: {
+        operationId: 'getVmConsole',
+        tags: ['vms'],
+        summary: "The VM's serial console since its last boot, as text/plain (admin; the last 256 KiB)",
+        security: bearerSecurity,
+        params: idParams,
+        response: {
+          200: z.string().meta({ description: 'text/plain', examples: ['berth-init: switching root\nberth-init: sshd started\n'] }),
+          ...problemResponses(400, 401, 403, 404, 409),
+        },
+      },
+    },
+    async (request, reply) => {
+      const text = await vms.consoleLog(request.params.id);
+      // Sent as it is (no serializer): the documented text body.
+      return reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').serializer((x: unknown) => x as string).send(text);
+    },
+  );
+
+  app.put(
+    '/v1/images/:id/pool',
+    {
+      preHandler: app.requireAdmin,
+      schema: {
+        operationId: 'setImagePool',
+        tags: ['images'],
+        summary: 'Keep exactly `size` VMs of this image (admin): boots more, or deletes unreserved ones; 409 if reserved VMs are in the way',
+        security: bearerSecurity,
+        params: idParams,
+        body: s.poolBody,
+        response: { 200: s.poolResponse, ...problemResponses(400, 401, 403, 404, 409, 503) },
+      },
+    },
+    async (request) => {
+      const { image, vms: members } = await vms.resizePool(request.params.id, request.body.size);
+      return { image_id: image.id, image: image.name, size: image.poolSize, vms: members.map(toVmDto) };
+    },
+  );
+};
