@@ -48,7 +48,10 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
       const inspected = await docker.getImage(dockerTag(image)).inspect();
       const c = inspected.Config ?? {};
       const converted = await imageToExt4(docker, dockerTag(image), p.base);
-      fs.appendFileSync(p.log, `berth: converted to a ${Math.round(converted.sizeBytes / 1048576)} MiB ext4 base in ${converted.exportMs + converted.ext4Ms} ms\n`);
+      fs.appendFileSync(
+        p.log,
+        `berth: exported the filesystem in ${converted.exportMs} ms; made a ${Math.round(converted.sizeBytes / 1048576)} MiB ext4 base in ${converted.ext4Ms} ms\n`,
+      );
       await prisma.image.update({
         where: { id: image.id },
         data: {
