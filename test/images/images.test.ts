@@ -1,6 +1,10 @@
 // Images on the real Docker engine: build, convert, log (streamed while building),
 // failure reasons, delete.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dockerTag } from '../../src/modules/images/service.js';
 import { adminSession, createTestApp, json, userSession, type Session, type TestApp } from '../helpers/app.js';
 import { BASE_IMAGE } from '../helpers/ssh-machines.js';
 
@@ -9,7 +13,7 @@ let admin: Session;
 let user: Session;
 let url: string;
 beforeAll(async () => {
-  t = await createTestApp();
+  t = await createTestApp({ BERTH_IMAGE_CONTEXT_MAX_MB: '1' });
   admin = await adminSession(t);
   user = await userSession(t, 'alice');
   url = await t.app.listen({ port: 0, host: '127.0.0.1' });
@@ -77,6 +81,34 @@ describe('building an image', () => {
     expect(missing.status).toBe('failed');
   });
 
+  it('builds a tar build context uploaded as the body, files and all', async () => {
+    const dir = fs.mkdtempSync(path.join(t.dataDir, 'context-'));
+    fs.writeFileSync(path.join(dir, 'Dockerfile'), `FROM ${BASE_IMAGE}\nCOPY hello.txt /etc/hello.txt\n`);
+    fs.writeFileSync(path.join(dir, 'hello.txt'), 'from the context\n');
+    const tarball = execFileSync('tar', ['-C', dir, '-cz', 'Dockerfile', 'hello.txt']);
+    const post = (payload: Buffer, query = '?name=from-tar', type = 'application/x-tar') =>
+      t.app.inject({ method: 'POST', url: `/v1/images${query}`, headers: { ...admin.auth, 'content-type': type }, payload });
+
+    const res = await post(tarball);
+    expect(res.statusCode, res.body).toBe(202);
+    const img = await settled(json(res).id);
+    expect(img.status, img.error).toBe('ready');
+    const copied = execFileSync('docker', ['run', '--rm', '--network', 'none', dockerTag(img), 'cat', '/etc/hello.txt']).toString();
+    expect(copied).toBe('from the context\n');
+
+    // Bad uploads are the client's fault, and say what is wrong.
+    expect(json(await post(tarball, ''))).toMatchObject({ status: 400, code: 'name_required' });
+    expect(json(await post(Buffer.from('not a tar at all'), '?name=garbage'))).toMatchObject({ status: 400, code: 'invalid_build_context' });
+    const noDockerfile = execFileSync('tar', ['-C', dir, '-c', 'hello.txt']);
+    expect(json(await post(noDockerfile, '?name=no-dockerfile'))).toMatchObject({ status: 400, code: 'invalid_build_context' });
+    expect(json(await post(Buffer.alloc(2 * 1024 * 1024), '?name=too-big'))).toMatchObject({ status: 413, code: 'payload_too_large' });
+    expect(json(await post(tarball, '?name=from-tar'))).toMatchObject({ status: 409, code: 'image_exists' });
+    expect((await post(tarball, '?name=Bad Name')).statusCode).toBe(400);
+    // None of the refused uploads left an image behind.
+    const names = json(await t.app.inject({ method: 'GET', url: '/v1/images', headers: admin.auth })).items.map((i: { name: string }) => i.name);
+    expect(names.filter((n: string) => ['garbage', 'no-dockerfile', 'too-big'].includes(n))).toEqual([]);
+  });
+
   it('refuses a taken name (409), a bad name (400), and non-admins (403)', async () => {
     expect(json(await create('devbox', `FROM ${BASE_IMAGE}\n`))).toMatchObject({ status: 409, code: 'image_exists' });
     expect((await create('Bad Name', `FROM ${BASE_IMAGE}\n`)).statusCode).toBe(400);
@@ -85,7 +117,7 @@ describe('building an image', () => {
 
   it('lists images and deletes one (409 while it builds)', async () => {
     const list = json(await t.app.inject({ method: 'GET', url: '/v1/images?status=ready', headers: user.auth }));
-    expect(list.items.map((i: { name: string }) => i.name)).toEqual(['devbox', 'slow']);
+    expect(list.items.map((i: { name: string }) => i.name)).toEqual(['devbox', 'from-tar', 'slow']);
     const building = json(await create('short-lived', `FROM ${BASE_IMAGE}\nRUN sleep 2\n`));
     expect(json(await t.app.inject({ method: 'DELETE', url: `/v1/images/${building.id}`, headers: admin.auth }))).toMatchObject({ status: 409, code: 'image_building' });
     await settled(building.id);
