@@ -288,7 +288,7 @@ export function createReservationsService(deps: ReservationsDeps) {
     if (m.reservationId) {
       const r = await prisma.reservation.findUnique({ where: { id: m.reservationId }, select: { id: true, status: true, accountUsername: true } });
       if (r && LIVE_STATUSES.includes(r.status)) return 'live';
-      if (r && (await recycle(m, r.id))) return 'clean';
+      if (await recycle(m, m.reservationId)) return 'clean';
       if (r) {
         const ssh = await access.open(m);
         try {
@@ -535,9 +535,13 @@ export function createReservationsService(deps: ReservationsDeps) {
           log.warn({ machine: m.name, err: err.message }, 'cleanup still failing');
         });
       });
+      // A VM is never handed back as it is: it becomes cleanup pending, and is reset.
       const freed = await prisma.$executeRaw`
-        UPDATE machines m LEFT JOIN reservations r ON r.id = m.reservation_id
-           SET m.status = 'available', m.reservation_id = NULL, m.status_reason = NULL
+        UPDATE machines m LEFT JOIN reservations r ON r.id = m.reservation_id LEFT JOIN vms v ON v.machine_id = m.id
+           SET m.status = IF(v.id IS NULL, 'available', 'offline'),
+               m.reservation_id = IF(v.id IS NULL, NULL, m.reservation_id),
+               m.status_reason = IF(v.id IS NULL, NULL, 'cleanup pending: the VM is reset before it is used again'),
+               m.last_checked_at = IF(v.id IS NULL, m.last_checked_at, NULL)
          WHERE m.status = 'reserved' AND (r.id IS NULL OR r.status IN ('released', 'failed'))`;
       return { rolledBack, finished, freed };
     },
