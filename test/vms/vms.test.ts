@@ -112,10 +112,28 @@ describe('VMs', () => {
     expect(consoleText.status).toBe(200);
     expect(consoleText.body).toContain('berth-init: sshd started');
 
+    // Its machine record is berth's: changed and removed only with the VM.
+    expect((await call(admin, 'PATCH', '/v1/machines/vmtest-a', { port: 22 })).body.code).toBe('machine_is_vm');
+    expect((await call(admin, 'DELETE', '/v1/machines/vmtest-a')).body.code).toBe('machine_is_vm');
+
     const ready = (await call(null, 'GET', '/readyz')).body;
     expect(ready.capabilities.vm).toEqual({ accel: 'tcg' });
     expect(ready.capabilities.docker.available).toBe(true);
   }, BOOT_WAIT_MS + 30_000);
+
+  it('refuses bad requests with problems, booting nothing', async () => {
+    const post = (body: unknown) => call(admin, 'POST', '/v1/vms', body);
+    expect((await post({ image: 'no-such-image' })).body).toMatchObject({ status: 404, code: 'image_not_found' });
+    expect((await post({ image: 'vmtest', name: 'vmtest-a' })).body).toMatchObject({ status: 409, code: 'vm_exists' });
+    expect((await post({ image: 'vmtest', cpus: 64 })).body).toMatchObject({ status: 422, code: 'vm_limits_exceeded' });
+    expect((await post({ image: 'vmtest', memory_mb: 64 })).status).toBe(400);
+    expect((await post({ image: 'vmtest', name: 'Bad Name' })).status).toBe(400);
+    expect((await post({ image: 'vmtest', extra: 1 })).status).toBe(400);
+    expect((await call(alice, 'POST', '/v1/vms', { image: 'vmtest' })).status).toBe(403);
+    expect((await call(admin, 'GET', `/v1/vms/${randomUUID()}`)).body.code).toBe('vm_not_found');
+    expect((await call(admin, 'PUT', `/v1/images/${imageId}/pool`, { size: -1 })).status).toBe(400);
+    expect((await call(admin, 'GET', '/v1/vms')).body.items).toHaveLength(1);
+  });
 
   it('a reservation gives a working login inside the VM; its release resets the VM', async () => {
     const r = await reserve(alice, 'vmtest-a');
