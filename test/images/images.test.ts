@@ -2,6 +2,7 @@
 // failure reasons, delete.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerTag } from '../../src/modules/images/service.js';
@@ -104,6 +105,16 @@ describe('building an image', () => {
     expect(json(await post(Buffer.alloc(2 * 1024 * 1024), '?name=too-big'))).toMatchObject({ status: 413, code: 'payload_too_large' });
     expect(json(await post(tarball, '?name=from-tar'))).toMatchObject({ status: 409, code: 'image_exists' });
     expect((await post(tarball, '?name=Bad Name')).statusCode).toBe(400);
+    // A path in a body of another type is only text: nothing is read or removed.
+    const bystander = path.join(t.dataDir, 'bystander.tar');
+    fs.writeFileSync(bystander, tarball);
+    const asText = await t.app.inject({ method: 'POST', url: '/v1/images?name=as-text', headers: { ...admin.auth, 'content-type': 'text/plain' }, payload: bystander });
+    expect(json(asText)).toMatchObject({ status: 415 });
+    expect(fs.existsSync(bystander)).toBe(true);
+    // Nobody but an admin uploads anything, and no refused upload stays on disk.
+    expect((await t.app.inject({ method: 'POST', url: '/v1/images?name=anon', headers: { 'content-type': 'application/x-tar' }, payload: tarball })).statusCode).toBe(401);
+    expect((await t.app.inject({ method: 'POST', url: '/v1/images?name=user', headers: { ...user.auth, 'content-type': 'application/x-tar' }, payload: tarball })).statusCode).toBe(403);
+    expect(fs.readdirSync(os.tmpdir()).filter((f) => /^berth-context-.*\.tar$/.test(f))).toEqual([]);
     // None of the refused uploads left an image behind.
     const names = json(await t.app.inject({ method: 'GET', url: '/v1/images', headers: admin.auth })).items.map((i: { name: string }) => i.name);
     expect(names.filter((n: string) => ['garbage', 'no-dockerfile', 'too-big'].includes(n))).toEqual([]);

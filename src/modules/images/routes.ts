@@ -6,7 +6,14 @@ import * as s from './schemas.js';
 import type { ImagesService } from './service.js';
 import { dockerfileContext } from '../../infra/docker/build.js';
 import { BUILD_CONTEXT_TYPES, checkBuildContext, spoolUpload } from '../../infra/docker/context-upload.js';
-import { problems } from '../../plugins/problem.js';
+import { HttpProblem, problems } from '../../plugins/problem.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Where this request's tar build context was spooled (images routes). */
+    buildContextFile: string | null;
+  }
+}
 import fs from 'node:fs';
 
 export function toImageDto(i: Image) {
@@ -29,14 +36,28 @@ export const imagesRoutes: FastifyPluginAsyncZod<{ images: ImagesService; track(
   app,
   { images, track, maxContextBytes },
 ) => {
-  app.addContentTypeParser(BUILD_CONTEXT_TYPES, (_request, payload, done) => {
-    spoolUpload(payload, maxContextBytes).then((file) => done(null, file), (err: Error) => done(err, undefined));
+  // A tar build context is spooled to a file as it arrives. Only this parser sets
+  // `buildContextFile`: the handler never takes a path from the body itself.
+  app.decorateRequest('buildContextFile', null);
+  app.addContentTypeParser(BUILD_CONTEXT_TYPES, (request, payload, done) => {
+    spoolUpload(payload, maxContextBytes).then(
+      (file) => {
+        request.buildContextFile = file;
+        done(null, 'spooled');
+      },
+      (err: Error) => done(err, undefined),
+    );
+  });
+  // Whatever the answer, a spooled file no build took over is removed.
+  app.addHook('onResponse', async (request) => {
+    if (request.buildContextFile) fs.rmSync(request.buildContextFile, { force: true });
   });
 
   app.post(
     '/v1/images',
     {
-      preHandler: app.requireAdmin,
+      // Before the body is read: nobody but an admin gets to upload anything.
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'createImage',
         tags: ['images'],
@@ -54,17 +75,14 @@ export const imagesRoutes: FastifyPluginAsyncZod<{ images: ImagesService; track(
       const body = request.body as z.infer<typeof s.createImageBody> | string;
       let started;
       if (typeof body === 'string') {
-        // A spooled tar: this request owns the file until the build takes it over.
-        try {
-          if (!request.query.name) throw problems.badRequest('name_required', 'give the image a name: POST /v1/images?name=<name>');
-          await checkBuildContext(body);
-          const file = body;
-          started = await images.create(request.query.name, fs.createReadStream(file));
-          void started.done.finally(() => fs.rmSync(file, { force: true }));
-        } catch (err) {
-          fs.rmSync(body, { force: true });
-          throw err;
-        }
+        const file = request.buildContextFile;
+        if (!file) throw new HttpProblem({ status: 415, code: 'unsupported_media_type', title: 'Unsupported Media Type', detail: 'send JSON, or a tar build context as application/x-tar' });
+        if (!request.query.name) throw problems.badRequest('name_required', 'give the image a name: POST /v1/images?name=<name>');
+        await checkBuildContext(file);
+        started = await images.create(request.query.name, fs.createReadStream(file));
+        // The build owns the file now, and removes it when it ends.
+        request.buildContextFile = null;
+        void started.done.finally(() => fs.rmSync(file, { force: true }));
       } else {
         started = await images.create(body.name, await dockerfileContext(body.dockerfile));
       }
