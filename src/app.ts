@@ -136,6 +136,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     policy: config.reservations,
     instanceId: deps.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     requestHashKey: Buffer.from(hkdfSync('sha256', secretKey, Buffer.alloc(0), 'berth idempotency request hash', 32)),
+    node: config.nodeName,
     recycle: vms.recycle,
     log: app.log,
   });

@@ -115,6 +115,8 @@ describe('VMs', () => {
     // Its machine record is berth's: changed and removed only with the VM.
     expect((await call(admin, 'PATCH', '/v1/machines/vmtest-a', { port: 22 })).body.code).toBe('machine_is_vm');
     expect((await call(admin, 'DELETE', '/v1/machines/vmtest-a')).body.code).toBe('machine_is_vm');
+    expect((await call(admin, 'PUT', '/v1/machines/vmtest-a/maintenance', { reason: 'x' })).body.code).toBe('machine_is_vm');
+    expect((await call(admin, 'POST', '/v1/machines/vmtest-a/check')).body.code).toBe('machine_is_vm');
 
     const ready = (await call(null, 'GET', '/readyz')).body;
     expect(ready.capabilities.vm).toEqual({ accel: 'tcg' });
@@ -137,6 +139,7 @@ describe('VMs', () => {
 
   it('a reservation gives a working login inside the VM; its release resets the VM', async () => {
     const r = await reserve(alice, 'vmtest-a');
+    const pinnedBefore = (await vm(first)).ssh.host_key_fingerprint;
     const login = { host: '127.0.0.1', port: (await vm(first)).ssh.port, username: r.account.username, password: r.account.password };
     const broken = await sshRun(login, 'id -un && echo mine > ~/file && sudo -n sh -c "echo broken > /etc/broken && rm -f /etc/berth-test-nonce" && echo done');
     expect(broken.stdout.trim().split('\n'), broken.stderr).toEqual([r.account.username, 'done']);
@@ -146,7 +149,10 @@ describe('VMs', () => {
     expect(released.body.status).toBe('released');
     // Back in the pool only once it has booted clean.
     expect((await call(admin, 'GET', '/v1/machines/vmtest-a')).body.status).not.toBe('available');
-    await untilRunning(first);
+    const again = await untilRunning(first);
+    // A new host key too: the last user was root inside and could read the old one.
+    expect(again.ssh.host_key_fingerprint).not.toBe(pinnedBefore);
+    expect((await call(admin, 'GET', '/v1/machines/vmtest-a')).body.host_key_fingerprint).toBe(again.ssh.host_key_fingerprint);
 
     const clean = await asRoot(first, `cat /etc/berth-test-nonce; ls /etc/broken 2>&1; getent passwd ${r.account.username} || echo no-account`);
     expect(clean.stdout.trim().split('\n')).toEqual([NONCE, expect.stringContaining('No such file'), 'no-account']);

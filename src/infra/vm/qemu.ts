@@ -151,10 +151,16 @@ export function runningPid(dir: string): number | null {
 export async function stopVm(dir: string, timeoutMs = 5000): Promise<void> {
   const pid = runningPid(dir);
   if (pid === null) return;
-  process.kill(pid, 'SIGTERM');
+  // It may exit on its own between the look and the signal (ESRCH): that is fine.
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(pid, sig);
+    } catch {}
+  };
+  signal('SIGTERM');
   const deadline = Date.now() + timeoutMs;
   while (runningPid(dir) !== null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  if (runningPid(dir) !== null) process.kill(pid, 'SIGKILL');
+  if (runningPid(dir) !== null) signal('SIGKILL');
   while (runningPid(dir) !== null) await new Promise((r) => setTimeout(r, 20));
 }
 

@@ -179,6 +179,7 @@ export function createMachinesService(deps: {
     },
 
     async enterMaintenance(name: string, reason: string): Promise<MachineRow> {
+      await refuseVm(await byName(name));
       const { count } = await prisma.machine.updateMany({
         where: { name, status: { not: 'reserved' }, reservationId: null },
         data: { status: 'maintenance', statusReason: reason },
@@ -209,6 +210,7 @@ export function createMachinesService(deps: {
      */
     async check(name: string) {
       const m = await byName(name);
+      await refuseVm(m);
       const started = performance.now();
       try {
         const session = await access.open(m);

@@ -33,6 +33,8 @@ export interface ReservationsDeps {
   instanceId: string;
   /** Keys the HMAC of idempotent request bodies (which may hold a password). */
   requestHashKey: Buffer;
+  /** This host's name: only VMs running here are handed out by this process (their SSH is on its loopback). */
+  node: string;
   /** Resets `machine` when it is a VM (true); false for any other machine (vms service). */
   recycle(machine: MachineRow, reservationId: string): Promise<boolean>;
   log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
@@ -204,7 +206,8 @@ export function createReservationsService(deps: ReservationsDeps) {
     for (const [k, v] of Object.entries(input.tags ?? {})) {
       filters.push(Prisma.sql`AND JSON_UNQUOTE(JSON_EXTRACT(tags, ${`$."${k}"`})) = ${v}`);
     }
-    const where = filters.length ? Prisma.join(filters, ' ') : Prisma.empty;
+    filters.push(Prisma.sql`AND NOT EXISTS (SELECT 1 FROM vms v WHERE v.machine_id = machines.id AND v.node <> ${deps.node})`);
+    const where = Prisma.join(filters, ' ');
 
     return prisma.$transaction(async (tx) => {
       // One allocation per user at a time, so two requests cannot both pass the per-user limit.

@@ -65,6 +65,11 @@ export interface CreateVmInput {
 const notFound = () => problems.notFound('vm_not_found', 'no such VM');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const isUniqueViolation = (err: unknown) => err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002';
+/** The image was deleted under a request that was adding VMs to it. */
+const imageGone = (err: unknown) =>
+  err instanceof Prisma.PrismaClientKnownRequestError && ['P2003', 'P2025'].includes(err.code)
+    ? problems.conflict('image_not_ready', 'the image was deleted meanwhile')
+    : err;
 
 function guestCommand(config: unknown): GuestCommand | null {
   const c = (config ?? {}) as { entrypoint?: string[] | null; cmd?: string[] | null; env?: string[]; user?: string | null; workdir?: string | null };
@@ -78,6 +83,8 @@ export function createVmsService(deps: VmsDeps) {
   /** Boots this process is following, and launches it is in the middle of. */
   const following = new Map<string, AbortController>();
   const launching = new Set<string>();
+  /** The QEMU start of each launch in progress here: stopping or deleting waits for it. */
+  const starting = new Map<string, Promise<void>>();
   const background = new Set<Promise<void>>();
   let closed = false;
 
@@ -141,7 +148,7 @@ export function createVmsService(deps: VmsDeps) {
   /** A booted VM's machine joins the pool, unless something else took it out meanwhile. */
   const returnToPool = (machineId: string) =>
     prisma.machine.updateMany({
-      where: { id: machineId, status: 'offline', statusReason: VM_BOOTING, reservationId: null },
+      where: { id: machineId, status: 'offline', statusReason: VM_BOOTING, reservationId: null, vm: { is: { state: 'running' } } },
       data: { status: 'available', statusReason: null, lastCheckedAt: new Date() },
     });
 
@@ -208,8 +215,10 @@ export function createVmsService(deps: VmsDeps) {
   }
 
   /**
-   * Boots the VM (fresh overlay when `discard`), after moving it to `booting` from one of
-   * `from`. Answers once the state is recorded; QEMU starts and is followed in the background.
+   * Boots the VM (fresh overlay and a new host key when `discard`), after moving it to
+   * `booting` from one of `from` (and from the boot that was read: two resets at once do
+   * not both go). Answers once the old QEMU is gone and the state is recorded; the new QEMU
+   * starts, and is followed, in the background.
    */
   async function launch(vm: VmRow, opts: { discard: boolean; from: Vm['state'][] }): Promise<VmRow> {
     ownedHere(vm);
@@ -218,62 +227,88 @@ export function createVmsService(deps: VmsDeps) {
     const rt = await requireRuntime();
     const bootStartedAt = new Date();
     const { count } = await prisma.vm.updateMany({
-      where: { id: vm.id, state: { in: opts.from } },
+      where: { id: vm.id, state: { in: opts.from }, bootStartedAt: vm.bootStartedAt },
       data: { state: 'booting', stateReason: null, pid: null, bootStartedAt, bootMs: null },
     });
     if (count === 0) {
       const now = await get(vm.id);
-      throw problems.conflict('vm_state', `${vm.name} is ${now.state}`);
+      throw problems.conflict('vm_state', `${vm.name} is ${now.state}${now.state === vm.state ? ' (changed meanwhile)' : ''}`);
     }
     launching.add(vm.id);
     following.get(vm.id)?.abort();
-    const booting: VmRow = { ...vm, state: 'booting', bootStartedAt, pid: null, bootMs: null, stateReason: null };
+    let booting: VmRow = { ...vm, state: 'booting', bootStartedAt, pid: null, bootMs: null, stateReason: null };
     const dir = vmDir(vm.id);
     try {
+      await starting.get(vm.id)?.catch(() => {});
       // Before answering: once this returns, nothing the VM's last user wrote exists.
       await stopVm(dir);
-      if (opts.discard) fs.rmSync(path.join(dir, 'overlay.qcow2'), { force: true });
+      if (opts.discard) {
+        fs.rmSync(path.join(dir, 'overlay.qcow2'), { force: true });
+        // A new host key too: the last user, root inside, could read the old one.
+        booting = { ...booting, ...(await newHostKey(vm)) };
+      }
     } catch (err) {
       launching.delete(vm.id);
       await markFailed(booting, `could not stop the old QEMU: ${(err as Error).message}`);
       throw err;
     }
+    const start = (async () => {
+      // A stopped VM's port may have been taken meanwhile: pick another.
+      if (!(await portIsFree(booting.sshPort))) {
+        const sshPort = await prisma.$transaction((tx) => allocatePort(tx));
+        await prisma.vm.update({ where: { id: vm.id }, data: { sshPort } });
+        if (vm.machineId) await prisma.machine.update({ where: { id: vm.machineId }, data: { port: sshPort } });
+        booting = { ...booting, sshPort };
+      }
+      const pid = await bootVm({
+        dir,
+        name: vm.name,
+        kernel: rt.kernel,
+        initramfs: rt.initramfs,
+        base: deps.imageBase(vm.imageId),
+        sshPort: booting.sshPort,
+        cpus: vm.cpus,
+        memoryMb: vm.memoryMb,
+        accel: rt.accel,
+        hostKey: { private: secretBox.open(booting.hostKeySealed), public: booting.hostKeyPublic },
+        authorizedKeys: [vm.rootKeyPublic],
+        command: guestCommand(image.config),
+      });
+      const recorded = await prisma.vm.updateMany({ where: { id: vm.id, bootStartedAt, state: 'booting' }, data: { pid } });
+      // Stopped, deleted or relaunched while QEMU was starting: this QEMU is nobody's.
+      if (recorded.count === 0) {
+        await stopVm(dir);
+        throw new Error('superseded');
+      }
+    })();
+    starting.set(vm.id, start);
     inBackground(
-      (async () => {
-        try {
-          // A stopped VM's port may have been taken meanwhile: pick another.
-          let sshPort = vm.sshPort;
-          if (!(await portIsFree(sshPort))) {
-            sshPort = await freePort();
-            await prisma.vm.update({ where: { id: vm.id }, data: { sshPort } });
-            if (vm.machineId) await prisma.machine.update({ where: { id: vm.machineId }, data: { port: sshPort } });
-          }
-          const spec: VmSpec = {
-            dir,
-            name: vm.name,
-            kernel: rt.kernel,
-            initramfs: rt.initramfs,
-            base: deps.imageBase(vm.imageId),
-            sshPort,
-            cpus: vm.cpus,
-            memoryMb: vm.memoryMb,
-            accel: rt.accel,
-            hostKey: { private: secretBox.open(vm.hostKeySealed), public: vm.hostKeyPublic },
-            authorizedKeys: [vm.rootKeyPublic],
-            command: guestCommand(image.config),
-          };
-          const pid = await bootVm(spec);
-          await prisma.vm.updateMany({ where: { id: vm.id, bootStartedAt }, data: { pid } });
+      start
+        .then(
+          () => {
+            launching.delete(vm.id);
+            return follow(booting);
+          },
+          async (err: Error) => {
+            if (err.message !== 'superseded') await markFailed(booting, `QEMU did not start: ${err.message}`);
+          },
+        )
+        .finally(() => {
           launching.delete(vm.id);
-          await follow({ ...booting, sshPort });
-        } catch (err) {
-          await markFailed(booting, `QEMU did not start: ${(err as Error).message}`).catch(() => {});
-        } finally {
-          launching.delete(vm.id);
-        }
-      })().catch((err: unknown) => log.error({ err, vm: vm.id }, 'launching a VM failed')),
+          if (starting.get(vm.id) === start) starting.delete(vm.id);
+        })
+        .catch((err: unknown) => log.error({ err, vm: vm.id }, 'launching a VM failed')),
     );
     return get(vm.id);
+  }
+
+  /** Gives the VM a new SSH host key, pinned on its machine. */
+  async function newHostKey(vm: VmRow): Promise<Pick<Vm, 'hostKeyFingerprint' | 'hostKeyPublic' | 'hostKeySealed'>> {
+    const key = ssh2.utils.generateKeyPairSync('ed25519');
+    const fields = { hostKeyFingerprint: parseHostKey(key.public)!, hostKeyPublic: key.public.trim(), hostKeySealed: secretBox.seal(key.private) };
+    await prisma.vm.update({ where: { id: vm.id }, data: fields });
+    if (vm.machineId) await prisma.machine.update({ where: { id: vm.machineId }, data: { hostKeyFingerprint: fields.hostKeyFingerprint } });
+    return fields;
   }
 
   const requireRuntime = () =>
@@ -348,6 +383,7 @@ export function createVmsService(deps: VmsDeps) {
   async function destroy(vm: VmRow): Promise<void> {
     await prisma.vm.update({ where: { id: vm.id }, data: { state: 'stopped', pid: null } });
     following.get(vm.id)?.abort();
+    await starting.get(vm.id)?.catch(() => {});
     await stopVm(vmDir(vm.id));
     await prisma.$transaction([
       prisma.vm.delete({ where: { id: vm.id } }),
@@ -382,8 +418,8 @@ export function createVmsService(deps: VmsDeps) {
       try {
         id = await prisma.$transaction((tx) => record(tx, image, input));
       } catch (err) {
-        if (isUniqueViolation(err)) throw problems.conflict('vm_exists', `a machine or VM named ${input.name} exists`);
-        throw err;
+        if (isUniqueViolation(err)) throw problems.conflict('vm_exists', `a machine or VM named ${input.name ?? 'like that'} exists; try again`);
+        throw imageGone(err);
       }
       return launch(await get(id), { discard: true, from: ['stopped'] });
     },
@@ -410,6 +446,7 @@ export function createVmsService(deps: VmsDeps) {
       await withdraw(vm, 'vm stopped');
       await prisma.vm.update({ where: { id }, data: { state: 'stopped', stateReason: 'stopped by an admin', pid: null } });
       following.get(id)?.abort();
+      await starting.get(id)?.catch(() => {});
       await stopVm(vmDir(id));
       return get(id);
     },
@@ -466,7 +503,8 @@ export function createVmsService(deps: VmsDeps) {
       if (!image) throw problems.notFound('image_not_found', 'no such image');
       if (size > 0 && image.status !== 'ready') throw problems.conflict('image_not_ready', `the image ${image.name} is ${image.status}`);
       const order: Record<Vm['state'], number> = { failed: 0, stopped: 1, booting: 2, running: 3 };
-      const { created, removed } = await prisma.$transaction(async (tx) => {
+      const { created, removed } = await prisma
+        .$transaction(async (tx) => {
         // One resize of an image at a time, in every process.
         await tx.$queryRaw`SELECT id FROM images WHERE id = ${imageId} FOR UPDATE`;
         const vms = await tx.vm.findMany({ where: { imageId }, include: withRefs });
@@ -492,7 +530,10 @@ export function createVmsService(deps: VmsDeps) {
         for (let i = vms.length; i < size; i++) created.push(await record(tx, image, {}));
         await tx.image.update({ where: { id: imageId }, data: { poolSize: size } });
         return { created, removed };
-      });
+      })
+        .catch((err: unknown) => {
+          throw imageGone(err);
+        });
       await Promise.all(removed.map((v) => destroy(v)));
       for (const id of created) await launch(await get(id), { discard: true, from: ['stopped'] });
       // Members that are down come back: the pool means running VMs.
