@@ -25,6 +25,8 @@ const RUNS = 5;
 const AT_ONCE = 4;
 const POLL_MS = 50;
 const BOOT_TIMEOUT_MS = 180_000;
+/** A boot not running this long after its guest said `sshd started` is reported while the bench waits on. */
+const STALL_MS = 30_000;
 const BUILD_TIMEOUT_MS = 300_000;
 const PASSWORD = 'a benchmark passphrase';
 const BASE_IMAGE = 'berth/debian-sshd:bookworm';
@@ -140,6 +142,7 @@ async function main() {
     const buildImage = async (name: string) => {
       const started = performance.now();
       const r = await call('POST', '/v1/images', admin, { name, dockerfile });
+      const answered = performance.now() - started;
       if (r.status !== 202) throw new Error(`POST /v1/images: ${r.status} ${JSON.stringify(r.body)}`);
       const id = r.body.id as string;
       imageIds.push(id);
@@ -155,7 +158,7 @@ async function main() {
       const m = /exported the filesystem in (\d+) ms; made a (\d+) MiB ext4 base in (\d+) ms/.exec(log);
       if (!m) throw new Error(`no export/ext4 line in the build log of ${name}:\n${log}`);
       const [exportMs, mib, ext4Ms] = [Number(m[1]), Number(m[2]), Number(m[3])];
-      return { id, name, total, buildMs: image.build_ms as number, exportMs, ext4Ms, mib, rest: total - image.build_ms - exportMs - ext4Ms, cached: log.includes('Using cache') };
+      return { id, name, answered, total, buildMs: image.build_ms as number, exportMs, ext4Ms, mib, rest: total - image.build_ms - exportMs - ext4Ms, cached: log.includes('Using cache') };
     };
     const cold = await buildImage(`bench-vm-${nonce}`);
     console.log(`image cold: ${ms(cold.total)} ms`);
@@ -175,6 +178,7 @@ async function main() {
     const track = async (ids: string[], started: number, answered: Map<string, number>, oldPids = new Map<string, number | null>()) => {
       const seen = new Map(ids.map((id) => [id, { qemu: null, switchRoot: null, sshd: null } as Pick<Boot, 'qemu' | 'switchRoot' | 'sshd'>]));
       const done = new Map<string, Boot>();
+      const stallReported = new Set<string>();
       const deadline = Date.now() + BOOT_TIMEOUT_MS;
       while (done.size < ids.length) {
         const pending = ids.filter((id) => !done.has(id));
@@ -193,6 +197,10 @@ async function main() {
             if (s.sshd === null && consoleText.includes('berth-init: sshd started')) s.sshd = now;
           }
           const row = rows.find((v) => v.id === id);
+          if (s.sshd !== null && now - s.sshd > STALL_MS && !stallReported.has(id)) {
+            stallReported.add(id);
+            console.error(await diagnose(id, row, `${ms(now - s.sshd)} ms after "sshd started" and still ${row?.state}`));
+          }
           if (row?.state === 'failed' || row?.state === 'stopped') {
             throw new Error(`VM ${row.name} is ${row.state}: ${row.state_reason}\nconsole:\n${await text(`/v1/vms/${id}/console`, admin)}`);
           }
@@ -200,7 +208,7 @@ async function main() {
         }
         if (done.size < ids.length && Date.now() > deadline) {
           const stuck = ids.filter((id) => !done.has(id))[0]!;
-          throw new Error(`VM ${stuck} not running after ${BOOT_TIMEOUT_MS} ms\nconsole:\n${await text(`/v1/vms/${stuck}/console`, admin)}`);
+          throw new Error(await diagnose(stuck, (await call('GET', `/v1/vms/${stuck}`, admin)).body, `not running after ${BOOT_TIMEOUT_MS} ms`));
         }
         await sleep(POLL_MS);
       }
@@ -210,6 +218,20 @@ async function main() {
         if (!c.includes('berth-init: switching root') || !c.includes('berth-init: sshd started')) throw new Error(`console of ${id} lacks berth-init's lines:\n${c}`);
       }
       return ids.map((id) => done.get(id)!);
+    };
+    /** What a stuck boot looks like from outside: the row, the port, QEMU, the console, berth's output. */
+    const diagnose = async (id: string, row: any, what: string) => {
+      const port = row?.ssh?.port as number | undefined;
+      const banner = port ? await waitForBanner(port, Date.now() + 3000).then(() => 'answers with an SSH banner', (e: Error) => e.message) : 'no port';
+      const sockets = port ? (await run('ss', ['-tanp']).catch((e: Error) => ({ stdout: e.message }))).stdout.split('\n').filter((l) => l.includes(`:${port}`)).join('\n') : '';
+      return [
+        `VM ${id}: ${what}`,
+        `row: ${JSON.stringify(row)}`,
+        `QEMU pid: ${livePid(vmDir(id))}; port ${port}: ${banner}`,
+        `sockets on the port:\n${sockets}`,
+        `console:\n${await text(`/v1/vms/${id}/console`, admin)}`,
+        `berth output (last 40 lines):\n${server.output().trim().split('\n').slice(-40).join('\n')}`,
+      ].join('\n');
     };
     const createVm = async () => {
       const started = performance.now();
@@ -338,19 +360,23 @@ async function main() {
     fs.mkdirSync(overlayDir);
     const bigBase = path.join(overlayDir, 'big.raw');
     execFileSync('truncate', ['-s', '8G', bigBase]);
-    const overlayTimes = (backing: string) => {
-      const times: number[] = [];
-      for (let i = 0; i < RUNS + 1; i++) {
-        const overlay = path.join(overlayDir, 'overlay.qcow2');
-        const started = performance.now();
-        execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', backing, overlay]);
-        if (i > 0) times.push(performance.now() - started); // the first is a warm-up
-        fs.rmSync(overlay);
-      }
-      return times;
+    // Interleaved (small, large, small, …) so drift on a shared machine hits both alike.
+    const overlaySmall: number[] = [];
+    const overlayBig: number[] = [];
+    const overlayOnce = (backing: string) => {
+      const overlay = path.join(overlayDir, 'overlay.qcow2');
+      const started = performance.now();
+      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', backing, overlay]);
+      const elapsed = performance.now() - started;
+      fs.rmSync(overlay);
+      return elapsed;
     };
-    const overlaySmall = overlayTimes(base);
-    const overlayBig = overlayTimes(bigBase);
+    overlayOnce(base); // warm-up
+    overlayOnce(bigBase);
+    for (let i = 0; i < RUNS; i++) {
+      overlaySmall.push(overlayOnce(base));
+      overlayBig.push(overlayOnce(bigBase));
+    }
     const baseSize = fs.statSync(base).size;
     const baseAllocated = fs.statSync(base).blocks * 512;
 
@@ -391,7 +417,8 @@ async function main() {
         `${ms(im.ext4Ms)} (${pct(im.ext4Ms, im.total)}) | ${ms(im.rest)} (${pct(im.rest, im.total)}) | ${im.mib} MiB |`);
     }
     say('');
-    say(`"The rest" = POST → ready minus the three: recording, \`docker inspect\`, the status update, and this bench's 100 ms polling.`);
+    say(`"The rest" = POST → ready minus the three: the request (Dockerfile to a tar context, the row; answered in ${ms(cold.answered)} / ${ms(cached.answered)} ms), ` +
+      `\`du -sb\` of the unpacked tree and removing it (imageToExt4 times neither), \`docker inspect\`, the status update, and this bench's 100 ms polling.`);
     say('');
     say(`## POST /v1/vms → SSH-ready`);
     say('');
@@ -452,11 +479,13 @@ async function main() {
     say('');
     say(`## Targets (under ${accel === 'kvm' ? 'KVM' : 'TCG'}, this machine)`);
     say('');
-    const overlayConstant = ovB / ovS <= 1.5 && ovS / ovB <= 1.5;
+    // Constant = does not grow with the base: 32× the size may cost at most 1.5× the time.
+    const overlayConstant = ovB / ovS <= 1.5;
     say(`- SSH-ready ≤ 6 s median after POST /v1/vms: ${ms(bootMed)} ms → **${bootMed <= 6000 ? 'met' : 'NOT met'}**.`);
-    say(`- reset ≤ boot: median reset ${ms(resetMed)} ms vs median boot ${ms(bootMed)} ms (${(resetMed / bootMed).toFixed(2)}×) → **${resetMed <= bootMed ? 'met' : 'NOT met'}**.`);
+    const resetNote = Math.abs(resetMed - bootMed) < POLL_MS ? ` (the difference, ${ms(Math.abs(resetMed - bootMed))} ms, is within the ${POLL_MS} ms polling resolution)` : '';
+    say(`- reset ≤ boot: median reset ${ms(resetMed)} ms vs median boot ${ms(bootMed)} ms (${(resetMed / bootMed).toFixed(2)}×) → **${resetMed <= bootMed ? 'met' : 'NOT met'}**${resetNote}.`);
     say(`- per-VM writable layer in constant time whatever the image size: ${ovS.toFixed(1)} ms for ${Math.round(baseSize / 2 ** 20)} MiB vs ` +
-      `${ovB.toFixed(1)} ms for 8 GiB (${(ovB / ovS).toFixed(2)}×; counted as constant within 1.5×) → **${overlayConstant ? 'met' : 'NOT met'}**.`);
+      `${ovB.toFixed(1)} ms for 8 GiB (${(ovB / ovS).toFixed(2)}×; counted as constant when the 8 GiB base costs at most 1.5× the small one) → **${overlayConstant ? 'met' : 'NOT met'}**.`);
     say('');
     say(`The whole bench took ${((performance.now() - benchStarted) / 1000).toFixed(0)} s.`);
     fs.writeFileSync(path.join(here, 'RESULTS.md'), lines.join('\n') + '\n');
