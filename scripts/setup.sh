@@ -22,6 +22,7 @@ declare -A PROVIDERS=(
   [mkfs.ext4]=e2fsprogs        # image root filesystem -> ext4 base
   [cpio]=cpio                  # the VM initramfs
   [xz]=xz-utils                # unpacking the kernel's compressed payload
+  [ssh-keygen]=openssh-client  # the key tests check berth's keys with OpenSSH itself
 )
 missing=()
 for cmd in "${!PROVIDERS[@]}"; do

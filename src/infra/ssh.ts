@@ -3,6 +3,7 @@
 // Secrets (passwords, keys) travel on stdin, never on a command line.
 import { createHash } from 'node:crypto';
 import { NodeSSH } from 'node-ssh';
+import ssh2 from 'ssh2';
 
 export interface SshTarget {
   host: string;
@@ -44,6 +45,25 @@ export function parseHostKey(value: string): string | null {
   const typeLength = blob.length >= 4 ? blob.readUInt32BE(0) : 0;
   if (blob.subarray(4, 4 + typeLength).toString() !== m[1]) return null;
   return fingerprintOfKeyBlob(blob);
+}
+
+/** Length of an ssh-ed25519 public key blob: "ssh-ed25519" and 32 bytes of key, each length-prefixed. */
+const ED25519_BLOB_LENGTH = 4 + 11 + 4 + 32;
+
+/**
+ * A new Ed25519 key pair in OpenSSH formats. ssh2's generator drops a leading zero byte
+ * of the public key about once in 256 keys (mscdex/ssh2#1390); OpenSSH refuses such a
+ * key (sshd will not start with it as a host key, nor accept it for a login), so a pair
+ * that does not check out is thrown away and made again.
+ */
+export function generateSshKeyPair(comment?: string): { private: string; public: string } {
+  for (;;) {
+    const pair = ssh2.utils.generateKeyPairSync('ed25519', comment ? { comment } : undefined);
+    const blob = Buffer.from(pair.public.split(' ')[1] ?? '', 'base64');
+    const parsed = ssh2.utils.parseKey(pair.private);
+    const own = parsed instanceof Error || Array.isArray(parsed) ? null : parsed.getPublicSSH();
+    if (blob.length === ED25519_BLOB_LENGTH && own?.equals(blob)) return { private: pair.private, public: pair.public.trim() };
+  }
 }
 
 export interface SshSession {

@@ -5,17 +5,15 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import Docker from 'dockerode';
 import { freePort } from '../../src/infra/ports.js';
-import { parseHostKey } from '../../src/infra/ssh.js';
+import { generateSshKeyPair, parseHostKey } from '../../src/infra/ssh.js';
 import { NodeSSH } from 'node-ssh';
-import ssh2 from 'ssh2';
 
-const { utils } = ssh2;
 
 export const BASE_IMAGE = 'berth/debian-sshd:bookworm';
 const docker = new Docker({ socketPath: '/var/run/docker.sock' });
 
 /** One keypair per test process for root on every test machine. */
-export const rootKey = utils.generateKeyPairSync('ed25519');
+export const rootKey = generateSshKeyPair();
 
 export interface TestMachine {
   name: string;

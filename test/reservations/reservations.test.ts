@@ -1,17 +1,16 @@
 // Reservations end to end on real sshd machines: the account really works (password,
 // key, sudo) and really disappears on release.
-import ssh2 from 'ssh2';
 
-const { utils } = ssh2;
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { json, userSession, type Session } from '../helpers/app.js';
 import { accountExists, createPool, type Pool } from '../helpers/pool.js';
 import { sshRun } from '../helpers/ssh-machines.js';
+import { generateSshKeyPair } from '../../src/infra/ssh.js';
 
 let pool: Pool;
 let alice: Session;
 let bob: Session;
-const userKey = utils.generateKeyPairSync('ed25519');
+const userKey = generateSshKeyPair();
 
 beforeAll(async () => {
   pool = await createPool(4, { BERTH_RESERVATION_MAX_MINUTES: '120', BERTH_RESERVATION_MAX_TOTAL_MINUTES: '180' }, 'res');

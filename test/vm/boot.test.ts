@@ -7,9 +7,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
-import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseHostKey, sshConnect } from '../../src/infra/ssh.js';
+import { generateSshKeyPair, parseHostKey, sshConnect } from '../../src/infra/ssh.js';
 import { prepareBootArtifacts, type BootArtifacts } from '../../src/infra/vm/boot-artifacts.js';
 import { bootVm, probeKvm, resetVm, runningPid, stopVm, type VmSpec } from '../../src/infra/vm/qemu.js';
 import { ImageNotBootableError, imageToExt4 } from '../../src/infra/vm/rootfs.js';
@@ -45,7 +44,7 @@ const hashHead = (file: string) => createHash('sha256').update(fs.readFileSync(f
 
 beforeAll(async () => {
   artifacts = await prepareBootArtifacts(path.resolve('.data/cache'));
-  const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
+  const hostKey = generateSshKeyPair();
   spec = {
     dir: path.join(work, 'vm1'),
     name: 'boot-test',

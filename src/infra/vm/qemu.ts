@@ -53,8 +53,8 @@ export function guestInit(spec: Pick<VmSpec, 'name' | 'command'>): string {
     'mount -t devpts -o gid=5,mode=620 devpts /dev/pts 2>/dev/null',
     'mount -t tmpfs tmpfs /dev/shm 2>/dev/null',
     `hostname ${shellQuote(spec.name)} 2>/dev/null; echo ${shellQuote(spec.name)} >/etc/hostname`,
-    '/usr/sbin/sshd -o HostKey=/etc/ssh/ssh_host_ed25519_key -o PermitRootLogin=prohibit-password -o UsePAM=no',
-    'echo "berth-init: sshd started"',
+    '/usr/sbin/sshd -o HostKey=/etc/ssh/ssh_host_ed25519_key -o PermitRootLogin=prohibit-password -o UsePAM=no \\',
+    '  && echo "berth-init: sshd started" || echo "berth-init: sshd failed to start"',
   ];
   const c = spec.command;
   if (c && c.argv.length) {

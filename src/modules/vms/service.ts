@@ -14,11 +14,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import ssh2 from 'ssh2';
 import { Prisma, type Image, type Machine, type PrismaClient, type Vm } from '../../generated/prisma/client.js';
 import { freePort, portIsFree } from '../../infra/ports.js';
 import type { SecretBox } from '../../infra/secret-box.js';
-import { HostKeyMismatchError, parseHostKey, sshConnect } from '../../infra/ssh.js';
+import { HostKeyMismatchError, generateSshKeyPair, parseHostKey, sshConnect } from '../../infra/ssh.js';
 import { bootVm, runningPid, stopVm, type GuestCommand, type VmSpec } from '../../infra/vm/qemu.js';
 import type { VmRuntimeProvider } from '../../infra/vm/runtime.js';
 import { HttpProblem, problems } from '../../plugins/problem.js';
@@ -186,6 +185,11 @@ export function createVmsService(deps: VmsDeps) {
         }
         // Our init says when sshd is up; knocking earlier only costs the guest CPU.
         const consoleText = fs.existsSync(path.join(dir, 'console.log')) ? fs.readFileSync(path.join(dir, 'console.log'), 'utf8') : '';
+        if (consoleText.includes('berth-init: sshd failed')) {
+          await stopVm(dir, 0);
+          await markFailed(vm, `sshd did not start in the VM${consoleTail(vm.id, 4)}`);
+          return;
+        }
         if (privateKey && consoleText.includes('berth-init: sshd started')) {
           try {
             const session = await sshConnect(
@@ -240,8 +244,9 @@ export function createVmsService(deps: VmsDeps) {
     const dir = vmDir(vm.id);
     try {
       await starting.get(vm.id)?.catch(() => {});
-      // Before answering: once this returns, nothing the VM's last user wrote exists.
-      await stopVm(dir);
+      // Before answering: once this returns, nothing the VM's last user wrote exists. What
+      // is discarded needs no clean shutdown: a reset kills QEMU outright.
+      await stopVm(dir, opts.discard ? 0 : 5000);
       if (opts.discard) {
         fs.rmSync(path.join(dir, 'overlay.qcow2'), { force: true });
         // A new host key too: the last user, root inside, could read the old one.
@@ -304,7 +309,7 @@ export function createVmsService(deps: VmsDeps) {
 
   /** Gives the VM a new SSH host key, pinned on its machine. */
   async function newHostKey(vm: VmRow): Promise<Pick<Vm, 'hostKeyFingerprint' | 'hostKeyPublic' | 'hostKeySealed'>> {
-    const key = ssh2.utils.generateKeyPairSync('ed25519');
+    const key = generateSshKeyPair();
     const fields = { hostKeyFingerprint: parseHostKey(key.public)!, hostKeyPublic: key.public.trim(), hostKeySealed: secretBox.seal(key.private) };
     await prisma.vm.update({ where: { id: vm.id }, data: fields });
     if (vm.machineId) await prisma.machine.update({ where: { id: vm.machineId }, data: { hostKeyFingerprint: fields.hostKeyFingerprint } });
@@ -330,8 +335,8 @@ export function createVmsService(deps: VmsDeps) {
     if (await tx.machine.findUnique({ where: { name }, select: { id: true } })) {
       throw problems.conflict('vm_exists', `a machine or VM named ${name} exists`);
     }
-    const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
-    const rootKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `berth root key for ${name}` });
+    const hostKey = generateSshKeyPair();
+    const rootKey = generateSshKeyPair(`berth root key for ${name}`);
     const fingerprint = parseHostKey(hostKey.public)!;
     const sshPort = await allocatePort(tx);
     const machine = await tx.machine.create({
