@@ -5,7 +5,8 @@
 // Measures: image build cold and with cached layers (build / export / ext4 / rest),
 // POST /v1/vms → running (5 sequential boots, each split at QEMU start, switch_root,
 // "sshd started"), reset → running (5 resets), 4 VMs at once, and the per-VM overlay
-// creation for a small and a large base.
+// creation for a small and a large base. A boot that never gets past `sshd started` is
+// recorded with its console and keys (RESULTS.md, exit code 1) and made up for by another.
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -13,9 +14,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import ssh2 from 'ssh2';
 import { freePort } from '../../src/infra/ports.js';
-import { parseHostKey, sshConnect } from '../../src/infra/ssh.js';
+import { generateSshKeyPair, parseHostKey, sshConnect } from '../../src/infra/ssh.js';
 import { prepareBootArtifacts } from '../../src/infra/vm/boot-artifacts.js';
 import { bootVm, stopVm, type VmSpec } from '../../src/infra/vm/qemu.js';
 import { callJson, startServer } from '../../test/helpers/server-process.js';
@@ -25,8 +25,10 @@ const RUNS = 5;
 const AT_ONCE = 4;
 const POLL_MS = 50;
 const BOOT_TIMEOUT_MS = 180_000;
-/** A boot not running this long after its guest said `sshd started` is reported while the bench waits on. */
+/** A boot not running this long after its guest said `sshd started` (normally < 2 s) counts as stalled. */
 const STALL_MS = 30_000;
+/** Boots or resets beyond RUNS that a step may take to make up for stalled ones. */
+const MAX_EXTRA = 3;
 const BUILD_TIMEOUT_MS = 300_000;
 const PASSWORD = 'a benchmark passphrase';
 const BASE_IMAGE = 'berth/debian-sshd:bookworm';
@@ -51,6 +53,16 @@ interface Boot {
   /** berth's own figure (boot start → SSH answered with the pinned key). */
   bootMs: number | null;
 }
+
+interface Stall {
+  vm: string;
+  what: string;
+  keys: string;
+  console: string;
+  diagnosis: string;
+}
+
+type Outcome = { boot: Boot; stall?: undefined } | { boot?: undefined; stall: Stall };
 
 interface RawBoot {
   qemu: number;
@@ -165,6 +177,8 @@ async function main() {
     const cached = await buildImage(`bench-vm-${nonce}-again`);
     console.log(`image cached: ${ms(cached.total)} ms (layer cache hit: ${cached.cached})`);
     const imageName = cold.name;
+    const dockerIds = (await run('docker', ['image', 'inspect', '-f', '{{.Id}}', `berth/image-${cold.id}:latest`, `berth/image-${cached.id}:latest`])).stdout.trim().split('\n');
+    const sameDockerImage = dockerIds.length === 2 && dockerIds[0] === dockerIds[1];
     const base = path.join(dataDir, 'images', cold.id, 'base.ext4');
 
     // --- A tracker for boots: VM state over the API, QEMU and console from the VM's directory --
@@ -177,8 +191,7 @@ async function main() {
      */
     const track = async (ids: string[], started: number, answered: Map<string, number>, oldPids = new Map<string, number | null>()) => {
       const seen = new Map(ids.map((id) => [id, { qemu: null, switchRoot: null, sshd: null } as Pick<Boot, 'qemu' | 'switchRoot' | 'sshd'>]));
-      const done = new Map<string, Boot>();
-      const stallReported = new Set<string>();
+      const done = new Map<string, Outcome>();
       const deadline = Date.now() + BOOT_TIMEOUT_MS;
       while (done.size < ids.length) {
         const pending = ids.filter((id) => !done.has(id));
@@ -197,14 +210,17 @@ async function main() {
             if (s.sshd === null && consoleText.includes('berth-init: sshd started')) s.sshd = now;
           }
           const row = rows.find((v) => v.id === id);
-          if (s.sshd !== null && now - s.sshd > STALL_MS && !stallReported.has(id)) {
-            stallReported.add(id);
-            console.error(await diagnose(id, row, `${ms(now - s.sshd)} ms after "sshd started" and still ${row?.state}`));
-          }
           if (row?.state === 'failed' || row?.state === 'stopped') {
             throw new Error(`VM ${row.name} is ${row.state}: ${row.state_reason}\nconsole:\n${await text(`/v1/vms/${id}/console`, admin)}`);
           }
-          if (row?.state === 'running') done.set(id, { answered: answered.get(id) ?? NaN, ...s, running: now, bootMs: row.boot_ms });
+          if (row?.state === 'running') done.set(id, { boot: { answered: answered.get(id) ?? NaN, ...s, running: now, bootMs: row.boot_ms } });
+          else if (s.sshd !== null && now - s.sshd > STALL_MS) {
+            // berth would go on knocking until its boot timeout (300 s): record it, and go on.
+            const what = `${ms(now - s.sshd)} ms after "sshd started" and still ${row?.state}`;
+            const diagnosis = await diagnose(id, row, what);
+            console.error(diagnosis);
+            done.set(id, { stall: { vm: row?.name ?? id, what, keys: await seedKeys(id), console: await text(`/v1/vms/${id}/console`, admin), diagnosis } });
+          }
         }
         if (done.size < ids.length && Date.now() > deadline) {
           const stuck = ids.filter((id) => !done.has(id))[0]!;
@@ -214,12 +230,26 @@ async function main() {
       }
       // The console over the API says the same as the file.
       for (const id of ids) {
+        if (!done.get(id)!.boot) continue;
         const c = await text(`/v1/vms/${id}/console`, admin);
         if (!c.includes('berth-init: switching root') || !c.includes('berth-init: sshd started')) throw new Error(`console of ${id} lacks berth-init's lines:\n${c}`);
       }
       return ids.map((id) => done.get(id)!);
     };
-    /** What a stuck boot looks like from outside: the row, the port, QEMU, the console, berth's output. */
+    /**
+     * The keys berth handed the guest (its seed disk): an ed25519 key is 32 bytes, and
+     * OpenSSH refuses any other length (sshd for its host key, or the authorized key).
+     */
+    const seedKeys = async (id: string) => {
+      const seed = path.join(vmDir(id), 'seed.tar');
+      const keyBytes = async (member: string) => {
+        const line = (await run('tar', ['-xOf', seed, member]).catch(() => ({ stdout: '' }))).stdout.trim().split('\n')[0] ?? '';
+        const blob = Buffer.from(line.split(' ')[1] ?? '', 'base64');
+        return blob.length ? `${blob.length - 19} bytes` : 'missing';
+      };
+      return `host key ${await keyBytes('./etc/ssh/ssh_host_ed25519_key.pub')}, root's authorized key ${await keyBytes('./root/.ssh/authorized_keys')} (ed25519: 32)`;
+    };
+    /** What a stuck boot looks like from outside: the row, the port, QEMU, the console, the keys, berth's output. */
     const diagnose = async (id: string, row: any, what: string) => {
       const port = row?.ssh?.port as number | undefined;
       const banner = port ? await waitForBanner(port, Date.now() + 3000).then(() => 'answers with an SSH banner', (e: Error) => e.message) : 'no port';
@@ -229,6 +259,7 @@ async function main() {
         `row: ${JSON.stringify(row)}`,
         `QEMU pid: ${livePid(vmDir(id))}; port ${port}: ${banner}`,
         `sockets on the port:\n${sockets}`,
+        `keys on its seed disk: ${await seedKeys(id)}`,
         `console:\n${await text(`/v1/vms/${id}/console`, admin)}`,
         `berth output (last 40 lines):\n${server.output().trim().split('\n').slice(-40).join('\n')}`,
       ].join('\n');
@@ -249,51 +280,80 @@ async function main() {
 
     // --- 2. Boots: POST /v1/vms → running, one at a time ------------------------------------------
     const boots: Boot[] = [];
+    const stalls: (Stall & { step: string })[] = [];
+    const stalled = (step: string, o: Outcome) => {
+      stalls.push({ step, ...o.stall! });
+      console.log(`${step}: STALLED (${o.stall!.what}); recorded, going on`);
+    };
     let kept = '';
-    for (let i = 0; i < RUNS; i++) {
+    for (let attempt = 1; boots.length < RUNS; attempt++) {
+      if (attempt > RUNS + MAX_EXTRA) throw new Error(`${stalls.length} of ${attempt - 1} boots stalled`);
       const { id, started, answered } = await createVm();
-      const [b] = await track([id], started, new Map([[id, answered]]));
-      boots.push(b!);
-      console.log(`boot ${i + 1}: ${ms(b!.running)} ms (QEMU ${ms(b!.qemu)}, switch_root ${ms(b!.switchRoot)}, sshd ${ms(b!.sshd)}; berth boot_ms ${ms(b!.bootMs)})`);
-      if (i < RUNS - 1) await deleteVm(id);
+      const [o] = await track([id], started, new Map([[id, answered]]));
+      if (o!.stall) {
+        stalled(`boot ${attempt}`, o!);
+        await deleteVm(id);
+        continue;
+      }
+      const b = o!.boot!;
+      boots.push(b);
+      console.log(`boot ${attempt}: ${ms(b.running)} ms (QEMU ${ms(b.qemu)}, switch_root ${ms(b.switchRoot)}, sshd ${ms(b.sshd)}; berth boot_ms ${ms(b.bootMs)})`);
+      if (boots.length < RUNS) await deleteVm(id);
       else kept = id;
     }
+    const bootAttempts = boots.length + stalls.length;
 
     // --- 3. Resets of the last VM: POST reset → running --------------------------------------------
     const resets: Boot[] = [];
-    for (let i = 0; i < RUNS; i++) {
+    for (let attempt = 1; resets.length < RUNS; attempt++) {
+      if (attempt > RUNS + MAX_EXTRA) throw new Error(`${stalls.length} boots or resets stalled`);
       const oldPid = livePid(vmDir(kept));
       const started = performance.now();
       const r = await call('POST', `/v1/vms/${kept}/reset`, admin);
       const answered = performance.now() - started;
       if (r.status !== 202) throw new Error(`reset: ${r.status} ${JSON.stringify(r.body)}`);
-      const [b] = await track([kept], started, new Map([[kept, answered]]), new Map([[kept, oldPid]]));
-      resets.push(b!);
-      console.log(`reset ${i + 1}: ${ms(b!.running)} ms (answered ${ms(b!.answered)}, QEMU ${ms(b!.qemu)}, switch_root ${ms(b!.switchRoot)}, sshd ${ms(b!.sshd)})`);
+      const [o] = await track([kept], started, new Map([[kept, answered]]), new Map([[kept, oldPid]]));
+      if (o!.stall) {
+        // The next reset gives it a new host key; its root key stays, so a stall there would repeat.
+        stalled(`reset ${attempt}`, o!);
+        continue;
+      }
+      const b = o!.boot!;
+      resets.push(b);
+      console.log(`reset ${attempt}: ${ms(b.running)} ms (answered ${ms(b.answered)}, QEMU ${ms(b.qemu)}, switch_root ${ms(b.switchRoot)}, sshd ${ms(b.sshd)})`);
     }
+    const resetAttempts = resets.length + stalls.filter((x) => x.step.startsWith('reset')).length;
     await deleteVm(kept);
 
     // --- 4. Four VMs at once ---------------------------------------------------------------------------
-    const startedAll = performance.now();
-    const posted = await Promise.all(
-      Array.from({ length: AT_ONCE }, async () => {
-        const r = await call('POST', '/v1/vms', admin, { image: imageName });
-        if (r.status !== 202) throw new Error(`POST /v1/vms: ${r.status} ${JSON.stringify(r.body)}`);
-        vmIds.add(r.body.id);
-        return { id: r.body.id as string, answered: performance.now() - startedAll };
-      }),
-    );
-    const together = await track(posted.map((p) => p.id), startedAll, new Map(posted.map((p) => [p.id, p.answered])));
+    let together: Boot[] = [];
+    let groupAttempts = 0;
+    while (together.length === 0) {
+      if (++groupAttempts > 1 + MAX_EXTRA) throw new Error(`${AT_ONCE} at once: a VM stalled in every attempt`);
+      const startedAll = performance.now();
+      const posted = await Promise.all(
+        Array.from({ length: AT_ONCE }, async () => {
+          const r = await call('POST', '/v1/vms', admin, { image: imageName });
+          if (r.status !== 202) throw new Error(`POST /v1/vms: ${r.status} ${JSON.stringify(r.body)}`);
+          vmIds.add(r.body.id);
+          return { id: r.body.id as string, answered: performance.now() - startedAll };
+        }),
+      );
+      const outcomes = await track(posted.map((p) => p.id), startedAll, new Map(posted.map((p) => [p.id, p.answered])));
+      outcomes.forEach((o, i) => o.stall && stalled(`${AT_ONCE} at once, attempt ${groupAttempts}, VM ${i + 1}`, o));
+      if (outcomes.every((o) => o.boot)) together = outcomes.map((o) => o.boot!);
+      for (const p of posted) await deleteVm(p.id);
+    }
     const allRunning = Math.max(...together.map((b) => b.running));
     console.log(`${AT_ONCE} at once: all running after ${ms(allRunning)} ms (${together.map((b) => ms(b.running)).join(', ')})`);
-    for (const p of posted) await deleteVm(p.id);
+    const vmsBooted = bootAttempts + resetAttempts + groupAttempts * AT_ONCE;
 
     // --- 5. References: the same kernel, initramfs and base booted by hand; the image in Docker ----
     const artifacts = await prepareBootArtifacts(cacheDir);
-    const key = ssh2.utils.generateKeyPairSync('ed25519');
+    const key = generateSshKeyPair();
     const raws: RawBoot[] = [];
     for (let i = 0; i < RUNS; i++) {
-      const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
+      const hostKey = generateSshKeyPair();
       const dir = path.join(dataDir, `raw-${i}`);
       rawDirs.push(dir);
       const spec: VmSpec = {
@@ -420,6 +480,10 @@ async function main() {
     say(`"The rest" = POST → ready minus the three: the request (Dockerfile to a tar context, the row; answered in ${ms(cold.answered)} / ${ms(cached.answered)} ms), ` +
       `\`du -sb\` of the unpacked tree and removing it (imageToExt4 times neither), \`docker inspect\`, the status update, and this bench's 100 ms polling.`);
     say('');
+    say(`Cached / cold: ${(cached.total / cold.total).toFixed(2)}×. The layer cache only shortens \`docker build\` (${ms(cold.buildMs)} → ${ms(cached.buildMs)} ms); ` +
+      `the filesystem is exported and made into ext4 again in full for every image` +
+      (sameDockerImage ? `, although here the engine handed back the very same image (${dockerIds[0]!.slice(7, 19)}) for both.` : '.'));
+    say('');
     say(`## POST /v1/vms → SSH-ready`);
     say('');
     say('| run | POST answered | QEMU up | switch_root | sshd started | running | berth boot_ms |');
@@ -438,6 +502,27 @@ async function main() {
       `kernel and initramfs ${ms(rk)} (${pct(rk, resetMed)}) + init to sshd ${ms(rs)} (${pct(rs, resetMed)}) + sshd to running ${ms(rr)} (${pct(rr, resetMed)}).`);
     say(`${AT_ONCE} VMs at once: all running ${ms(allRunning)} ms after the ${AT_ONCE} POSTs went out = ${(allRunning / bootMed).toFixed(2)}× one boot ` +
       `(${os.cpus().length} cores for ${AT_ONCE} emulated guests); each: ${together.map((b) => ms(b.running)).join(', ')} ms.`);
+    say('');
+    say(`## Stalled boots`);
+    say('');
+    if (stalls.length === 0) {
+      say(`None in this run: all ${vmsBooted} boots and resets reached running.`);
+    } else {
+      say(`**${stalls.length} of ${vmsBooted}** boots and resets never reached running: the guest's init said \`sshd started\`, then nothing for ${STALL_MS / 1000} s ` +
+        `(berth keeps trying until its boot timeout, BERTH_VM_BOOT_TIMEOUT_SECONDS, 300 s by default). They are left out of the figures above; each step booted more to make up.`);
+      for (const x of stalls) {
+        say('');
+        const cause = /host key 32 bytes, root's authorized key 32 bytes/.test(x.keys)
+          ? 'Both keys are well-formed: the cause is something else.'
+          : 'A key is malformed, which berth\'s key check (generateSshKeyPair, against mscdex/ssh2#1390) should have made impossible.';
+        say(`${x.step}, VM ${x.vm}: ${x.what}; keys on its seed disk: ${x.keys}. ${cause} Its console:`);
+        say('');
+        say('```');
+        for (const l of x.console.trim().split('\n')) say(l);
+        say('```');
+      }
+    }
+    say('');
     say('');
     say(`## Dockerfile → first SSH-ready VM, by step (cold image + median boot)`);
     say('');
@@ -486,9 +571,11 @@ async function main() {
     say(`- reset ≤ boot: median reset ${ms(resetMed)} ms vs median boot ${ms(bootMed)} ms (${(resetMed / bootMed).toFixed(2)}×) → **${resetMed <= bootMed ? 'met' : 'NOT met'}**${resetNote}.`);
     say(`- per-VM writable layer in constant time whatever the image size: ${ovS.toFixed(1)} ms for ${Math.round(baseSize / 2 ** 20)} MiB vs ` +
       `${ovB.toFixed(1)} ms for 8 GiB (${(ovB / ovS).toFixed(2)}×; counted as constant when the 8 GiB base costs at most 1.5× the small one) → **${overlayConstant ? 'met' : 'NOT met'}**.`);
+    say(`- (not a stated target) every VM reaches SSH-ready: ${vmsBooted - stalls.length} of ${vmsBooted} → **${stalls.length ? 'NOT met' : 'met'}**.`);
     say('');
-    say(`The whole bench took ${((performance.now() - benchStarted) / 1000).toFixed(0)} s.`);
+    say(`The whole bench took ${((performance.now() - benchStarted) / 1000).toFixed(0)} s; load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}.`);
     fs.writeFileSync(path.join(here, 'RESULTS.md'), lines.join('\n') + '\n');
+    if (stalls.length) process.exitCode = 1;
   } finally {
     for (const id of vmIds) await call('DELETE', `/v1/vms/${id}`, admin).catch(() => {});
     for (const id of imageIds) await call('DELETE', `/v1/images/${id}`, admin).catch(() => {});
