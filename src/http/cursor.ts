@@ -1,4 +1,4 @@
-// Opaque cursors for lists ordered newest first by (created_at, id).
+// List pages, and opaque cursors for lists ordered newest first by (created_at, id).
 import { problems } from '../plugins/problem.js';
 
 export function encodeCursor(row: { createdAt: Date; id: string }): string {
@@ -17,4 +17,13 @@ export function afterCursor(cursor: string | undefined) {
   if (!cursor) return {};
   const after = decodeCursor(cursor);
   return { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] };
+}
+
+/**
+ * One page of `rows` fetched with `take: limit + 1`: the extra row only says there is a
+ * next page, which starts after `cursorOf` of this page's last item.
+ */
+export function pageOf<T>(rows: T[], limit: number, cursorOf: (last: T) => string): { items: T[]; nextCursor: string | null } {
+  const items = rows.slice(0, limit);
+  return { items, nextCursor: rows.length > limit ? cursorOf(items[items.length - 1]!) : null };
 }

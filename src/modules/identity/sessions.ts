@@ -2,7 +2,7 @@
 // the presented token and mints its successor. Presenting a spent token means it was
 // copied: the whole session is revoked, so both the thief and the owner must log in again.
 import type { PrismaClient } from '../../generated/prisma/client.js';
-import { afterCursor, encodeCursor } from '../../http/cursor.js';
+import { afterCursor, encodeCursor, pageOf } from '../../http/cursor.js';
 import { problems } from '../../plugins/problem.js';
 import type { SessionChecker } from './session-check.js';
 import { hashRefreshToken, newRefreshToken } from './tokens.js';
@@ -191,8 +191,7 @@ export function createSessionStore(
         take: limit + 1,
         select: { id: true, createdAt: true, lastUsedAt: true, expiresAt: true, userAgent: true, ipAddress: true },
       });
-      const items = rows.slice(0, limit);
-      return { items, nextCursor: rows.length > limit ? encodeCursor(items[items.length - 1]!) : null };
+      return pageOf(rows, limit, encodeCursor);
     },
   };
 }

@@ -11,6 +11,7 @@ import { Prisma, type Image, type PrismaClient } from '../../generated/prisma/cl
 import { buildImage } from '../../infra/docker/build.js';
 import { imageToExt4 } from '../../infra/vm/rootfs.js';
 import { problems } from '../../plugins/problem.js';
+import { pageOf } from '../../http/cursor.js';
 
 const HEARTBEAT_MS = 10_000;
 /** A build not heard of for this long was interrupted. */
@@ -100,8 +101,7 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
         orderBy: { name: 'asc' },
         take: q.limit + 1,
       });
-      const items = rows.slice(0, q.limit);
-      return { items, nextCursor: rows.length > q.limit ? items[items.length - 1]!.name : null };
+      return pageOf(rows, q.limit, (i) => i.name);
     },
 
     /** The build log; while the image is building, a stream that follows it until the build ends. */

@@ -8,6 +8,7 @@ import { parseHostKey } from '../../infra/ssh.js';
 import { problems } from '../../plugins/problem.js';
 import type { MachineAccess, MachineRow } from './access.js';
 import { createMachineBody } from './schemas.js';
+import { pageOf } from '../../http/cursor.js';
 
 type MachineInput = z.output<typeof createMachineBody>;
 export interface MachinePatch {
@@ -142,8 +143,7 @@ export function createMachinesService(deps: {
         orderBy: { name: 'asc' },
         take: filter.limit + 1,
       });
-      const items = rows.slice(0, filter.limit);
-      return { items, nextCursor: rows.length > filter.limit ? items[items.length - 1]!.name : null };
+      return pageOf(rows, filter.limit, (m) => m.name);
     },
 
     async update(name: string, patch: MachinePatch): Promise<MachineRow> {

@@ -15,7 +15,7 @@ import { HttpProblem, problems } from '../../plugins/problem.js';
 import type { Principal } from '../identity/session-check.js';
 import type { MachineAccess, MachineRow } from '../machines/access.js';
 import { AccountError, RESERVED_ACCOUNT_NAMES, createAccount, removeAccount } from './accounts.js';
-import { afterCursor, encodeCursor } from '../../http/cursor.js';
+import { afterCursor, encodeCursor, pageOf } from '../../http/cursor.js';
 
 export interface ReservationPolicy {
   defaultMinutes: number;
@@ -419,8 +419,7 @@ export function createReservationsService(deps: ReservationsDeps) {
         take: q.limit + 1,
         include: withMachines,
       });
-      const items = rows.slice(0, q.limit);
-      return { items, nextCursor: rows.length > q.limit ? encodeCursor(items[items.length - 1]!) : null };
+      return pageOf(rows, q.limit, encodeCursor);
     },
 
     async extend(actor: Principal, id: string, minutes: number) {

@@ -6,6 +6,7 @@ import { problems } from '../../plugins/problem.js';
 import type { PasswordHasher } from '../identity/passwords.js';
 import { userSelect, type IdentityService, type UserRecord } from '../identity/service.js';
 import type { Principal, SessionChecker } from '../identity/session-check.js';
+import { pageOf } from '../../http/cursor.js';
 
 export interface UsersDeps {
   prisma: PrismaClient;
@@ -65,8 +66,7 @@ export function createUsersService({ prisma, hasher, identity, checker, releaseR
         ...(filter.cursor && { username: { gt: filter.cursor } }),
       };
       const rows = await prisma.user.findMany({ where, orderBy: { username: 'asc' }, take: filter.limit + 1, select: userSelect });
-      const items = rows.slice(0, filter.limit);
-      return { items, nextCursor: rows.length > filter.limit ? items[items.length - 1]!.username : null };
+      return pageOf(rows, filter.limit, (u) => u.username);
     },
 
     async get(actor: Principal, id: string): Promise<UserRecord> {

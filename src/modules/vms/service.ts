@@ -21,6 +21,7 @@ import { HostKeyMismatchError, generateSshKeyPair, parseHostKey, sshConnect } fr
 import { bootVm, runningPid, stopVm, type GuestCommand, type VmSpec } from '../../infra/vm/qemu.js';
 import type { VmRuntimeProvider } from '../../infra/vm/runtime.js';
 import { HttpProblem, problems } from '../../plugins/problem.js';
+import { pageOf } from '../../http/cursor.js';
 
 export type VmRow = Vm & { image: Pick<Image, 'id' | 'name'>; machine: Machine | null };
 const withRefs = { image: { select: { id: true, name: true } }, machine: true } as const;
@@ -79,10 +80,12 @@ function guestCommand(config: unknown): GuestCommand | null {
 export function createVmsService(deps: VmsDeps) {
   const { prisma, secretBox, runtime, node, limits, log } = deps;
   const vmDir = (id: string) => path.join(deps.dir, id);
-  /** Boots this process is following, and launches it is in the middle of. */
+  /** Boots this process is following. */
   const following = new Map<string, AbortController>();
-  const launching = new Set<string>();
-  /** The QEMU start of each launch in progress here: stopping or deleting waits for it. */
+  /**
+   * Launches in progress here, from the state change until QEMU has started: the watch
+   * leaves them alone, and stopping or deleting waits for them.
+   */
   const starting = new Map<string, Promise<void>>();
   const background = new Set<Promise<void>>();
   let closed = false;
@@ -111,14 +114,13 @@ export function createVmsService(deps: VmsDeps) {
     return image;
   }
 
+  const consolePath = (id: string) => path.join(vmDir(id), 'console.log');
+  const consoleText = (id: string) => (fs.existsSync(consolePath(id)) ? fs.readFileSync(consolePath(id), 'utf8') : '');
+
   /** The last lines QEMU's serial console got, for failure reasons. */
   function consoleTail(id: string, lines = 3): string {
-    try {
-      const text = fs.readFileSync(path.join(vmDir(id), 'console.log'), 'utf8').trim();
-      return text ? ` (console: ${text.split('\n').slice(-lines).join(' | ').slice(-300)})` : '';
-    } catch {
-      return '';
-    }
+    const text = consoleText(id).trim();
+    return text ? ` (console: ${text.split('\n').slice(-lines).join(' | ').slice(-300)})` : '';
   }
 
   async function markFailed(vm: Pick<Vm, 'id' | 'machineId' | 'bootStartedAt'>, reason: string): Promise<void> {
@@ -184,13 +186,13 @@ export function createVmsService(deps: VmsDeps) {
           return;
         }
         // Our init says when sshd is up; knocking earlier only costs the guest CPU.
-        const consoleText = fs.existsSync(path.join(dir, 'console.log')) ? fs.readFileSync(path.join(dir, 'console.log'), 'utf8') : '';
-        if (consoleText.includes('berth-init: sshd failed')) {
+        const text = consoleText(vm.id);
+        if (text.includes('berth-init: sshd failed')) {
           await stopVm(dir, 0);
           await markFailed(vm, `sshd did not start in the VM${consoleTail(vm.id, 4)}`);
           return;
         }
-        if (privateKey && consoleText.includes('berth-init: sshd started')) {
+        if (privateKey && text.includes('berth-init: sshd started')) {
           try {
             const session = await sshConnect(
               { host: HOST, port: vm.sshPort, username: 'root', privateKey, hostKeyFingerprint: vm.hostKeyFingerprint },
@@ -238,72 +240,72 @@ export function createVmsService(deps: VmsDeps) {
       const now = await get(vm.id);
       throw problems.conflict('vm_state', `${vm.name} is ${now.state}${now.state === vm.state ? ' (changed meanwhile)' : ''}`);
     }
-    launching.add(vm.id);
     following.get(vm.id)?.abort();
     let booting: VmRow = { ...vm, state: 'booting', bootStartedAt, pid: null, bootMs: null, stateReason: null };
     const dir = vmDir(vm.id);
-    try {
-      await starting.get(vm.id)?.catch(() => {});
-      // Before answering: once this returns, nothing the VM's last user wrote exists. What
-      // is discarded needs no clean shutdown: a reset kills QEMU outright.
+    const previous = starting.get(vm.id);
+    // Before answering: once this returns, nothing the VM's last user wrote exists. What
+    // is discarded needs no clean shutdown: a reset kills QEMU outright.
+    const cleared = (async () => {
+      await previous;
       await stopVm(dir, opts.discard ? 0 : 5000);
       if (opts.discard) {
         fs.rmSync(path.join(dir, 'overlay.qcow2'), { force: true });
         // A new host key too: the last user, root inside, could read the old one.
         booting = { ...booting, ...(await newHostKey(vm)) };
       }
-    } catch (err) {
-      launching.delete(vm.id);
-      await markFailed(booting, `could not stop the old QEMU: ${(err as Error).message}`);
-      throw err;
-    }
-    const start = (async () => {
-      // A stopped VM's port may have been taken meanwhile: pick another.
-      if (!(await portIsFree(booting.sshPort))) {
-        const sshPort = await prisma.$transaction((tx) => allocatePort(tx));
-        await prisma.vm.update({ where: { id: vm.id }, data: { sshPort } });
-        if (vm.machineId) await prisma.machine.update({ where: { id: vm.machineId }, data: { port: sshPort } });
-        booting = { ...booting, sshPort };
+    })().catch((err: Error) => {
+      throw new Error(`could not stop the old QEMU: ${err.message}`);
+    });
+    const start = cleared.then(async () => {
+      try {
+        // A stopped VM's port may have been taken meanwhile: pick another.
+        if (!(await portIsFree(booting.sshPort))) {
+          const sshPort = await prisma.$transaction((tx) => allocatePort(tx));
+          await prisma.vm.update({ where: { id: vm.id }, data: { sshPort } });
+          if (vm.machineId) await prisma.machine.update({ where: { id: vm.machineId }, data: { port: sshPort } });
+          booting = { ...booting, sshPort };
+        }
+        const pid = await bootVm({
+          dir,
+          name: vm.name,
+          kernel: rt.kernel,
+          initramfs: rt.initramfs,
+          base: deps.imageBase(vm.imageId),
+          sshPort: booting.sshPort,
+          cpus: vm.cpus,
+          memoryMb: vm.memoryMb,
+          accel: rt.accel,
+          hostKey: { private: secretBox.open(booting.hostKeySealed), public: booting.hostKeyPublic },
+          authorizedKeys: [vm.rootKeyPublic],
+          command: guestCommand(image.config),
+        });
+        const recorded = await prisma.vm.updateMany({ where: { id: vm.id, bootStartedAt, state: 'booting' }, data: { pid } });
+        // Stopped, deleted or relaunched while QEMU was starting: this QEMU is nobody's.
+        if (recorded.count === 0) {
+          await stopVm(dir);
+          return false;
+        }
+        return true;
+      } catch (err) {
+        throw new Error(`QEMU did not start: ${(err as Error).message}`);
       }
-      const pid = await bootVm({
-        dir,
-        name: vm.name,
-        kernel: rt.kernel,
-        initramfs: rt.initramfs,
-        base: deps.imageBase(vm.imageId),
-        sshPort: booting.sshPort,
-        cpus: vm.cpus,
-        memoryMb: vm.memoryMb,
-        accel: rt.accel,
-        hostKey: { private: secretBox.open(booting.hostKeySealed), public: booting.hostKeyPublic },
-        authorizedKeys: [vm.rootKeyPublic],
-        command: guestCommand(image.config),
-      });
-      const recorded = await prisma.vm.updateMany({ where: { id: vm.id, bootStartedAt, state: 'booting' }, data: { pid } });
-      // Stopped, deleted or relaunched while QEMU was starting: this QEMU is nobody's.
-      if (recorded.count === 0) {
-        await stopVm(dir);
-        throw new Error('superseded');
-      }
-    })();
-    starting.set(vm.id, start);
+    });
+    // Waiters only need to know it settled; its failure is recorded below.
+    const started = start.then(() => {}, () => {});
+    starting.set(vm.id, started);
     inBackground(
       start
-        .then(
-          () => {
-            launching.delete(vm.id);
-            return follow(booting);
-          },
-          async (err: Error) => {
-            if (err.message !== 'superseded') await markFailed(booting, `QEMU did not start: ${err.message}`);
-          },
-        )
         .finally(() => {
-          launching.delete(vm.id);
-          if (starting.get(vm.id) === start) starting.delete(vm.id);
+          if (starting.get(vm.id) === started) starting.delete(vm.id);
         })
+        .then(
+          (ours) => (ours ? follow(booting) : undefined),
+          (err: Error) => markFailed(booting, err.message),
+        )
         .catch((err: unknown) => log.error({ err, vm: vm.id }, 'launching a VM failed')),
     );
+    await cleared;
     return get(vm.id);
   }
 
@@ -384,12 +386,17 @@ export function createVmsService(deps: VmsDeps) {
     }
   }
 
+  /** Records the VM stopped, then stops its QEMU (waiting for one still starting). */
+  async function halt(id: string, reason: string | null): Promise<void> {
+    await prisma.vm.update({ where: { id }, data: { state: 'stopped', stateReason: reason, pid: null } });
+    following.get(id)?.abort();
+    await starting.get(id);
+    await stopVm(vmDir(id));
+  }
+
   /** Stops QEMU and forgets the VM: its machine, its directory, its row. */
   async function destroy(vm: VmRow): Promise<void> {
-    await prisma.vm.update({ where: { id: vm.id }, data: { state: 'stopped', pid: null } });
-    following.get(vm.id)?.abort();
-    await starting.get(vm.id)?.catch(() => {});
-    await stopVm(vmDir(vm.id));
+    await halt(vm.id, null);
     await prisma.$transaction([
       prisma.vm.delete({ where: { id: vm.id } }),
       ...(vm.machineId ? [prisma.machine.deleteMany({ where: { id: vm.machineId, reservationId: null } })] : []),
@@ -411,8 +418,7 @@ export function createVmsService(deps: VmsDeps) {
         orderBy: { name: 'asc' },
         take: q.limit + 1,
       });
-      const items = rows.slice(0, q.limit);
-      return { items, nextCursor: rows.length > q.limit ? items[items.length - 1]!.name : null };
+      return pageOf(rows, q.limit, (v) => v.name);
     },
 
     async create(input: CreateVmInput): Promise<VmRow> {
@@ -449,10 +455,7 @@ export function createVmsService(deps: VmsDeps) {
       const vm = await get(id);
       ownedHere(vm);
       await withdraw(vm, 'vm stopped');
-      await prisma.vm.update({ where: { id }, data: { state: 'stopped', stateReason: 'stopped by an admin', pid: null } });
-      following.get(id)?.abort();
-      await starting.get(id)?.catch(() => {});
-      await stopVm(vmDir(id));
+      await halt(id, 'stopped by an admin');
       return get(id);
     },
 
@@ -467,7 +470,7 @@ export function createVmsService(deps: VmsDeps) {
     async consoleLog(id: string, maxBytes = 256 * 1024): Promise<string> {
       const vm = await get(id);
       ownedHere(vm);
-      const file = path.join(vmDir(id), 'console.log');
+      const file = consolePath(id);
       if (!fs.existsSync(file)) return '';
       const size = fs.statSync(file).size;
       const fd = fs.openSync(file, 'r');
@@ -558,7 +561,7 @@ export function createVmsService(deps: VmsDeps) {
     async watch(): Promise<void> {
       const vms = await prisma.vm.findMany({ where: { node, state: { in: ['booting', 'running'] } }, include: withRefs });
       for (const vm of vms) {
-        if (launching.has(vm.id)) continue;
+        if (starting.has(vm.id)) continue;
         const pid = runningPid(vmDir(vm.id));
         if (pid === null) {
           const launchedRecently = vm.pid === null && vm.bootStartedAt && Date.now() - vm.bootStartedAt.getTime() < LAUNCH_GRACE_MS;
