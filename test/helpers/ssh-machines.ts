@@ -10,6 +10,8 @@ import { NodeSSH } from 'node-ssh';
 
 
 export const BASE_IMAGE = 'berth/debian-sshd:bookworm';
+/** Marks this run's containers (set by the global setup): another checkout's run leaves them alone. */
+const RUN_LABEL = `berth-test=${process.env.BERTH_TEST_RUN ?? 'default'}`;
 const docker = new Docker({ socketPath: '/var/run/docker.sock' });
 
 /** One keypair per test process for root on every test machine. */
@@ -140,7 +142,7 @@ export async function startMachine(name = `m-${randomBytes(3).toString('hex')}`)
     container = await docker.createContainer({
       Image: BASE_IMAGE,
       name: `berth-test-${name}-${randomBytes(3).toString('hex')}`,
-      Labels: { 'berth-test': '1' },
+      Labels: { 'berth-test': RUN_LABEL.split('=')[1]! },
       Cmd: ['sh', '-c', SSHD],
       Env: [`PORT=${port}`, `AUTHORIZED_KEY=${rootKey.public}`, `ROOT_PASSWORD=${rootPassword}`],
       HostConfig: { NetworkMode: 'host', AutoRemove: false },
@@ -176,9 +178,9 @@ export async function startMachines(n: number, prefix = 'm'): Promise<TestMachin
   return Promise.all(Array.from({ length: n }, (_, i) => startMachine(`${prefix}${i + 1}-${randomBytes(2).toString('hex')}`)));
 }
 
-/** Removes every test machine container (the run's teardown, and leftovers of a killed run). */
+/** Removes this checkout's test machine containers (the run's teardown, and leftovers of a killed run). */
 export async function removeAllTestMachines(): Promise<void> {
-  const list = await docker.listContainers({ all: true, filters: { label: ['berth-test=1'] } });
+  const list = await docker.listContainers({ all: true, filters: { label: [RUN_LABEL] } });
   await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
 }
 
