@@ -98,6 +98,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       ...(deps.logStream && { stream: deps.logStream }),
     },
     trustProxy: config.trustProxy,
+    requestTimeout: config.timeouts.requestMs,
+    connectionTimeout: config.timeouts.idleMs,
+    http: {
+      // Node looks for requests past their time this often (30 s by default), and ignores
+      // requestTimeout altogether while headersTimeout (60 s by default) is the longer one.
+      connectionsCheckingInterval: 1000,
+      headersTimeout: Math.min(60_000, config.timeouts.requestMs),
+    },
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
   }).withTypeProvider<ZodTypeProvider>();

@@ -26,6 +26,8 @@ const environment = z
     ADMIN_USERNAME: z.string().regex(USERNAME_PATTERN, USERNAME_RULE).default('admin'),
     ADMIN_PASSWORD: z.string().min(8).max(256).optional(),
     BERTH_REGISTRATION: z.enum(['open', 'closed']).default('open'),
+    BERTH_REQUEST_TIMEOUT_SECONDS: seconds(300),
+    BERTH_IDLE_TIMEOUT_SECONDS: seconds(60),
 
     BERTH_JWT_ISSUER: z.string().min(1).default('berth'),
     BERTH_JWT_AUDIENCE: z.string().min(1).default('berth'),
@@ -96,6 +98,11 @@ export interface Config {
   dataDir: string;
   /** Whether (or from which addresses) to believe X-Forwarded-For: the login throttle keys on the client address. */
   trustProxy: boolean | string;
+  /**
+   * A request (headers and body) must arrive within `requestMs`; a connection on which
+   * nothing moves for `idleMs` is closed. A slow upload cannot hold a file or a connection.
+   */
+  timeouts: { requestMs: number; idleMs: number };
   admin: { username: string; password: string | undefined };
   registration: 'open' | 'closed';
   jwt: {
@@ -166,6 +173,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     dataDir,
     trustProxy: e.BERTH_TRUST_PROXY,
+    timeouts: { requestMs: e.BERTH_REQUEST_TIMEOUT_SECONDS * 1000, idleMs: e.BERTH_IDLE_TIMEOUT_SECONDS * 1000 },
     admin: { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD },
     registration: e.BERTH_REGISTRATION,
     jwt: {

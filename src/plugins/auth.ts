@@ -30,9 +30,9 @@ declare module '@fastify/jwt' {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** preHandler: requires a valid access token of a live session. */
+    /** onRequest guard: requires a valid access token of a live session. */
     authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void>;
-    /** preHandler: `authenticate`, then requires the admin role. */
+    /** onRequest guard: `authenticate`, then requires the admin role. */
     requireAdmin(request: FastifyRequest, reply: FastifyReply): Promise<void>;
   }
   interface FastifyRequest {

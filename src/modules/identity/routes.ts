@@ -167,7 +167,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
   app.post(
     '/v1/token/verify',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'verifyToken',
         tags: ['identity'],
@@ -227,7 +227,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
   app.get(
     '/v1/whoami',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'whoami',
         tags: ['identity'],
@@ -245,7 +245,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
   app.post(
     '/v1/password/change',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'changePassword',
         tags: ['identity'],
@@ -268,7 +268,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
   app.get(
     '/v1/sessions',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'listSessions',
         tags: ['identity'],
@@ -299,7 +299,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
   app.delete(
     '/v1/sessions/:id',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'revokeSession',
         tags: ['identity'],

@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { bearerSecurity, idParams, page, problemResponses } from '../../http/common-schemas.js';
@@ -10,11 +13,10 @@ import { HttpProblem, problems } from '../../plugins/problem.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** Where this request's tar build context was spooled (images routes). */
+    /** Where this request's tar build context was spooled (POST /v1/images). */
     buildContextFile: string | null;
   }
 }
-import fs from 'node:fs';
 
 export function toImageDto(i: Image) {
   return {
@@ -32,31 +34,43 @@ export function toImageDto(i: Image) {
   };
 }
 
-export const imagesRoutes: FastifyPluginAsyncZod<{ images: ImagesService; track(build: Promise<void>): void; maxContextBytes: number }> = async (
-  app,
-  { images, track, maxContextBytes },
-) => {
-  // A tar build context is spooled to a file as it arrives. Only this parser sets
-  // `buildContextFile`: the handler never takes a path from the body itself.
+interface ImagesRouteOptions {
+  images: ImagesService;
+  track(build: Promise<void>): void;
+  maxContextBytes: number;
+}
+
+const unsupportedBody = () =>
+  new HttpProblem({ status: 415, code: 'unsupported_media_type', title: 'Unsupported Media Type', detail: 'send JSON, or a tar build context as application/x-tar' });
+
+/**
+ * POST /v1/images, in a context of its own: the tar parser, which spools the upload to
+ * disk, exists only for this route and runs only after the guard (onRequest) let an
+ * admin through. Only this parser sets `buildContextFile`: the handler never takes a
+ * path from the body itself.
+ */
+const createRoute: FastifyPluginAsyncZod<ImagesRouteOptions> = async (app, { images, track, maxContextBytes }) => {
   app.decorateRequest('buildContextFile', null);
-  app.addContentTypeParser(BUILD_CONTEXT_TYPES, (request, payload, done) => {
-    spoolUpload(payload, maxContextBytes).then(
-      (file) => {
-        request.buildContextFile = file;
-        done(null, 'spooled');
-      },
-      (err: Error) => done(err, undefined),
-    );
+  app.addContentTypeParser(BUILD_CONTEXT_TYPES, { bodyLimit: maxContextBytes }, async (request: FastifyRequest, payload: IncomingMessage) => {
+    request.buildContextFile = await spoolUpload(payload, maxContextBytes);
+    return 'spooled';
   });
-  // Whatever the answer, a spooled file no build took over is removed.
-  app.addHook('onResponse', async (request) => {
+  // Whatever the answer, a spooled file no build took over is removed before it is sent
+  // (and, should the client go away first, once the request ends).
+  const removeSpool = async (request: { buildContextFile: string | null }) => {
     if (request.buildContextFile) fs.rmSync(request.buildContextFile, { force: true });
+    request.buildContextFile = null;
+  };
+  app.addHook('onSend', async (request, _reply, payload) => {
+    await removeSpool(request);
+    return payload;
   });
+  app.addHook('onResponse', removeSpool);
+  app.addHook('onRequestAbort', removeSpool);
 
   app.post(
     '/v1/images',
     {
-      // Before the body is read: nobody but an admin gets to upload anything.
       onRequest: app.requireAdmin,
       schema: {
         operationId: 'createImage',
@@ -72,11 +86,12 @@ export const imagesRoutes: FastifyPluginAsyncZod<{ images: ImagesService; track(
       },
     },
     async (request, reply) => {
-      const body = request.body as z.infer<typeof s.createImageBody> | string;
+      const body = request.body as z.infer<typeof s.createImageBody> | string | undefined;
+      if (body === undefined || body === null) throw unsupportedBody();
       let started;
       if (typeof body === 'string') {
         const file = request.buildContextFile;
-        if (!file) throw new HttpProblem({ status: 415, code: 'unsupported_media_type', title: 'Unsupported Media Type', detail: 'send JSON, or a tar build context as application/x-tar' });
+        if (!file) throw unsupportedBody();
         if (!request.query.name) throw problems.badRequest('name_required', 'give the image a name: POST /v1/images?name=<name>');
         await checkBuildContext(file);
         started = await images.create(request.query.name, fs.createReadStream(file));
@@ -90,11 +105,16 @@ export const imagesRoutes: FastifyPluginAsyncZod<{ images: ImagesService; track(
       return reply.status(202).send({ id: started.image.id, name: started.image.name, status: 'building' as const });
     },
   );
+};
+
+export const imagesRoutes: FastifyPluginAsyncZod<ImagesRouteOptions> = async (app, opts) => {
+  const { images } = opts;
+  await app.register(createRoute, opts);
 
   app.get(
     '/v1/images',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'listImages',
         tags: ['images'],
@@ -113,7 +133,7 @@ export const imagesRoutes: FastifyPluginAsyncZod<{ images: ImagesService; track(
   app.get(
     '/v1/images/:id',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'getImage',
         tags: ['images'],
@@ -129,7 +149,7 @@ export const imagesRoutes: FastifyPluginAsyncZod<{ images: ImagesService; track(
   app.get(
     '/v1/images/:id/log',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'getImageLog',
         tags: ['images'],
@@ -144,6 +164,8 @@ export const imagesRoutes: FastifyPluginAsyncZod<{ images: ImagesService; track(
     },
     async (request, reply) => {
       const stream = await images.logStream(request.params.id);
+      // A build step may print nothing for minutes: a follower is not an idle connection.
+      request.raw.setTimeout(0);
       // A stream is sent as it is (no serializer); typed as the documented text body.
       return reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(stream as unknown as string);
     },
@@ -152,7 +174,7 @@ export const imagesRoutes: FastifyPluginAsyncZod<{ images: ImagesService; track(
   app.delete(
     '/v1/images/:id',
     {
-      preHandler: app.requireAdmin,
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'deleteImage',
         tags: ['images'],

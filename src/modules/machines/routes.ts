@@ -1,9 +1,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { bearerSecurity, page, problemResponses } from '../../http/common-schemas.js';
+import { YamlError, parseYamlBounded } from '../../infra/bounded-yaml.js';
+import { problems } from '../../plugins/problem.js';
 import type { MachineRow } from './access.js';
 import * as s from './schemas.js';
-import { parseImportDocument, type MachinesService } from './service.js';
+import type { MachinesService } from './service.js';
 
 export function toMachineDto(m: MachineRow) {
   return {
@@ -26,21 +28,54 @@ export function toMachineDto(m: MachineRow) {
 }
 
 const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'];
+/** An import of 1,000 machines in the machine-manager format is about 100 KiB. */
+const IMPORT_MAX_BYTES = 256 * 1024;
+const YAML_LIMITS = { timeoutMs: 5000, maxNodes: 50_000, maxAliases: 100 };
 
-export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }> = async (app, { machines }) => {
-  // The machine-manager import format is YAML; its parse errors are client errors (400).
-  app.addContentTypeParser(YAML_TYPES, { parseAs: 'string' }, (_request, body, done) => {
+/**
+ * POST /v1/machines/import, in a context of its own: the YAML parser exists only for this
+ * route, and runs only after the guard (onRequest) let an admin through.
+ */
+const importRoute: FastifyPluginAsyncZod<{ machines: MachinesService }> = async (app, { machines }) => {
+  app.addContentTypeParser(YAML_TYPES, { parseAs: 'string', bodyLimit: IMPORT_MAX_BYTES }, async (_request: unknown, body: string) => {
     try {
-      done(null, parseImportDocument(body));
+      return await parseYamlBounded(body, YAML_LIMITS);
     } catch (err) {
-      done(err as Error, undefined);
+      if (!(err instanceof YamlError)) throw err;
+      throw err.kind === 'syntax'
+        ? problems.badRequest('invalid_yaml', `the YAML document does not parse: ${err.message}`)
+        : problems.badRequest('yaml_too_complex', `the YAML document is beyond what an import may be: ${err.message}`);
     }
   });
 
   app.post(
+    '/v1/machines/import',
+    {
+      onRequest: app.requireAdmin,
+      bodyLimit: IMPORT_MAX_BYTES,
+      schema: {
+        operationId: 'importMachines',
+        tags: ['machines'],
+        summary: 'Import machines from YAML or JSON (admin); existing names are updated',
+        description:
+          'Send `Content-Type: application/yaml` with the machine-manager `machines:` list, or the same structure as JSON. ' +
+          `At most ${IMPORT_MAX_BYTES / 1024} KiB and 1,000 machines.`,
+        security: bearerSecurity,
+        body: s.importBody,
+        response: { 200: s.importResult, ...problemResponses(400, 401, 403, 413, 415) },
+      },
+    },
+    async (request) => machines.import(request.body.machines),
+  );
+};
+
+export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }> = async (app, { machines }) => {
+  await app.register(importRoute, { machines });
+
+  app.post(
     '/v1/machines',
     {
-      preHandler: app.requireAdmin,
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'createMachine',
         tags: ['machines'],
@@ -53,27 +88,10 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
     async (request, reply) => reply.status(201).send(toMachineDto(await machines.create(request.body))),
   );
 
-  app.post(
-    '/v1/machines/import',
-    {
-      preHandler: app.requireAdmin,
-      schema: {
-        operationId: 'importMachines',
-        tags: ['machines'],
-        summary: 'Import machines from YAML or JSON (admin); existing names are updated',
-        description: 'Send `Content-Type: application/yaml` with the machine-manager `machines:` list, or the same structure as JSON.',
-        security: bearerSecurity,
-        body: s.importBody,
-        response: { 200: s.importResult, ...problemResponses(400, 401, 403, 415) },
-      },
-    },
-    async (request) => machines.import(request.body.machines),
-  );
-
   app.get(
     '/v1/machines',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'listMachines',
         tags: ['machines'],
@@ -92,7 +110,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
   app.get(
     '/v1/machines/:name',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'getMachine',
         tags: ['machines'],
@@ -108,7 +126,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
   app.patch(
     '/v1/machines/:name',
     {
-      preHandler: app.requireAdmin,
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'updateMachine',
         tags: ['machines'],
@@ -125,7 +143,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
   app.delete(
     '/v1/machines/:name',
     {
-      preHandler: app.requireAdmin,
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'deleteMachine',
         tags: ['machines'],
@@ -144,7 +162,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
   app.put(
     '/v1/machines/:name/maintenance',
     {
-      preHandler: app.requireAdmin,
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'enterMaintenance',
         tags: ['machines'],
@@ -161,7 +179,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
   app.delete(
     '/v1/machines/:name/maintenance',
     {
-      preHandler: app.requireAdmin,
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'leaveMaintenance',
         tags: ['machines'],
@@ -177,7 +195,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
   app.post(
     '/v1/machines/:name/check',
     {
-      preHandler: app.requireAdmin,
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'checkMachine',
         tags: ['machines'],
@@ -193,7 +211,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
   app.get(
     '/v1/pool',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'getPool',
         tags: ['machines'],

@@ -1,6 +1,5 @@
 // The machine registry: credentials sealed at rest, maintenance, health checks, imports
 // and pool statistics. Reservations claim and release machines through their own service.
-import YAML from 'yaml';
 import { z } from 'zod';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
 import type { SecretBox } from '../../infra/secret-box.js';
@@ -264,14 +263,3 @@ export function createMachinesService(deps: {
 }
 
 export type MachinesService = ReturnType<typeof createMachinesService>;
-
-/** Parses an import body: YAML text (the machine-manager format) or already-parsed JSON. */
-export function parseImportDocument(body: unknown): unknown {
-  if (typeof body !== 'string') return body;
-  try {
-    return YAML.parse(body, { maxAliasCount: 100 });
-  } catch (err) {
-    throw problems.badRequest('invalid_yaml', `the YAML document does not parse: ${(err as Error).message.split('\n')[0]}`);
-  }
-}
-

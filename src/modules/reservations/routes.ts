@@ -30,7 +30,7 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
   app.post(
     '/v1/reservations',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'createReservation',
         tags: ['reservations'],
@@ -58,7 +58,7 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
   app.get(
     '/v1/reservations',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'listReservations',
         tags: ['reservations'],
@@ -77,7 +77,7 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
   app.get(
     '/v1/reservations/:id',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'getReservation',
         tags: ['reservations'],
@@ -93,7 +93,7 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
   app.post(
     '/v1/reservations/:id/extend',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'extendReservation',
         tags: ['reservations'],
@@ -110,7 +110,7 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
   app.delete(
     '/v1/reservations/:id',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'releaseReservation',
         tags: ['reservations'],
@@ -126,7 +126,7 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
   app.post(
     '/v1/reservations/release-all',
     {
-      preHandler: app.requireAdmin,
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'releaseAllReservations',
         tags: ['reservations'],

@@ -30,7 +30,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
   app.post(
     '/v1/vms',
     {
-      preHandler: app.requireAdmin,
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'createVm',
         tags: ['vms'],
@@ -47,7 +47,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
   app.get(
     '/v1/vms',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'listVms',
         tags: ['vms'],
@@ -66,7 +66,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
   app.get(
     '/v1/vms/:id',
     {
-      preHandler: app.authenticate,
+      onRequest: app.authenticate,
       schema: {
         operationId: 'getVm',
         tags: ['vms'],
@@ -83,7 +83,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
     app.post(
       `/v1/vms/:id/${action}`,
       {
-        preHandler: app.requireAdmin,
+        onRequest: app.requireAdmin,
         schema: {
           operationId: `${action}Vm`,
           tags: ['vms'],
@@ -103,7 +103,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
   app.post(
     '/v1/vms/:id/stop',
     {
-      preHandler: app.requireAdmin,
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'stopVm',
         tags: ['vms'],
@@ -119,7 +119,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
   app.delete(
     '/v1/vms/:id',
     {
-      preHandler: app.requireAdmin,
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'deleteVm',
         tags: ['vms'],
@@ -138,7 +138,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
   app.get(
     '/v1/vms/:id/console',
     {
-      preHandler: app.requireAdmin,
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'getVmConsole',
         tags: ['vms'],
@@ -161,7 +161,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
   app.put(
     '/v1/images/:id/pool',
     {
-      preHandler: app.requireAdmin,
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'setImagePool',
         tags: ['images'],
