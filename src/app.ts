@@ -171,7 +171,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     readiness: {
       // A probe must answer quickly even when the pool would keep retrying for longer.
       database: () => withTimeout(prisma.$queryRaw`SELECT 1`, READINESS_TIMEOUT_MS),
-      capabilities: async () => ({ ssh: { client: 'node-ssh' }, docker: await dockerStatus(docker), vm: vmRuntime.status() }),
+      capabilities: async () => ({ ssh: { client: 'ssh2' }, docker: await dockerStatus(docker), vm: vmRuntime.status() }),
     },
   });
   await app.register(identityRoutes, { identity, keyring, loginThrottle: config.loginThrottle });

@@ -1,9 +1,10 @@
-// SSH to pool machines through node-ssh, with the host key pinned: berth compares the
+// SSH to pool machines through ssh2, with the host key pinned: berth compares the
 // server's key with the fingerprint it recorded and refuses to talk to anything else.
-// Secrets (passwords, keys) travel on stdin, never on a command line.
+// Secrets (passwords, keys) travel on stdin, never on a command line. What a machine
+// sends back is bounded: a machine's root cannot make berth buffer without end.
 import { createHash } from 'node:crypto';
-import { NodeSSH } from 'node-ssh';
 import ssh2 from 'ssh2';
+import { BoundedOutput } from './bounded-output.js';
 
 export interface SshTarget {
   host: string;
@@ -66,53 +67,72 @@ export function generateSshKeyPair(comment?: string): { private: string; public:
   }
 }
 
+export interface CommandResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
 export interface SshSession {
   /** The fingerprint the server presented (equal to the pinned one when there was one). */
   fingerprint: string;
-  /** Runs a fixed script with bash, as root (through `sudo -n` when logged in as another user). */
+  /**
+   * Runs a fixed script with bash, as root (through `sudo -n` when logged in as another
+   * user). Fails with SshError when the connection breaks, the command outlives the
+   * command timeout, or it prints more than COMMAND_OUTPUT_MAX_BYTES.
+   */
   runScript(
     script: string,
     args: string[],
     opts?: { stdin?: string; /** `$0` of the script: lets another script find this one with pkill -f. */ name?: string },
-  ): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  ): Promise<CommandResult>;
   close(): void;
 }
 
 const SAFE_ARG = /^[A-Za-z0-9_.:@=+-]*$/;
+/**
+ * The most a command may print (stdout and stderr together). berth's own scripts print a
+ * few lines; a machine's root (a tenant with sudo, say) can make every command print
+ * without end, for instance from ~/.ssh/rc, and must not make berth buffer it.
+ */
+export const COMMAND_OUTPUT_MAX_BYTES = 1024 * 1024;
 
 export async function sshConnect(target: SshTarget, timeouts: { connectTimeoutMs: number; commandTimeoutMs: number }): Promise<SshSession> {
-  const ssh = new NodeSSH();
+  const client = new ssh2.Client();
   let presented: string | undefined;
+  // Every error of the connection, now or later (the machine dies, a VM is reset, a late
+  // RST after close), lands here: an ssh2 client with no error listener would take the
+  // whole process down. A command in flight fails on its own (channel close, timeout).
+  let connectionError: Error | undefined;
+  client.on('error', (err: Error) => {
+    connectionError = err;
+  });
   try {
-    await ssh.connect({
-      host: target.host,
-      port: target.port,
-      username: target.username,
-      password: target.password,
-      privateKey: target.privateKey,
-      readyTimeout: timeouts.connectTimeoutMs,
-      tryKeyboard: false,
-      hostVerifier: (key: Buffer) => {
-        presented = fingerprintOfKeyBlob(key);
-        return target.hostKeyFingerprint === null || presented === target.hostKeyFingerprint;
-      },
-    } as Parameters<NodeSSH['connect']>[0]);
+    await new Promise<void>((resolve, reject) => {
+      client.once('ready', () => resolve());
+      client.once('error', reject);
+      client.once('close', () => reject(new Error('the connection closed during the handshake')));
+      client.connect({
+        host: target.host,
+        port: target.port,
+        username: target.username,
+        password: target.password,
+        privateKey: target.privateKey,
+        readyTimeout: timeouts.connectTimeoutMs,
+        tryKeyboard: false,
+        hostVerifier: (key: Buffer) => {
+          presented = fingerprintOfKeyBlob(key);
+          return target.hostKeyFingerprint === null || presented === target.hostKeyFingerprint;
+        },
+      });
+    });
   } catch (err) {
-    ssh.dispose();
+    client.end();
     if (presented && target.hostKeyFingerprint && presented !== target.hostKeyFingerprint) {
       throw new HostKeyMismatchError(target.hostKeyFingerprint, presented);
     }
     throw new SshError(`cannot connect to ${target.host}:${target.port}: ${(err as Error).message}`);
   }
-  // node-ssh drops its error listener once connected; an ssh2 client that later meets a
-  // socket error (the machine dies, a VM is reset, a late RST after close) with no
-  // listener would take the whole process down. The command in flight fails on its own
-  // (channel close, or our timeout); the error itself is only kept for the message.
-  const client = ssh.connection!;
-  let connectionError: Error | undefined;
-  client.on('error', (err: Error) => {
-    connectionError = err;
-  });
   const asRoot = target.username === 'root' ? '' : 'sudo -n ';
   return {
     fingerprint: presented!,
@@ -121,26 +141,68 @@ export async function sshConnect(target: SshTarget, timeouts: { connectTimeoutMs
       for (const a of [name, ...args]) if (!SAFE_ARG.test(a)) throw new SshError(`refusing unsafe argument ${JSON.stringify(a)}`);
       // The script is berth's own constant text; arguments are validated above; secrets come on stdin.
       const command = `${asRoot}bash -c ${shellQuote(script)} ${shellQuote(name)} ${args.map(shellQuote).join(' ')}`;
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new SshError(`command timed out after ${timeouts.commandTimeoutMs} ms`)), timeouts.commandTimeoutMs);
-      });
-      try {
-        const r = await Promise.race([ssh.execCommand(command, { stdin: opts.stdin ?? '' }), timeout]);
-        // No exit code and no signal: the connection ended before the command did.
-        if (r.code === null && !r.signal) {
-          throw new SshError(connectionError ? `the connection failed: ${connectionError.message}` : 'the connection closed before the command finished');
-        }
-        return { code: r.code, stdout: r.stdout, stderr: r.stderr };
-      } catch (err) {
-        if (connectionError && !(err instanceof SshError)) throw new SshError(`the connection failed: ${connectionError.message}`);
-        throw err;
-      } finally {
-        clearTimeout(timer);
-      }
+      return exec(client, command, opts.stdin ?? '', timeouts.commandTimeoutMs, () => connectionError);
     },
-    close: () => ssh.dispose(),
+    close: () => client.end(),
   };
+}
+
+/** One command on an open connection, its output bounded, every stream error caught. */
+function exec(client: ssh2.Client, command: string, stdin: string, timeoutMs: number, connectionError: () => Error | undefined): Promise<CommandResult> {
+  const half = COMMAND_OUTPUT_MAX_BYTES / 2;
+  const stdout = new BoundedOutput({ head: half, tail: half });
+  const stderr = new BoundedOutput({ head: half, tail: half });
+  return new Promise<CommandResult>((resolve, reject) => {
+    let channel: ssh2.ClientChannel | undefined;
+    let settled = false;
+    const settle = (outcome: { result?: CommandResult; error?: Error }) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (outcome.error) {
+        // Stop the command and its output; the channel may already be gone.
+        try {
+          channel?.close();
+        } catch {}
+        reject(outcome.error);
+      } else resolve(outcome.result!);
+    };
+    const timer = setTimeout(() => settle({ error: new SshError(`command timed out after ${timeoutMs} ms`) }), timeoutMs);
+    const onOutput = (into: BoundedOutput) => (chunk: Buffer) => {
+      into.push(chunk);
+      if (stdout.total + stderr.total > COMMAND_OUTPUT_MAX_BYTES) {
+        settle({
+          error: new SshError(
+            `the command printed more than ${COMMAND_OUTPUT_MAX_BYTES} bytes (is something on the machine printing at every login?): ${stdout.excerpt(100)} ${stderr.excerpt(100)}`.trim(),
+          ),
+        });
+      }
+    };
+    try {
+      client.exec(command, (err, ch) => {
+        if (err) return settle({ error: new SshError(`could not run a command: ${err.message}`) });
+        channel = ch;
+        let exit: { code: number | null; signal?: string } | undefined;
+        ch.on('data', onOutput(stdout));
+        ch.stderr.on('data', onOutput(stderr));
+        ch.on('error', (e: Error) => settle({ error: new SshError(`the command's channel failed: ${e.message}`) }));
+        ch.stderr.on('error', (e: Error) => settle({ error: new SshError(`the command's channel failed: ${e.message}`) }));
+        ch.on('exit', (code: number | null, signal?: string) => (exit = { code, signal }));
+        ch.on('close', () => {
+          // No exit status: the connection ended before the command did.
+          if (!exit || (exit.code === null && !exit.signal)) {
+            const broken = connectionError();
+            return settle({ error: new SshError(broken ? `the connection failed: ${broken.message}` : 'the connection closed before the command finished') });
+          }
+          // Trimmed, as callers compare whole lines.
+          settle({ result: { code: exit.code, stdout: stdout.toString().trim(), stderr: stderr.toString().trim() } });
+        });
+        ch.end(stdin);
+      });
+    } catch (err) {
+      settle({ error: new SshError(`could not run a command: ${(err as Error).message}`) });
+    }
+  });
 }
 
 function shellQuote(s: string): string {

@@ -112,7 +112,8 @@ function qemuArgs(spec: VmSpec, seed: string): string[] {
     '-M', 'microvm', ...accel,
     '-smp', String(spec.cpus), '-m', String(spec.memoryMb),
     '-nodefaults', '-no-user-config', '-display', 'none',
-    '-serial', `file:${path.join(spec.dir, 'console.log')}`,
+    // Appending (O_APPEND): berth cuts the log's oldest bytes in place while QEMU writes.
+    '-chardev', `file,id=console,path=${path.join(spec.dir, 'console.log')},append=on`, '-serial', 'chardev:console',
     '-kernel', spec.kernel, '-initrd', spec.initramfs, '-append', `console=ttyS0 quiet panic=-1${spec.accel === 'tcg' ? tscKernelArgs() : ''}`,
     '-drive', `id=root,file=${path.join(spec.dir, 'overlay.qcow2')},format=qcow2,if=none`,
     '-device', 'virtio-blk-device,drive=root',

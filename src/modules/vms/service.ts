@@ -19,6 +19,7 @@ import { freePort, portIsFree } from '../../infra/ports.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { HostKeyMismatchError, generateSshKeyPair, parseHostKey, sshConnect } from '../../infra/ssh.js';
 import { bootVm, runningPid, stopVm, type GuestCommand, type VmSpec } from '../../infra/vm/qemu.js';
+import { LogScanner, readTail, trimLog } from '../../infra/vm/console-log.js';
 import type { VmRuntimeProvider } from '../../infra/vm/runtime.js';
 import { HttpProblem, problems } from '../../plugins/problem.js';
 import { pageOf } from '../../http/cursor.js';
@@ -32,6 +33,8 @@ const HOST = '127.0.0.1';
 /** A launch not recorded with a QEMU pid within this time was interrupted. */
 const LAUNCH_GRACE_MS = 60_000;
 const SSH_POLL_MS = 200;
+/** A VM's console log on disk is cut back to its newest half past this size (the API serves the last 256 KiB). */
+export const CONSOLE_MAX_BYTES = 1024 * 1024;
 
 export interface VmLimits {
   defaultCpus: number;
@@ -115,11 +118,10 @@ export function createVmsService(deps: VmsDeps) {
   }
 
   const consolePath = (id: string) => path.join(vmDir(id), 'console.log');
-  const consoleText = (id: string) => (fs.existsSync(consolePath(id)) ? fs.readFileSync(consolePath(id), 'utf8') : '');
 
-  /** The last lines QEMU's serial console got, for failure reasons. */
-  function consoleTail(id: string, lines = 3): string {
-    const text = consoleText(id).trim();
+  /** The last lines QEMU's serial console got, for failure reasons (admins see them). */
+  async function consoleTail(id: string, lines = 3): Promise<string> {
+    const text = (await readTail(consolePath(id), 4096)).trim();
     return text ? ` (console: ${text.split('\n').slice(-lines).join(' | ').slice(-300)})` : '';
   }
 
@@ -174,25 +176,28 @@ export function createVmsService(deps: VmsDeps) {
     const dir = vmDir(vm.id);
     const deadline = (vm.bootStartedAt?.getTime() ?? Date.now()) + limits.bootTimeoutMs;
     const privateKey = vm.machine ? secretBox.open(vm.machine.credential) : null;
+    const consoleScan = new LogScanner(consolePath(vm.id));
+    let sshdStarted = false;
     try {
       while (!abort.signal.aborted) {
         if (runningPid(dir) === null) {
-          await markFailed(vm, `QEMU exited while booting${consoleTail(vm.id)}`);
+          await markFailed(vm, `QEMU exited while booting${await consoleTail(vm.id)}`);
           return;
         }
         if (Date.now() > deadline) {
           await stopVm(dir);
-          await markFailed(vm, `no SSH within ${Math.round(limits.bootTimeoutMs / 1000)} s of boot${consoleTail(vm.id)}`);
+          await markFailed(vm, `no SSH within ${Math.round(limits.bootTimeoutMs / 1000)} s of boot${await consoleTail(vm.id)}`);
           return;
         }
         // Our init says when sshd is up; knocking earlier only costs the guest CPU.
-        const text = consoleText(vm.id);
+        const text = await consoleScan.next();
         if (text.includes('berth-init: sshd failed')) {
           await stopVm(dir, 0);
-          await markFailed(vm, `sshd did not start in the VM${consoleTail(vm.id, 4)}`);
+          await markFailed(vm, `sshd did not start in the VM${await consoleTail(vm.id, 4)}`);
           return;
         }
-        if (privateKey && text.includes('berth-init: sshd started')) {
+        sshdStarted ||= text.includes('berth-init: sshd started');
+        if (privateKey && sshdStarted) {
           try {
             const session = await sshConnect(
               { host: HOST, port: vm.sshPort, username: 'root', privateKey, hostKeyFingerprint: vm.hostKeyFingerprint },
@@ -470,17 +475,7 @@ export function createVmsService(deps: VmsDeps) {
     async consoleLog(id: string, maxBytes = 256 * 1024): Promise<string> {
       const vm = await get(id);
       ownedHere(vm);
-      const file = consolePath(id);
-      if (!fs.existsSync(file)) return '';
-      const size = fs.statSync(file).size;
-      const fd = fs.openSync(file, 'r');
-      try {
-        const buf = Buffer.alloc(Math.min(size, maxBytes));
-        fs.readSync(fd, buf, 0, buf.length, size - buf.length);
-        return buf.toString('utf8');
-      } finally {
-        fs.closeSync(fd);
-      }
+      return readTail(consolePath(id), maxBytes);
     },
 
     /**
@@ -563,9 +558,11 @@ export function createVmsService(deps: VmsDeps) {
       for (const vm of vms) {
         if (starting.has(vm.id)) continue;
         const pid = runningPid(vmDir(vm.id));
+        // The guest writes its console as fast as it likes; only its newest part is kept.
+        if (pid !== null) await trimLog(consolePath(vm.id), CONSOLE_MAX_BYTES);
         if (pid === null) {
           const launchedRecently = vm.pid === null && vm.bootStartedAt && Date.now() - vm.bootStartedAt.getTime() < LAUNCH_GRACE_MS;
-          if (!launchedRecently) await markFailed(vm, vm.pid === null ? 'the boot was interrupted (berth stopped)' : `QEMU exited${consoleTail(vm.id)}`);
+          if (!launchedRecently) await markFailed(vm, vm.pid === null ? 'the boot was interrupted (berth stopped)' : `QEMU exited${await consoleTail(vm.id)}`);
         } else if (vm.state === 'booting') {
           if (vm.pid !== pid) await prisma.vm.updateMany({ where: { id: vm.id, bootStartedAt: vm.bootStartedAt }, data: { pid } });
           inBackground(follow(vm).catch((err: unknown) => log.error({ err, vm: vm.id }, 'following a boot failed')));
