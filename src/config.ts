@@ -17,6 +17,7 @@ const environment = z
       .regex(/^(mysql|mariadb):\/\//, 'must be a mysql:// or mariadb:// URL')
       .optional(),
     BERTH_DATA_DIR: z.string().min(1).default('.data'),
+    BERTH_DATABASE_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(2000),
     // true/false, or the proxies' addresses (comma-separated IPs or CIDRs), as Fastify takes them.
     BERTH_TRUST_PROXY: z
       .string()
@@ -95,6 +96,8 @@ export interface Config {
   logLevel: Environment['LOG_LEVEL'];
   /** Unset: berth runs its own MariaDB in `dataDir`. */
   databaseUrl: string | undefined;
+  /** How long one database operation may take before the request is answered 503 database_unavailable. */
+  databaseTimeoutMs: number;
   dataDir: string;
   /** Whether (or from which addresses) to believe X-Forwarded-For: the login throttle keys on the client address. */
   trustProxy: boolean | string;
@@ -171,6 +174,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     host: e.HOST,
     logLevel: e.LOG_LEVEL,
     databaseUrl: e.DATABASE_URL,
+    databaseTimeoutMs: e.BERTH_DATABASE_TIMEOUT_MS,
     dataDir,
     trustProxy: e.BERTH_TRUST_PROXY,
     timeouts: { requestMs: e.BERTH_REQUEST_TIMEOUT_SECONDS * 1000, idleMs: e.BERTH_IDLE_TIMEOUT_SECONDS * 1000 },

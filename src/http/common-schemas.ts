@@ -41,7 +41,10 @@ export const idParams = z.object({ id: uuid });
 /** OpenAPI security requirement of routes that take an access token. */
 export const bearerSecurity = [{ bearerAuth: [] }];
 
-/** Response schemas for the problem statuses a route can answer. */
+/**
+ * Response schemas for the problem statuses a route can answer; every such route can also
+ * answer 503 database_unavailable while the database is away.
+ */
 export function problemResponses(...statuses: number[]) {
-  return Object.fromEntries(statuses.map((status) => [status, problemSchema]));
+  return Object.fromEntries([...statuses, 503].map((status) => [status, problemSchema]));
 }

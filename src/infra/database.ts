@@ -1,8 +1,10 @@
 // How berth reaches MariaDB: a connection target (from DATABASE_URL or the embedded
-// server) and the Prisma client built on the official mariadb driver adapter.
+// server) and the Prisma client built on the official mariadb driver adapter. When the
+// database is down or stopped, an operation fails within `timeoutMs` instead of waiting
+// for it; DatabaseUnavailableError and `isDatabaseUnavailable` name those failures.
 import { PrismaMariaDb } from '@prisma/adapter-mariadb';
 import type { PoolConfig } from 'mariadb';
-import { PrismaClient } from '../generated/prisma/client.js';
+import { Prisma, PrismaClient } from '../generated/prisma/client.js';
 
 /** Where the database is: TCP host/port or a unix socket, plus credentials and schema. */
 export interface DatabaseTarget {
@@ -48,8 +50,71 @@ export function poolConfig(t: DatabaseTarget, extra: Partial<PoolConfig> = {}): 
   };
 }
 
-export function createPrisma(target: DatabaseTarget): PrismaClient {
-  return new PrismaClient({ adapter: new PrismaMariaDb(poolConfig(target)) });
+/** How long one database operation may take, waiting for a connection included. */
+export const DEFAULT_DATABASE_TIMEOUT_MS = 2000;
+
+export class DatabaseUnavailableError extends Error {
+  override name = 'DatabaseUnavailableError';
+}
+
+/**
+ * Client-side codes of the mariadb driver (45000-45099: connection closed, socket
+ * timeout, pool timeout …) and the server's own "gone away" family.
+ */
+function isConnectionCode(code: unknown): boolean {
+  const n = Number(code);
+  return (n >= 45000 && n < 45100) || [1053, 1077, 1927, 2002, 2003, 2006, 2013].includes(n);
+}
+
+const SOCKET_ERRORS = ['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ENOENT', 'ETIMEDOUT'];
+
+/** Whether `err` says the database cannot be reached right now (not that a query was wrong). */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  if (err instanceof DatabaseUnavailableError || err instanceof Prisma.PrismaClientInitializationError) return true;
+  // The driver's own error, not wrapped by Prisma (seen when a transaction starts on a broken socket).
+  const driver = err as { sqlState?: unknown; code?: unknown; errno?: unknown } | null;
+  if (driver && typeof driver === 'object' && 'sqlState' in driver) {
+    return SOCKET_ERRORS.includes(String(driver.code)) || isConnectionCode(driver.errno);
+  }
+  if (err instanceof Prisma.PrismaClientKnownRequestError) {
+    // P1001 can't reach, P1002 timed out, P1008 operation timed out, P1017 connection
+    // closed, P2024 pool timeout, P2028 a transaction could not start in time; a socket
+    // that broke under a query comes through with the system's own code (EPIPE …).
+    if (['P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2028', ...SOCKET_ERRORS].includes(err.code)) return true;
+    const cause = (err.meta as { driverAdapterError?: { cause?: { code?: unknown; state?: string } } } | undefined)?.driverAdapterError?.cause;
+    // SQLSTATE class 08: connection exception.
+    return cause !== undefined && (isConnectionCode(cause.code) || cause.state?.startsWith('08') === true);
+  }
+  return false;
+}
+
+/**
+ * The Prisma client for `target`. Every operation races a deadline: a stopped server
+ * (SIGSTOP, a hung host) accepts the query and never answers, and a connection already
+ * handed out would wait for ever. The late answer, if any, is dropped.
+ */
+export function createPrisma(target: DatabaseTarget, timeoutMs = DEFAULT_DATABASE_TIMEOUT_MS): PrismaClient {
+  const base = new PrismaClient({
+    adapter: new PrismaMariaDb(poolConfig(target, { acquireTimeout: timeoutMs, connectTimeout: Math.min(1000, timeoutMs) })),
+    transactionOptions: { maxWait: timeoutMs },
+  });
+  const client = base.$extends({
+    query: {
+      async $allOperations({ args, query }) {
+        let timer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new DatabaseUnavailableError(`the database did not answer within ${timeoutMs} ms`)), timeoutMs);
+        });
+        try {
+          return await Promise.race([query(args), deadline]);
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+    },
+  });
+  // The extension changes no model's shape: callers keep the plain client's type.
+  return client as unknown as PrismaClient;
 }
 
 export type { PrismaClient };

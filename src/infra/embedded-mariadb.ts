@@ -84,14 +84,15 @@ export async function startEmbeddedMariaDb(opts: EmbeddedOptions): Promise<Embed
   const socketPath = await socketPathFor(dir);
   const root: DatabaseTarget = { socketPath, user: 'root', database: '' };
   let child: ChildProcess | undefined;
+  let stopping = false;
+  let restarts = 0;
+  let restartTimer: NodeJS.Timeout | undefined;
 
-  if (await answers(root)) {
-    // A server left running by a process that crashed: take it over rather than fight it.
-    log(`reusing the MariaDB already listening on ${socketPath}`);
-  } else {
+  /** Starts mariadbd and waits until it answers. */
+  async function launch(): Promise<void> {
     const mariadbd = await findBinary('mariadbd');
     const out = createWriteStream(logFile, { flags: 'a' });
-    child = spawn(
+    const server = spawn(
       mariadbd,
       [
         '--no-defaults',
@@ -108,28 +109,66 @@ export async function startEmbeddedMariaDb(opts: EmbeddedOptions): Promise<Embed
       // berth stops it last, after closing its connections.
       { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
     );
-    child.stdout?.pipe(out);
-    child.stderr?.pipe(out);
+    child = server;
+    server.stdout?.pipe(out);
+    server.stderr?.pipe(out);
     // If berth exits without its orderly shutdown (a second Ctrl-C, an uncaught error),
     // still ask the server to stop; mariadbd shuts down cleanly on SIGTERM by itself.
-    const stopOnExit = () => child?.kill('SIGTERM');
+    const stopOnExit = () => server.kill('SIGTERM');
     process.once('exit', stopOnExit);
-    child.once('exit', () => process.removeListener('exit', stopOnExit));
-    const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
-    const deadline = Date.now() + (opts.startTimeoutMs ?? 30_000);
     let exitCode: number | null | undefined;
-    void exited.then((code) => (exitCode = code));
+    server.once('exit', (code, signal) => {
+      exitCode = code;
+      process.removeListener('exit', stopOnExit);
+      if (!stopping && child === server) supervise(code, signal);
+    });
+    const deadline = Date.now() + (opts.startTimeoutMs ?? 30_000);
     while (!(await answers(root))) {
       if (exitCode !== undefined) {
         throw new Error(`mariadbd exited with code ${exitCode} before it was ready:\n${await tail(logFile)}`);
       }
       if (Date.now() > deadline) {
-        child.kill('SIGKILL');
+        server.kill('SIGKILL');
         throw new Error(`mariadbd did not answer within ${opts.startTimeoutMs ?? 30_000} ms:\n${await tail(logFile)}`);
       }
       await new Promise((r) => setTimeout(r, 100));
     }
     log(`MariaDB ready on ${socketPath}`);
+  }
+
+  /**
+   * mariadbd went away without being asked (killed, crashed): start it again, waiting
+   * longer after each failed attempt (0.5 s, 1 s, 2 s … 30 s). berth's connections come
+   * back by themselves once it answers; requests meanwhile get 503 database_unavailable.
+   */
+  function supervise(code: number | null, signal: NodeJS.Signals | null): void {
+    const delay = Math.min(30_000, 500 * 2 ** restarts);
+    restarts++;
+    log(`MariaDB exited (${signal ?? `code ${code}`}); restarting it in ${delay / 1000} s`);
+    restartTimer = setTimeout(() => {
+      restartTimer = undefined;
+      if (stopping) return;
+      const startedAt = Date.now();
+      launch().then(
+        () => {
+          log('MariaDB is back');
+          // A server that stays up for a minute has recovered: the next failure starts the backoff over.
+          setTimeout(() => {
+            if (Date.now() - startedAt >= 60_000) restarts = 0;
+          }, 60_000).unref();
+        },
+        // Its exit (by itself, or killed for not answering in time) schedules the next try.
+        (err: Error) => log(`MariaDB did not come back: ${err.message.split('\n')[0]}`),
+      );
+    }, delay);
+  }
+
+  if (await answers(root)) {
+    // A server left running by a process that crashed: take it over rather than fight it
+    // (it is not supervised: berth did not start it).
+    log(`reusing the MariaDB already listening on ${socketPath}`);
+  } else {
+    await launch();
   }
 
   return {
@@ -145,7 +184,9 @@ export async function startEmbeddedMariaDb(opts: EmbeddedOptions): Promise<Embed
       }
     },
     async stop() {
-      if (child && child.exitCode === null) {
+      stopping = true;
+      clearTimeout(restartTimer);
+      if (child && child.exitCode === null && child.signalCode === null) {
         const done = new Promise((r) => child!.once('exit', r));
         child.kill('SIGTERM');
         await done;

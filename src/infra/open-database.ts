@@ -27,7 +27,7 @@ export async function openDatabase(config: Config, log: (msg: string) => void): 
   }
   log(`database ${describeTarget(target)}`);
   for (const name of await migrate(target, { log })) log(`migrated: ${name}`);
-  const prisma = createPrisma(target);
+  const prisma = createPrisma(target, config.databaseTimeoutMs);
   return {
     prisma,
     target,

@@ -5,9 +5,12 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { isDatabaseUnavailable } from '../infra/database.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 const TYPE_BASE = 'https://berth.dev/problems/';
+/** What a client is told to wait while the database is away (the embedded one restarts within seconds). */
+const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 export interface ProblemFields {
   status: number;
@@ -151,6 +154,16 @@ export default fp(
           request,
           { title: 'Bad Request', detail: 'the request does not match the schema', code: 'validation_failed', errors },
           400,
+        );
+      }
+      if (isDatabaseUnavailable(err)) {
+        request.log.warn({ err: (err as Error).message }, 'the database is unavailable');
+        reply.header('retry-after', String(DATABASE_RETRY_AFTER_SECONDS));
+        return send(
+          reply,
+          request,
+          { title: 'Service Unavailable', detail: 'the database does not answer; try again shortly', code: 'database_unavailable' },
+          503,
         );
       }
       const status = err.statusCode ?? 500;

@@ -11,6 +11,7 @@
 // several processes on one database.
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
+import { DatabaseUnavailableError } from '../../infra/database.js';
 import { HttpProblem, problems } from '../../plugins/problem.js';
 import type { Principal } from '../identity/session-check.js';
 import type { MachineAccess, MachineRow } from '../machines/access.js';
@@ -388,7 +389,9 @@ export function createReservationsService(deps: ReservationsDeps) {
         });
         // Only a password berth made up is shown (once); the user knows their own.
         if (count === 1) return { reservation: (await load(id))!, password: generated, replayed: false };
-        failures.push({ machine: machines[0]!, error: new Error('provisioning took longer than the lease and was taken over') });
+        // The lease ran out, which means its renewals failed (the database was away): the
+        // worker that took the reservation over rolls it back.
+        throw new DatabaseUnavailableError('the database was unavailable while the reservation was set up; it is being rolled back');
       }
 
       const first = failures[0]!;

@@ -43,7 +43,13 @@ export const serviceRoutes: FastifyPluginAsyncZod<{ readiness: ReadinessProbe }>
       try {
         await readiness.database();
       } catch {
-        throw new HttpProblem({ status: 503, code: 'database_unavailable', title: 'Service Unavailable', detail: 'the database does not answer' });
+        throw new HttpProblem({
+          status: 503,
+          code: 'database_unavailable',
+          title: 'Service Unavailable',
+          detail: 'the database does not answer',
+          headers: { 'retry-after': '5' },
+        });
       }
       return { status: 'ready' as const, database: 'ok' as const, capabilities: await readiness.capabilities() };
     },
