@@ -174,7 +174,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       capabilities: async () => ({ ssh: { client: 'ssh2' }, docker: await dockerStatus(docker), vm: vmRuntime.status() }),
     },
   });
-  await app.register(identityRoutes, { identity, keyring, loginThrottle: config.loginThrottle });
+  await app.register(identityRoutes, { identity, keyring, throttles: config.throttles });
   await app.register(usersRoutes, { users });
   await app.register(machinesRoutes, { machines });
   await app.register(reservationsRoutes, { reservations });

@@ -45,6 +45,10 @@ const environment = z
     BERTH_LOGIN_MAX_PER_IP: z.coerce.number().int().positive().default(30),
     BERTH_LOGIN_MAX_PER_USERNAME: z.coerce.number().int().positive().default(10),
     BERTH_LOGIN_WINDOW_SECONDS: seconds(60),
+    BERTH_REGISTER_MAX_PER_IP: z.coerce.number().int().positive().default(10),
+    BERTH_REGISTER_MAX_PER_USERNAME: z.coerce.number().int().positive().default(5),
+    BERTH_PASSWORD_CHANGE_MAX_PER_IP: z.coerce.number().int().positive().default(30),
+    BERTH_PASSWORD_CHANGE_MAX_PER_USER: z.coerce.number().int().positive().default(5),
 
     BERTH_SECRET_KEY: z
       .string()
@@ -121,7 +125,13 @@ export interface Config {
     cacheMs: number;
   };
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
-  loginThrottle: { maxPerIp: number; maxPerUsername: number; windowSeconds: number };
+  /** Attempts per client address and per account, in one window, on the routes that hash or check passwords. */
+  throttles: {
+    windowSeconds: number;
+    login: { perAddress: number; perAccount: number };
+    register: { perAddress: number; perAccount: number };
+    passwordChange: { perAddress: number; perAccount: number };
+  };
   /** Base64 AES-256 key for machine credentials; unset → generated into `dataDir/secret.key`. */
   secretKey: string | undefined;
   ssh: { connectTimeoutMs: number; commandTimeoutMs: number };
@@ -196,10 +206,11 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       timeCost: e.BERTH_ARGON2_TIME_COST,
       parallelism: e.BERTH_ARGON2_PARALLELISM,
     },
-    loginThrottle: {
-      maxPerIp: e.BERTH_LOGIN_MAX_PER_IP,
-      maxPerUsername: e.BERTH_LOGIN_MAX_PER_USERNAME,
+    throttles: {
       windowSeconds: e.BERTH_LOGIN_WINDOW_SECONDS,
+      login: { perAddress: e.BERTH_LOGIN_MAX_PER_IP, perAccount: e.BERTH_LOGIN_MAX_PER_USERNAME },
+      register: { perAddress: e.BERTH_REGISTER_MAX_PER_IP, perAccount: e.BERTH_REGISTER_MAX_PER_USERNAME },
+      passwordChange: { perAddress: e.BERTH_PASSWORD_CHANGE_MAX_PER_IP, perAccount: e.BERTH_PASSWORD_CHANGE_MAX_PER_USER },
     },
     secretKey: e.BERTH_SECRET_KEY,
     ssh: { connectTimeoutMs: e.BERTH_SSH_CONNECT_TIMEOUT_MS, commandTimeoutMs: e.BERTH_SSH_COMMAND_TIMEOUT_MS },

@@ -54,6 +54,10 @@ export async function createTestApp(env: Record<string, string> = {}, opts: Test
     // Every injected request comes from 127.0.0.1; the throttling tests set their own limits.
     BERTH_LOGIN_MAX_PER_IP: '100000',
     BERTH_LOGIN_MAX_PER_USERNAME: '100000',
+    BERTH_REGISTER_MAX_PER_IP: '100000',
+    BERTH_REGISTER_MAX_PER_USERNAME: '100000',
+    BERTH_PASSWORD_CHANGE_MAX_PER_IP: '100000',
+    BERTH_PASSWORD_CHANGE_MAX_PER_USER: '100000',
     ...env,
   });
   const prisma = createPrisma(db.target);

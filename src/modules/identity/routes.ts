@@ -9,14 +9,23 @@ import { HttpProblem, problemSchema, problems } from '../../plugins/problem.js';
 import type { Keyring } from './keyring.js';
 import * as s from './schemas.js';
 import type { IdentityService, TokenSet } from './service.js';
+import { throttle, type ThrottleLimits } from './throttles.js';
 import { looksLikeRefreshToken } from './tokens.js';
 import { USERNAME_PATTERN } from './usernames.js';
 import { toUserDto } from './user-dto.js';
 
+type Limits = Omit<ThrottleLimits, 'windowSeconds'>;
+export interface IdentityThrottles {
+  windowSeconds: number;
+  login: Limits;
+  register: Limits;
+  passwordChange: Limits;
+}
+
 export interface IdentityRouteOptions {
   identity: IdentityService;
   keyring: Keyring;
-  loginThrottle: { maxPerIp: number; maxPerUsername: number; windowSeconds: number };
+  throttles: IdentityThrottles;
 }
 
 
@@ -50,7 +59,7 @@ function bearerToken(request: FastifyRequest): string | null {
   return m?.[1] ?? null;
 }
 
-/** The username a login attempt names, for the per-username throttle; names no user can have share one bucket. */
+/** The username a login or registration names, for the per-account throttle; names no user can have share one bucket. */
 function attemptedUsername(request: FastifyRequest): string {
   const body = request.body as { username?: unknown } | undefined;
   let name = '';
@@ -67,30 +76,11 @@ function attemptedUsername(request: FastifyRequest): string {
 }
 
 export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async (app, opts) => {
-  const { identity, keyring, loginThrottle } = opts;
-  const timeWindow = loginThrottle.windowSeconds * 1000;
-  const throttled = (_req: FastifyRequest, ctx: { after: string }) =>
-    new HttpProblem({ status: 429, code: 'too_many_attempts', title: 'Too Many Requests', detail: `too many login attempts; retry in ${ctx.after}` });
-  // @fastify/rate-limit runs one responding limiter per request (the per-address one in
-  // the route config), so the per-username limit is a second, reporting limiter.
-  const usernameLimit = app.createRateLimit({
-    max: loginThrottle.maxPerUsername,
-    timeWindow,
-    keyGenerator: (req) => `login-user:${attemptedUsername(req)}`,
-  });
-  const perUsername = async (request: FastifyRequest) => {
-    const limit = await usernameLimit(request);
-    if (!limit.isAllowed && limit.isExceeded) {
-      const retryAfter = String(limit.ttlInSeconds);
-      throw new HttpProblem({
-        status: 429,
-        code: 'too_many_attempts',
-        title: 'Too Many Requests',
-        detail: `too many login attempts for this username; retry in ${retryAfter} seconds`,
-        headers: { 'retry-after': retryAfter },
-      });
-    }
-  };
+  const { identity, keyring, throttles } = opts;
+  const { windowSeconds } = throttles;
+  const loginThrottle = throttle(app, 'login', { ...throttles.login, windowSeconds }, attemptedUsername);
+  const registerThrottle = throttle(app, 'registration', { ...throttles.register, windowSeconds }, attemptedUsername);
+  const passwordThrottle = throttle(app, 'password change', { ...throttles.passwordChange, windowSeconds }, (request) => principalOf(request).userId);
 
   app.get(
     '/.well-known/jwks.json',
@@ -108,12 +98,13 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
   app.post(
     '/v1/register',
     {
+      ...registerThrottle,
       schema: {
         operationId: 'register',
         tags: ['identity'],
         summary: 'Create an account (when registration is open)',
         body: s.registerBody,
-        response: { 201: s.user, ...problemResponses(400, 403, 409) },
+        response: { 201: s.user, ...problemResponses(400, 403, 409, 429) },
       },
     },
     async (request, reply) => {
@@ -125,8 +116,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
   app.post(
     '/v1/token',
     {
-      config: { rateLimit: { max: loginThrottle.maxPerIp, timeWindow, errorResponseBuilder: throttled } },
-      preHandler: perUsername,
+      ...loginThrottle,
       schema: {
         operationId: 'createToken',
         tags: ['identity'],
@@ -246,13 +236,14 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
     '/v1/password/change',
     {
       onRequest: app.authenticate,
+      ...passwordThrottle,
       schema: {
         operationId: 'changePassword',
         tags: ['identity'],
         summary: 'Change your password; optionally end every other session',
         security: bearerSecurity,
         body: s.passwordChangeBody,
-        response: { 200: s.passwordChangeResponse, ...problemResponses(400, 401, 403, 422) },
+        response: { 200: s.passwordChangeResponse, ...problemResponses(400, 401, 403, 422, 429) },
       },
     },
     async (request) => {

@@ -15,7 +15,14 @@ const hostName = z
 const loginUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name').meta({ examples: ['root'] });
 const machineType = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'must be 1-32 lowercase letters, digits, "_" or "-"');
 export const tagKey = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'tag keys are 1-64 letters, digits, ".", "_" or "-"');
-const tags = z.record(tagKey, z.string().max(128)).meta({ examples: [{ gpu: 'a100', rack: 'r2' }] });
+/** Tags a machine may carry, and a reservation may ask for (each one a condition of its query). */
+export const MAX_TAGS = 32;
+/** Tag filters in one list query. */
+const MAX_TAG_FILTERS = 16;
+export const tags = z
+  .record(tagKey, z.string().max(128))
+  .refine((t) => Object.keys(t).length <= MAX_TAGS, `at most ${MAX_TAGS} tags`)
+  .meta({ examples: [{ gpu: 'a100', rack: 'r2' }] });
 const hostKey = z
   .string()
   .max(8192)
@@ -115,7 +122,7 @@ export const listMachinesQuery = z.object({
     .union([z.string(), z.array(z.string())])
     .optional()
     .transform((t) => (t === undefined ? [] : Array.isArray(t) ? t : [t]))
-    .pipe(z.array(z.string().regex(/^[A-Za-z0-9_.-]{1,64}:.{0,128}$/, 'tag filters look like key:value')))
+    .pipe(z.array(z.string().regex(/^[A-Za-z0-9_.-]{1,64}:.{0,128}$/, 'tag filters look like key:value')).max(MAX_TAG_FILTERS))
     .meta({ description: 'key:value; repeat for several' }),
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(128).optional(),

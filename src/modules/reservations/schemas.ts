@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { timestamp, uuid } from '../../http/common-schemas.js';
-import { machineName, tagKey } from '../machines/schemas.js';
+import { machineName, tags } from '../machines/schemas.js';
 import { ACCOUNT_NAME } from './accounts.js';
 
 export const reservationStatus = z.enum(['provisioning', 'active', 'releasing', 'released', 'failed']);
@@ -15,8 +15,8 @@ export const createReservationBody = z
     count: z.number().int().min(1).max(200).optional(),
     machines: z.array(machineName).min(1).max(200).optional().meta({ description: 'reserve exactly these machines' }),
     type: z.string().max(32).optional(),
-    tags: z.record(tagKey, z.string().max(128)).optional(),
-    duration_minutes: z.number().int().min(1).optional().meta({ description: 'default 60; capped by the server policy' }),
+    tags: tags.optional().meta({ description: 'every tag must match' }),
+    duration_minutes: z.number().int().min(1).max(1_000_000).optional().meta({ description: 'default 60; capped by the server policy' }),
     username: z
       .string()
       .regex(ACCOUNT_NAME, 'must be 2-32 characters: a lowercase letter, then lowercase letters, digits, _ or -')
