@@ -136,3 +136,8 @@ export function principalOf(request: FastifyRequest): Principal {
   if (!request.principal) throw new Error('principalOf() used on a route without an auth guard');
   return request.principal;
 }
+
+/** Who is looking, for answers whose details only admins may see. */
+export function viewerOf(request: FastifyRequest): { admin: boolean } {
+  return { admin: principalOf(request).role === 'admin' };
+}

@@ -7,6 +7,7 @@ import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminSession, createTestApp, json, userSession, type Session, type TestApp } from '../helpers/app.js';
+import { BASE_IMAGE } from '../helpers/ssh-machines.js';
 
 let t: TestApp;
 let admin: Session;
@@ -182,4 +183,20 @@ describe('slow bodies', () => {
       expect([400, 415], res.body).toContain(res.statusCode);
     }
   });
+
+  it('keeps following a build log through a step that prints nothing for longer than the idle timeout', async () => {
+    const res = await fetch(`${base}/v1/images`, {
+      method: 'POST',
+      headers: { ...admin.auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'quiet-step', dockerfile: `FROM ${BASE_IMAGE}\nRUN sleep 4 && echo finally-done\n` }),
+    });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const log = await fetch(`${base}/v1/images/${id}/log`, { headers: admin.auth });
+    expect(log.status).toBe(200);
+    // BERTH_IDLE_TIMEOUT_SECONDS=2: the follower is not cut during the quiet 4 s.
+    const text = await log.text();
+    expect(text).toContain('finally-done');
+    expect(text).toMatch(/berth: (exported|the image failed)/);
+  }, 120_000);
 });

@@ -165,7 +165,7 @@ export const imagesRoutes: FastifyPluginAsyncZod<ImagesRouteOptions> = async (ap
     async (request, reply) => {
       const stream = await images.logStream(request.params.id);
       // A build step may print nothing for minutes: a follower is not an idle connection.
-      request.raw.setTimeout(0);
+      request.socket.setTimeout?.(0);
       // A stream is sent as it is (no serializer); typed as the documented text body.
       return reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(stream as unknown as string);
     },

@@ -2,12 +2,29 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { bearerSecurity, page, problemResponses } from '../../http/common-schemas.js';
 import { YamlError, parseYamlBounded } from '../../infra/bounded-yaml.js';
+import { viewerOf } from '../../plugins/auth.js';
 import { problems } from '../../plugins/problem.js';
+import { VM_BOOTING } from '../vms/service.js';
 import type { MachineRow } from './access.js';
 import * as s from './schemas.js';
 import type { MachinesService } from './service.js';
 
-export function toMachineDto(m: MachineRow) {
+/**
+ * What a user who is not an admin may read of why a machine is out of the pool: a
+ * neutral word. The full reason can name another user's account and reservation.
+ */
+function neutralReason(m: MachineRow): string | null {
+  const reason = m.statusReason;
+  if (m.status === 'available' || m.status === 'reserved' || !reason) return null;
+  if (m.status === 'maintenance') return 'maintenance';
+  if (reason === VM_BOOTING) return reason;
+  if (reason.startsWith('cleanup pending')) return 'cleanup pending';
+  if (reason.startsWith('vm ')) return reason.split(':')[0]!;
+  return 'unreachable';
+}
+
+/** The machine as `viewer` may see it: reasons and reservation ids are for admins. */
+export function toMachineDto(m: MachineRow, viewer: { admin: boolean }) {
   return {
     id: m.id,
     name: m.name,
@@ -18,14 +35,16 @@ export function toMachineDto(m: MachineRow) {
     tags: (m.tags ?? {}) as Record<string, string>,
     allow_sudo: m.allowSudo,
     status: m.status,
-    status_reason: m.statusReason,
+    status_reason: viewer.admin ? m.statusReason : neutralReason(m),
     host_key_fingerprint: m.hostKeyFingerprint,
-    reservation_id: m.reservationId,
+    reservation_id: viewer.admin ? m.reservationId : null,
     last_checked_at: m.lastCheckedAt?.toISOString() ?? null,
     created_at: m.createdAt.toISOString(),
     updated_at: m.updatedAt.toISOString(),
   };
 }
+
+const ADMIN = { admin: true };
 
 const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'];
 /** An import of 1,000 machines in the machine-manager format is about 100 KiB. */
@@ -85,7 +104,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
         response: { 201: s.machine, ...problemResponses(400, 401, 403, 409) },
       },
     },
-    async (request, reply) => reply.status(201).send(toMachineDto(await machines.create(request.body))),
+    async (request, reply) => reply.status(201).send(toMachineDto(await machines.create(request.body), ADMIN)),
   );
 
   app.get(
@@ -103,7 +122,8 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
     },
     async (request) => {
       const { items, nextCursor } = await machines.list(request.query);
-      return { items: items.map(toMachineDto), next_cursor: nextCursor };
+      const viewer = viewerOf(request);
+      return { items: items.map((m) => toMachineDto(m, viewer)), next_cursor: nextCursor };
     },
   );
 
@@ -120,7 +140,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
         response: { 200: s.machine, ...problemResponses(400, 401, 404) },
       },
     },
-    async (request) => toMachineDto(await machines.byName(request.params.name)),
+    async (request) => toMachineDto(await machines.byName(request.params.name), viewerOf(request)),
   );
 
   app.patch(
@@ -137,7 +157,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
         response: { 200: s.machine, ...problemResponses(400, 401, 403, 404) },
       },
     },
-    async (request) => toMachineDto(await machines.update(request.params.name, request.body)),
+    async (request) => toMachineDto(await machines.update(request.params.name, request.body), ADMIN),
   );
 
   app.delete(
@@ -173,7 +193,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
         response: { 200: s.machine, ...problemResponses(400, 401, 403, 404, 409) },
       },
     },
-    async (request) => toMachineDto(await machines.enterMaintenance(request.params.name, request.body.reason)),
+    async (request) => toMachineDto(await machines.enterMaintenance(request.params.name, request.body.reason), ADMIN),
   );
 
   app.delete(
@@ -189,7 +209,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
         response: { 200: s.machine, ...problemResponses(400, 401, 403, 404, 409) },
       },
     },
-    async (request) => toMachineDto(await machines.leaveMaintenance(request.params.name)),
+    async (request) => toMachineDto(await machines.leaveMaintenance(request.params.name), ADMIN),
   );
 
   app.post(

@@ -2,16 +2,18 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { bearerSecurity, idParams, problemResponses } from '../../http/common-schemas.js';
 import { page } from '../../http/common-schemas.js';
+import { viewerOf } from '../../plugins/auth.js';
 import * as s from './schemas.js';
 import type { VmRow, VmsService } from './service.js';
 
-export function toVmDto(v: VmRow) {
+/** The VM as `viewer` may see it: why it failed (its console's last lines, the tenant's output) is for admins. */
+export function toVmDto(v: VmRow, viewer: { admin: boolean }) {
   return {
     id: v.id,
     name: v.name,
     image: { id: v.image.id, name: v.image.name },
     state: v.state,
-    state_reason: v.stateReason,
+    state_reason: viewer.admin ? v.stateReason : v.stateReason && v.state,
     cpus: v.cpus,
     memory_mb: v.memoryMb,
     ssh: { host: v.machine?.host ?? '127.0.0.1', port: v.sshPort, host_key_fingerprint: v.hostKeyFingerprint },
@@ -24,6 +26,7 @@ export function toVmDto(v: VmRow) {
   };
 }
 
+const ADMIN = { admin: true };
 const accepted = (v: VmRow) => ({ id: v.id, name: v.name, state: v.state });
 
 export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app, { vms }) => {
@@ -59,7 +62,8 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
     },
     async (request) => {
       const { items, nextCursor } = await vms.list(request.query);
-      return { items: items.map(toVmDto), next_cursor: nextCursor };
+      const viewer = viewerOf(request);
+      return { items: items.map((v) => toVmDto(v, viewer)), next_cursor: nextCursor };
     },
   );
 
@@ -76,7 +80,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
         response: { 200: s.vm, ...problemResponses(400, 401, 404) },
       },
     },
-    async (request) => toVmDto(await vms.get(request.params.id)),
+    async (request) => toVmDto(await vms.get(request.params.id), viewerOf(request)),
   );
 
   for (const action of ['reset', 'start'] as const) {
@@ -113,7 +117,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
         response: { 200: s.vm, ...problemResponses(400, 401, 403, 404, 409) },
       },
     },
-    async (request) => toVmDto(await vms.stop(request.params.id)),
+    async (request) => toVmDto(await vms.stop(request.params.id), ADMIN),
   );
 
   app.delete(
@@ -174,7 +178,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
     },
     async (request) => {
       const { image, vms: members } = await vms.resizePool(request.params.id, request.body.size);
-      return { image_id: image.id, image: image.name, size: image.poolSize, vms: members.map(toVmDto) };
+      return { image_id: image.id, image: image.name, size: image.poolSize, vms: members.map((v) => toVmDto(v, ADMIN)) };
     },
   );
 };
