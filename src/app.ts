@@ -115,6 +115,18 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     reply.header('x-request-id', request.id);
     done();
   });
+  // A response sent while berth is closing ends its connection: closing waits for every
+  // connection, and one kept alive after its request was answered would hold shutdown
+  // until keepAliveTimeout (Fastify closes only the connections idle when closing starts).
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close');
+    done(null, payload);
+  });
 
   const { prisma, keyring } = deps;
   const hasher = await createPasswordHasher(config.argon2);

@@ -30,7 +30,7 @@ const commands: Record<string, () => Promise<void>> = {
 const name = process.argv[2] ?? '';
 const command = commands[name];
 if (!command) {
-  console.error(`usage: tsx src/cli.ts <${Object.keys(commands).join('|')}>`);
+  console.error(`usage: node dist/cli.js <${Object.keys(commands).join('|')}>   (npm run migrate, npm run keys:rotate)`);
   process.exit(64);
 }
 command().catch((err) => {

@@ -8,6 +8,9 @@ import { Keyring } from './modules/identity/keyring.js';
 import { ensureAdmin } from './modules/users/bootstrap.js';
 import { createPasswordHasher } from './modules/identity/passwords.js';
 
+/** Signals this soon after the first are the same Ctrl-C, relayed. */
+const REPEATED_SIGNAL_MS = 1500;
+
 async function main() {
   let config;
   try {
@@ -21,6 +24,25 @@ async function main() {
   }
 
   const say = (msg: string) => console.log(`[berth] ${msg}`);
+  // One Ctrl-C reaches berth more than once: the terminal signals the whole foreground
+  // group (npm and berth) and npm forwards what it got to berth. Signals within a moment
+  // of the first are that same Ctrl-C; one after that means "stop now". Before berth
+  // serves there is nothing to finish: it exits (and its 'exit' hook stops the database).
+  let stoppingSince = 0;
+  let stopGracefully: () => void = () => process.exit(1);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (!stoppingSince) {
+        stoppingSince = Date.now();
+        say(`${signal}: shutting down`);
+        stopGracefully();
+      } else if (Date.now() - stoppingSince > REPEATED_SIGNAL_MS) {
+        say(`${signal} again: stopping without waiting`);
+        process.exit(1);
+      }
+    });
+  }
+
   const db = await openDatabase(config, say);
   const keyring = Keyring.open(config.jwt.keysDir);
   process.on('SIGHUP', () => {
@@ -34,13 +56,17 @@ async function main() {
   );
 
   const app = await buildApp(config, { prisma: db.prisma, keyring });
-  // SIGHUP means "reload the signing keys" (handled above), not "shut down".
-  closeWithGrace({ delay: 10_000, skip: ['SIGHUP'] }, async ({ signal, err }) => {
+  // SIGHUP means "reload the signing keys" and SIGINT/SIGTERM are handled above;
+  // close-with-grace covers the rest: fatal errors, other signals.
+  const grace = closeWithGrace({ delay: 10_000, skip: ['SIGHUP', 'SIGINT', 'SIGTERM'] }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'shutting down after an error');
-    else app.log.info({ signal }, 'shutting down');
+    else if (signal) say(`${signal}: shutting down`);
+    // In-flight requests finish; the jobs stop after their tick; VMs keep running.
     await app.close();
     await db.close();
+    say('stopped');
   });
+  stopGracefully = () => void grace.close();
 
   if (admin.generatedPassword) {
     say(`created admin "${admin.username}" with password: ${admin.generatedPassword}`);

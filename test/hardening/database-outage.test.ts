@@ -192,13 +192,14 @@ async function settle(base: string, admin: string, socketPath: string) {
 
 describe('the embedded database stopped and killed under load', () => {
   let server: ServerProcess;
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-outage-'));
+  let dataDir = '';
   afterAll(async () => {
     await server?.stop();
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('answers 503 quickly while it is away, restarts it, heals, and loses nothing', { timeout: 240_000 }, async () => {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-outage-'));
     server = await startServer({ ...serverEnv, BERTH_DATA_DIR: dataDir });
     const base = server.url;
     const mariadbDir = path.join(dataDir, 'mariadb');
@@ -245,13 +246,14 @@ describe('the embedded database stopped and killed under load', () => {
 
 describe('a DATABASE_URL database that dies and comes back', () => {
   let server: ServerProcess;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-outage-url-'));
+  let dir = '';
   afterAll(async () => {
     await server?.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('heals by itself once the database answers again', { timeout: 180_000 }, async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-outage-url-'));
     // Someone else's server (here: this test's), restarted by its own supervisor.
     const db = await startEmbeddedMariaDb({ dir: path.join(dir, 'db') });
     try {

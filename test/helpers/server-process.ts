@@ -1,4 +1,5 @@
-// Runs src/server.ts as a real process, the way `npm start` does, and reads what it prints.
+// Runs src/server.ts as a real process (through tsx: no build needed; `npm start` runs
+// the same code compiled) and reads what it prints.
 import { spawn, type ChildProcess } from 'node:child_process';
 
 export interface ServerProcess {
