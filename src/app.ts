@@ -20,7 +20,8 @@ import { usersRoutes } from './modules/users/routes.js';
 import { createMachineAccess } from './modules/machines/access.js';
 import { machinesRoutes } from './modules/machines/routes.js';
 import { createMachinesService } from './modules/machines/service.js';
-import { startExpiryJob, type ExpiryJob, type TickResult } from './modules/reservations/expiry-job.js';
+import { reservationsJob, type TickResult } from './modules/reservations/job.js';
+import { createJobRunner, type JobRunner } from './infra/jobs.js';
 import { reservationsRoutes } from './modules/reservations/routes.js';
 import { createReservationsService } from './modules/reservations/service.js';
 import { createSecretBox, loadSecretKey } from './infra/secret-box.js';
@@ -41,6 +42,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The reservation job of this instance: `tick()` runs expiry and reconciliation now. */
     reservationJob: { tick(): Promise<TickResult | null> };
+    /** This instance's background jobs (tests run one with `runNow`). */
+    jobs: JobRunner;
   }
 }
 
@@ -192,7 +195,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(reservationsRoutes, { reservations });
 
   const images = createImagesService({ prisma, docker, dir: imagesDir, log: app.log });
-  // Builds run after their request has been answered; closing waits for them.
   const builds = new Set<Promise<void>>();
   const track = (build: Promise<void>) => {
     builds.add(build);
@@ -201,46 +203,29 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(imagesRoutes, { images, track, maxContextBytes: config.images.maxContextBytes });
   await app.register(vmsRoutes, { vms });
 
-  // VMs outlive the process: at start-up their QEMUs are re-adopted (or found dead), and
-  // the watch follows them from then on. Closing leaves them running.
-  let vmWatch: NodeJS.Timeout | undefined;
-  let watching: Promise<void> | null = null;
+  // Every background job of this process, from start-up to close. VMs outlive the
+  // process: at start-up their QEMUs are re-adopted (or found dead) by the VM watch, and
+  // closing leaves them running.
+  const jobs = createJobRunner(
+    [
+      reservationsJob(reservations, { intervalSeconds: config.reservations.expiryIntervalSeconds, log: app.log }),
+      { name: 'vms', intervalMs: config.vms.watchSeconds * 1000, tick: () => vms.watch() },
+      { name: 'images', intervalMs: config.images.watchSeconds * 1000, tick: () => images.failInterrupted() },
+      { name: 'sessions', intervalMs: config.sessions.pruneIntervalSeconds * 1000, tick: () => sessions.prune() },
+    ],
+    app.log,
+  );
   app.addHook('onReady', async () => {
     void vmRuntime.get().catch((err: Error) => app.log.warn({ err: err.message }, 'VMs are unavailable on this host'));
-    const watch = () => {
-      watching ??= vms
-        .watch()
-        .catch((err: unknown) => app.log.error({ err }, 'VM watch failed'))
-        .finally(() => (watching = null));
-    };
-    watch();
-    vmWatch = setInterval(watch, config.vms.watchSeconds * 1000).unref();
+    jobs.start();
   });
   app.addHook('onClose', async () => {
-    clearInterval(vmWatch);
-    await watching;
+    await jobs.stop();
     await vms.close();
-  });
-  let imageWatch: NodeJS.Timeout | undefined;
-  app.addHook('onReady', async () => {
-    const interrupted = () => void images.failInterrupted().catch((err: unknown) => app.log.error({ err }, 'image watch failed'));
-    interrupted();
-    imageWatch = setInterval(interrupted, 30_000).unref();
-  });
-  app.addHook('onClose', async () => {
-    clearInterval(imageWatch);
+    // Builds run after their request has been answered; closing waits for them.
     await Promise.allSettled([...builds]);
   });
-
-  // Expiry and crash reconciliation run inside the server, from start-up to close.
-  let job: ExpiryJob | undefined;
-  app.addHook('onReady', async () => {
-    job = startExpiryJob(reservations, { intervalSeconds: config.reservations.expiryIntervalSeconds, log: app.log });
-    void job.tick();
-  });
-  app.addHook('onClose', async () => {
-    await job?.stop();
-  });
-  app.decorate('reservationJob', { tick: () => job?.tick() ?? Promise.resolve(null) });
+  app.decorate('reservationJob', { tick: () => jobs.runNow<TickResult>('reservations') });
+  app.decorate('jobs', jobs);
   return app;
 }

@@ -37,6 +37,8 @@ const environment = z
     BERTH_REFRESH_IDLE_TTL_SECONDS: seconds(14 * 24 * 3600),
     BERTH_SESSION_MAX_TTL_SECONDS: seconds(30 * 24 * 3600),
     BERTH_SESSION_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
+    BERTH_REFRESH_REUSE_WINDOW_SECONDS: seconds(24 * 3600),
+    BERTH_PRUNE_INTERVAL_SECONDS: seconds(600),
 
     BERTH_ARGON2_MEMORY_KIB: z.coerce.number().int().min(19_456).default(19_456),
     BERTH_ARGON2_TIME_COST: z.coerce.number().int().min(2).default(2),
@@ -65,6 +67,7 @@ const environment = z
     BERTH_DOCKER_SOCKET: z.string().min(1).default('/var/run/docker.sock'),
     BERTH_CACHE_DIR: z.string().min(1).optional(),
     BERTH_IMAGE_CONTEXT_MAX_MB: z.coerce.number().int().positive().default(512),
+    BERTH_IMAGE_WATCH_SECONDS: seconds(30),
     BERTH_NODE_NAME: z.string().min(1).max(255).default(os.hostname()),
     BERTH_VM_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
     BERTH_VM_DEFAULT_CPUS: z.coerce.number().int().min(1).default(1),
@@ -123,6 +126,10 @@ export interface Config {
     maxTtlSeconds: number;
     /** How long one process may trust a positive session check before asking the database again. */
     cacheMs: number;
+    /** How long a spent refresh token is kept: presented again within it, it revokes its session. */
+    reuseWindowSeconds: number;
+    /** How often dead sessions and unusable refresh tokens are deleted. */
+    pruneIntervalSeconds: number;
   };
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
   /** Attempts per client address and per account, in one window, on the routes that hash or check passwords. */
@@ -137,7 +144,11 @@ export interface Config {
   ssh: { connectTimeoutMs: number; commandTimeoutMs: number };
   /** The Docker engine that builds images. */
   dockerSocket: string;
-  images: { maxContextBytes: number };
+  images: {
+    maxContextBytes: number;
+    /** How often builds whose process stopped heartbeating are marked failed. */
+    watchSeconds: number;
+  };
   /** Expensive fixtures made once per machine (the VM kernel); default `dataDir/cache`. */
   cacheDir: string;
   /** This host's name in VM records: each berth process manages the VMs of its host. */
@@ -200,6 +211,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       refreshIdleTtlSeconds: e.BERTH_REFRESH_IDLE_TTL_SECONDS,
       maxTtlSeconds: e.BERTH_SESSION_MAX_TTL_SECONDS,
       cacheMs: e.BERTH_SESSION_CACHE_MS,
+      reuseWindowSeconds: e.BERTH_REFRESH_REUSE_WINDOW_SECONDS,
+      pruneIntervalSeconds: e.BERTH_PRUNE_INTERVAL_SECONDS,
     },
     argon2: {
       memoryCost: e.BERTH_ARGON2_MEMORY_KIB,
@@ -215,7 +228,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     secretKey: e.BERTH_SECRET_KEY,
     ssh: { connectTimeoutMs: e.BERTH_SSH_CONNECT_TIMEOUT_MS, commandTimeoutMs: e.BERTH_SSH_COMMAND_TIMEOUT_MS },
     dockerSocket: e.BERTH_DOCKER_SOCKET,
-    images: { maxContextBytes: e.BERTH_IMAGE_CONTEXT_MAX_MB * 1024 * 1024 },
+    images: { maxContextBytes: e.BERTH_IMAGE_CONTEXT_MAX_MB * 1024 * 1024, watchSeconds: e.BERTH_IMAGE_WATCH_SECONDS },
     cacheDir: path.resolve(e.BERTH_CACHE_DIR ?? path.join(dataDir, 'cache')),
     nodeName: e.BERTH_NODE_NAME,
     vms: {

@@ -42,6 +42,12 @@ export interface SessionStore {
   /** Drops this process's cached session checks of a user (after revoking inside a transaction). */
   forget(userId: string): void;
   ownerOf(sessionId: string): Promise<string | null>;
+  /**
+   * Deletes what can no longer be used: dead sessions (revoked or expired, with their
+   * refresh tokens), expired refresh tokens, and spent ones older than the reuse window
+   * (a spent token presented within it still revokes its session). Returns how many rows went.
+   */
+  prune(): Promise<number>;
   listActive(
     userId: string,
     page: { limit: number; cursor?: string },
@@ -64,10 +70,13 @@ function truncate(value: string | undefined, max: number): string | null {
 }
 
 
+/** Rows one prune statement deletes at most: short statements, short locks. */
+const PRUNE_BATCH = 5000;
+
 export function createSessionStore(
   prisma: PrismaClient,
   checker: SessionChecker,
-  ttl: { refreshIdleTtlSeconds: number; maxTtlSeconds: number },
+  ttl: { refreshIdleTtlSeconds: number; maxTtlSeconds: number; reuseWindowSeconds: number },
 ): SessionStore {
   const refreshExpiry = (now: number, sessionExpiresAt: Date) =>
     new Date(Math.min(now + ttl.refreshIdleTtlSeconds * 1000, sessionExpiresAt.getTime()));
@@ -182,6 +191,20 @@ export function createSessionStore(
     async ownerOf(sessionId) {
       const s = await prisma.session.findUnique({ where: { id: sessionId }, select: { userId: true } });
       return s?.userId ?? null;
+    },
+
+    async prune() {
+      const now = new Date();
+      const spentBefore = new Date(now.getTime() - ttl.reuseWindowSeconds * 1000);
+      let total = 0;
+      for (;;) {
+        const deleted =
+          (await prisma.$executeRaw`DELETE FROM sessions WHERE revoked_at IS NOT NULL OR expires_at <= ${now} LIMIT ${PRUNE_BATCH}`) +
+          (await prisma.$executeRaw`
+            DELETE FROM refresh_tokens WHERE expires_at <= ${now} OR spent_at < ${spentBefore} LIMIT ${PRUNE_BATCH}`);
+        total += deleted;
+        if (deleted === 0) return total;
+      }
     },
 
     async listActive(userId, { limit, cursor }) {

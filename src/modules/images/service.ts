@@ -4,6 +4,7 @@
 // readable, and followable, while it grows. A build whose process died stops
 // heartbeating and is marked failed by the next process that looks.
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type Docker from 'dockerode';
@@ -26,6 +27,21 @@ export interface ImagesDeps {
 }
 
 const notFound = () => problems.notFound('image_not_found', 'no such image');
+/** The most of a log one read takes. */
+const LOG_READ_BYTES = 64 * 1024;
+
+/** What `file` holds from `offset` on (at most LOG_READ_BYTES); empty when nothing, or no file yet. */
+async function readFrom(file: string, offset: number): Promise<Buffer> {
+  const handle = await fsp.open(file, 'r').catch(() => null);
+  if (!handle) return Buffer.alloc(0);
+  try {
+    const buf = Buffer.alloc(LOG_READ_BYTES);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, offset);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
 export const dockerTag = (image: Pick<Image, 'id'>) => `berth/image-${image.id}:latest`;
 /** The read-only ext4 base VMs of this image boot from. */
 export const imageBasePath = (imagesDir: string, imageId: string) => path.join(imagesDir, imageId, 'base.ext4');
@@ -110,28 +126,32 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
       const file = paths(id).log;
       let offset = 0;
       let finished = false;
-      return new Readable({
-        async read() {
-          for (;;) {
-            const size = fs.existsSync(file) ? fs.statSync(file).size : 0;
-            if (size > offset) {
-              const fd = fs.openSync(file, 'r');
-              const chunk = Buffer.alloc(size - offset);
-              fs.readSync(fd, chunk, 0, chunk.length, offset);
-              fs.closeSync(fd);
-              offset = size;
-              this.push(chunk);
-              return;
-            }
-            if (finished) {
-              this.push(null);
-              return;
-            }
-            const { status } = await get(id).catch(() => ({ status: 'failed' as const }));
-            // One more read after the build ends picks up its last lines.
-            if (status !== 'building') finished = true;
-            else await new Promise((r) => setTimeout(r, 200));
+
+      /** Pushes what the log gained since the last read, waiting while the build runs and writes nothing. */
+      async function next(stream: Readable): Promise<void> {
+        for (;;) {
+          const chunk = await readFrom(file, offset);
+          if (chunk.length) {
+            offset += chunk.length;
+            stream.push(chunk);
+            return;
           }
+          if (finished) {
+            stream.push(null);
+            return;
+          }
+          const { status } = await get(id).catch(() => ({ status: 'failed' as const }));
+          // One more read after the build ends picks up its last lines.
+          if (status !== 'building') finished = true;
+          else await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+
+      return new Readable({
+        // An async read() that throws would be an unhandled rejection (which ends the
+        // process): any failure ends this stream instead.
+        read() {
+          next(this).catch((err: Error) => this.destroy(err));
         },
       });
     },

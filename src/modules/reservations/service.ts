@@ -383,15 +383,20 @@ export function createReservationsService(deps: ReservationsDeps) {
 
       if (failures.length === 0) {
         const now = Date.now();
+        // Only for a user who still exists: one deleted meanwhile gets nothing.
         const { count } = await prisma.reservation.updateMany({
-          where: { id, status: 'provisioning', leaseOwner: token },
+          where: { id, status: 'provisioning', leaseOwner: token, userId: { not: null } },
           data: { status: 'active', activatedAt: new Date(now), expiresAt: new Date(now + duration * 60_000), leaseUntil: null },
         });
         // Only a password berth made up is shown (once); the user knows their own.
         if (count === 1) return { reservation: (await load(id))!, password: generated, replayed: false };
-        // The lease ran out, which means its renewals failed (the database was away): the
-        // worker that took the reservation over rolls it back.
-        throw new DatabaseUnavailableError('the database was unavailable while the reservation was set up; it is being rolled back');
+        const current = await prisma.reservation.findUnique({ where: { id }, select: { leaseOwner: true } });
+        if (current?.leaseOwner !== token) {
+          // The lease ran out, which means its renewals failed (the database was away): the
+          // worker that took the reservation over rolls it back.
+          throw new DatabaseUnavailableError('the database was unavailable while the reservation was set up; it is being rolled back');
+        }
+        failures.push({ machine: machines[0]!, error: new Error('the user was deleted while the reservation was being set up') });
       }
 
       const first = failures[0]!;
@@ -524,6 +529,13 @@ export function createReservationsService(deps: ReservationsDeps) {
           finished++;
         }
         log.info({ reservation: r.id, was: r.status }, 'reconciled an interrupted reservation');
+      });
+      // Active reservations of users deleted meanwhile (one was being set up while its user
+      // went): nobody may hold machines for them.
+      const orphaned = await prisma.reservation.findMany({ where: { status: 'active', userId: null }, select: { id: true, accountUsername: true } });
+      await mapLimit(orphaned, UNWIND_CONCURRENCY, async (r) => {
+        const token = await claimForRelease(r.id, 'user_deleted');
+        if (token) await unwind(r, 'released', 'user_deleted', token);
       });
       // Offline machines that still hold an account of an ended reservation: try again now and then.
       const pending = await prisma.machine.findMany({

@@ -118,17 +118,26 @@ export function createUsersService({ prisma, hasher, identity, checker, releaseR
       return user;
     },
 
+    /**
+     * Deletes a user in three steps. First, under the lock, the last-admin rule is checked
+     * and the user disabled (their sessions end): a refused deletion has touched nothing.
+     * Then their reservations are released, and the user row goes. A reservation still
+     * being set up meanwhile cannot become the user's: its activation needs the user (see
+     * reservations), and the job releases any reservation whose user is gone.
+     */
     async remove(actor: Principal, id: string): Promise<void> {
       if (actor.userId === id) throw problems.conflict('cannot_delete_self', 'you cannot delete your own account');
-      if (!(await prisma.user.findUnique({ where: { id }, select: { id: true } }))) throw notFound();
-      await releaseReservationsOf(id);
       await withDeadlockRetry(() => prisma.$transaction(async (tx) => {
         const target = await lockUser(tx, id);
         if (!target) throw notFound();
         if (target.role === 'admin' && !target.disabled) await assertAnotherAdmin(tx, id);
-        // Sessions (and their refresh tokens) go with the user by ON DELETE CASCADE.
-        await tx.user.delete({ where: { id } });
+        await tx.user.update({ where: { id }, data: { disabled: true } });
+        await tx.session.updateMany({ where: { userId: id, revokedAt: null }, data: { revokedAt: new Date(), revokedReason: 'user_deleted' } });
       }));
+      checker.forgetUser(id);
+      await releaseReservationsOf(id);
+      // Sessions (and their refresh tokens) go with the user by ON DELETE CASCADE.
+      await prisma.user.deleteMany({ where: { id } });
       // Evict this process's cached session checks; other processes miss the row within the cache window.
       checker.forgetUser(id);
     },

@@ -543,7 +543,11 @@ export function createVmsService(deps: VmsDeps) {
       const members = await prisma.vm.findMany({ where: { imageId }, include: withRefs });
       for (const v of members) {
         if ((v.state === 'failed' || v.state === 'stopped') && v.node === node && !v.machine?.reservationId) {
-          await withdraw(v, VM_BOOTING).then(() => launch(v, { discard: v.state === 'failed', from: [v.state] })).catch(() => {});
+          // One that cannot come back now (reserved meanwhile, QEMU refusing) stays as it is;
+          // the resize itself has done its part.
+          await withdraw(v, VM_BOOTING)
+            .then(() => launch(v, { discard: v.state === 'failed', from: [v.state] }))
+            .catch((err: Error) => log.warn({ vm: v.id, err: err.message }, 'could not restart a pool member'));
         }
       }
       return { image: (await prisma.image.findUniqueOrThrow({ where: { id: imageId } })), vms: await prisma.vm.findMany({ where: { imageId }, include: withRefs, orderBy: { name: 'asc' } }) };

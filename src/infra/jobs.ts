@@ -1,0 +1,68 @@
+// The one way berth runs background work: each job ticks on its own interval, never
+// overlaps itself (the next tick is scheduled when one ends), logs its failures and goes
+// on; `stop` waits for the ticks in progress. Every job berth has is in the list app.ts
+// gives the runner.
+
+export interface Job<T = unknown> {
+  name: string;
+  intervalMs: number;
+  /** One tick; its result is what `runNow` answers. */
+  tick(): Promise<T>;
+}
+
+export interface JobRunner {
+  /** Ticks every job now, then on its interval. */
+  start(): void;
+  /** Runs a tick of `name` now (or joins the one running); null when it failed. */
+  runNow<T>(name: string): Promise<T | null>;
+  /** No more ticks; resolves once the ticks in progress have ended. */
+  stop(): Promise<void>;
+}
+
+interface Running {
+  job: Job;
+  timer?: NodeJS.Timeout;
+  current: Promise<unknown> | null;
+}
+
+export function createJobRunner(jobs: Job[], log: { error(obj: object, msg: string): void }): JobRunner {
+  const running = new Map<string, Running>(jobs.map((job) => [job.name, { job, current: null }]));
+  let stopped = false;
+
+  function tick(r: Running): Promise<unknown> {
+    r.current ??= r.job
+      .tick()
+      .catch((err: unknown) => {
+        log.error({ err, job: r.job.name }, 'a background job failed; it runs again at its next tick');
+        return null;
+      })
+      .finally(() => {
+        r.current = null;
+        schedule(r);
+      });
+    return r.current;
+  }
+
+  function schedule(r: Running) {
+    clearTimeout(r.timer);
+    if (stopped) return;
+    r.timer = setTimeout(() => void tick(r), r.job.intervalMs);
+    r.timer.unref();
+  }
+
+  return {
+    start() {
+      for (const r of running.values()) void tick(r);
+    },
+    runNow<T>(name: string) {
+      const r = running.get(name);
+      if (!r) throw new Error(`no job named ${name}`);
+      return tick(r) as Promise<T | null>;
+    },
+    async stop() {
+      stopped = true;
+      for (const r of running.values()) clearTimeout(r.timer);
+      await Promise.all([...running.values()].map((r) => r.current));
+    },
+  };
+}
