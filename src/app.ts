@@ -35,7 +35,7 @@ import { createVmRuntime } from './infra/vm/runtime.js';
 import { createUsersService } from './modules/users/service.js';
 import authPlugin from './plugins/auth.js';
 import openapiPlugin from './plugins/openapi.js';
-import problemPlugin from './plugins/problem.js';
+import problemPlugin, { frameworkErrors } from './plugins/problem.js';
 import { serializerCompiler } from './plugins/serializer.js';
 
 declare module 'fastify' {
@@ -110,6 +110,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       headersTimeout: Math.min(60_000, config.timeouts.requestMs),
     },
     requestIdHeader: 'x-request-id',
+    frameworkErrors,
     genReqId: () => randomUUID(),
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);

@@ -134,11 +134,27 @@ const titles: Record<number, string> = {
   406: 'Not Acceptable',
   409: 'Conflict',
   413: 'Content Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Content',
   429: 'Too Many Requests',
   503: 'Service Unavailable',
 };
+
+/**
+ * Fastify's routing errors, which come before any route or plugin: a URL that does not
+ * decode, a path parameter longer than the router takes. Given to Fastify as `frameworkErrors`.
+ */
+export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
+  const status = tooLong ? 414 : 400;
+  return send(
+    reply,
+    request,
+    { title: titles[status], detail: tooLong ? 'a path parameter is longer than any berth accepts' : 'the URL does not decode', code: tooLong ? 'uri_too_long' : 'bad_url' },
+    status,
+  );
+}
 
 export default fp(
   async function problemPlugin(app: FastifyInstance) {
