@@ -51,6 +51,9 @@ export async function createTestApp(env: Record<string, string> = {}, opts: Test
     BERTH_DATA_DIR: dataDir,
     // The VM kernel is fetched once per machine, into the checkout's cache.
     BERTH_CACHE_DIR: path.resolve('.data/cache'),
+    // KVM does not work on these machines; probing it costs every test app 5 s of a core
+    // (test/vm/boot.test.ts tests the probe itself).
+    BERTH_VM_ACCEL: 'tcg',
     // Every injected request comes from 127.0.0.1; the throttling tests set their own limits.
     BERTH_LOGIN_MAX_PER_IP: '100000',
     BERTH_LOGIN_MAX_PER_USERNAME: '100000',

@@ -179,16 +179,19 @@ export async function resetVm(spec: VmSpec): Promise<number> {
 export async function probeKvm(kernel: string, timeoutMs = 5000): Promise<boolean> {
   if (!fs.existsSync('/dev/kvm')) return false;
   return new Promise((resolve) => {
+    // Under `timeout`, so the probe ends even if berth exits first (a guest that hangs
+    // under KVM spins a core for as long as its QEMU lives); `timeout` passes our SIGTERM on.
     const child = spawn(
-      'qemu-system-x86_64',
-      ['-M', 'microvm', '-accel', 'kvm', '-cpu', 'host', '-m', '128', '-nodefaults', '-no-user-config', '-display', 'none',
+      'timeout',
+      ['-s', 'KILL', String(Math.ceil(timeoutMs / 1000) + 1),
+        'qemu-system-x86_64', '-M', 'microvm', '-accel', 'kvm', '-cpu', 'host', '-m', '128', '-nodefaults', '-no-user-config', '-display', 'none',
         '-serial', 'stdio', '-kernel', kernel, '-append', 'console=ttyS0 panic=-1', '-no-reboot'],
       { stdio: ['ignore', 'pipe', 'ignore'] },
     );
     let out = '';
     const done = (ok: boolean) => {
       clearTimeout(timer);
-      child.kill('SIGKILL');
+      child.kill('SIGTERM');
       resolve(ok);
     };
     const timer = setTimeout(() => done(false), timeoutMs);
