@@ -23,6 +23,8 @@ declare -A PROVIDERS=(
   [cpio]=cpio                  # the VM initramfs
   [xz]=xz-utils                # unpacking the kernel's compressed payload
   [ssh-keygen]=openssh-client  # the key tests check berth's keys with OpenSSH itself
+  [caddy]=caddy                # HTTPS in front of berth: the tests go through the committed Caddyfile
+  [docker-compose]=docker-compose   # the compose deployment test (Debian has compose v1 only)
 )
 missing=()
 for cmd in "${!PROVIDERS[@]}"; do
