@@ -66,6 +66,19 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$schema_hash" ]]; then
   echo "$schema_hash" >"$stamp"
 fi
 
+# --- the TypeScript client (clients/typescript) --------------------------------------------
+# Compiled to dist/ when its sources change: the tests, and other packages of this repository,
+# import it as the package @berth/client.
+client_hash=$(cat clients/typescript/package.json clients/typescript/tsconfig.json clients/typescript/src/*.ts \
+  clients/typescript/src/generated/*.ts package-lock.json | sha256sum | cut -d' ' -f1)
+client_stamp=clients/typescript/dist/.source-hash
+if [[ ! -f $client_stamp || $(cat "$client_stamp") != "$client_hash" ]]; then
+  say "building the TypeScript client (clients/typescript)"
+  rm -rf clients/typescript/dist
+  npm run --silent build --workspace @berth/client
+  echo "$client_hash" >"$client_stamp"
+fi
+
 # --- VM kernel ---------------------------------------------------------------------------
 # Debian's kernel for the VMs, fetched and unpacked into the cache once per machine (never
 # installed into /boot). Without it berth still runs; only VMs are unavailable.
