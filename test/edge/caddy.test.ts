@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminSession, createTestApp, PASSWORD, type Session, type TestApp } from '../helpers/app.js';
-import { startCaddy, type Caddy } from '../helpers/caddy.js';
+import { startCaddyFor, type Caddy } from '../helpers/caddy.js';
 import { BASE_IMAGE } from '../helpers/ssh-machines.js';
 
 const MAX_LOGINS_PER_ADDRESS = 5;
@@ -25,8 +25,7 @@ beforeAll(async () => {
     BERTH_IMAGE_CONTEXT_MAX_MB: '256',
   });
   admin = await adminSession(t);
-  const address = await t.app.listen({ port: 0, host: '127.0.0.1' });
-  caddy = await startCaddy(new URL(address).host);
+  caddy = await startCaddyFor(t.app);
 });
 afterAll(async () => {
   await caddy?.stop();

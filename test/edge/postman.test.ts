@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD } from '../helpers/app.js';
-import { startCaddy, type Caddy } from '../helpers/caddy.js';
+import { startCaddyFor, type Caddy } from '../helpers/caddy.js';
 import { accountExists, createPool, type Pool } from '../helpers/pool.js';
 
 const COLLECTION = path.resolve('clients/postman/berth.postman_collection.json');
@@ -28,8 +28,7 @@ let pool: Pool;
 let caddy: Caddy;
 beforeAll(async () => {
   pool = await createPool(1, { BERTH_TRUST_PROXY: '127.0.0.1' }, 'pm');
-  const address = await pool.t.app.listen({ port: 0, host: '127.0.0.1' });
-  caddy = await startCaddy(new URL(address).host);
+  caddy = await startCaddyFor(pool.t.app);
 });
 afterAll(async () => {
   await caddy?.stop();

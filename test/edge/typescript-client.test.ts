@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { BerthProblemError, createBerthClient, unwrap, type BerthClient, type Tokens } from '@berth/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD, register } from '../helpers/app.js';
-import { startCaddy, type Caddy } from '../helpers/caddy.js';
+import { startCaddyFor, type Caddy } from '../helpers/caddy.js';
 import { accountExists, createPool, type Pool } from '../helpers/pool.js';
 import { sshRun } from '../helpers/ssh-machines.js';
 
@@ -18,8 +18,7 @@ const seenTokens: (Tokens | null)[] = [];
 
 beforeAll(async () => {
   pool = await createPool(1, { BERTH_TRUST_PROXY: '127.0.0.1' }, 'tsc');
-  const address = await pool.t.app.listen({ port: 0, host: '127.0.0.1' });
-  caddy = await startCaddy(new URL(address).host);
+  caddy = await startCaddyFor(pool.t.app);
 });
 afterAll(async () => {
   await caddy?.stop();

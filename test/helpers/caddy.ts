@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
+import type { FastifyInstance } from 'fastify';
 import { Agent } from 'undici';
 import { freePort } from '../../src/infra/ports.js';
 
@@ -52,6 +53,12 @@ export async function startCaddy(upstream: string): Promise<Caddy> {
       if (attempt === 3) throw err;
     }
   }
+}
+
+/** Makes a test's berth listen on a free loopback port, with Caddy in front of it. */
+export async function startCaddyFor(app: FastifyInstance): Promise<Caddy> {
+  const address = await app.listen({ port: 0, host: '127.0.0.1' });
+  return startCaddy(new URL(address).host);
 }
 
 async function launch(upstream: string): Promise<Caddy> {
