@@ -1,9 +1,17 @@
 # berth as a container image. The image runs berth only; give it a database with
 # DATABASE_URL (docker-compose.yml runs MariaDB next to it) — the embedded MariaDB is
-# the bare-metal default and is not part of this image.
-FROM node:20-bookworm-slim AS build
+# the bare-metal default and is not part of this image. Targets:
+#   runtime  identity, machines, reservations (docker-compose.yml; docker build --target runtime .)
+#   vm       also builds images and boots VMs: QEMU, e2fsprogs and Debian's kernel inside,
+#            the host's Docker engine through its socket (docker-compose.vm.yml); runs as root
+# NODE_IMAGE is the Node 20 base: a build argument, so that a local copy can stand in for it.
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+# npm ci checks the lock against every workspace's manifest.
+COPY clients/typescript/package.json clients/typescript/
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json prisma.config.ts ./
 COPY prisma prisma
@@ -13,7 +21,7 @@ RUN PRISMA_SCHEMA_ENGINE_BINARY=/bin/true node node_modules/prisma/build/index.j
  && node_modules/.bin/tsc -p tsconfig.build.json \
  && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM ${NODE_IMAGE} AS runtime
 WORKDIR /app
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080 BERTH_DATA_DIR=/data
 COPY --from=build /app/node_modules node_modules
@@ -26,3 +34,15 @@ VOLUME /data
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:8080/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 CMD ["node", "--disable-warning=FAST_JWT_CACHE_KEY_BUILDER_SECURITY_RISK", "dist/server.js"]
+
+# Last, so that building `runtime` (legacy builder included) never builds it.
+FROM runtime AS vm
+USER root
+COPY scripts/fetch-kernel.sh scripts/fetch-kernel.sh
+# The kernel is fetched at build time into the image (never installed): VMs need no network
+# later. The package lists stay: at start-up the same script finds the kernel's version with apt-cache.
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      qemu-system-x86 qemu-utils e2fsprogs busybox-static cpio xz-utils >/dev/null \
+ && BERTH_CACHE_DIR=/opt/berth/cache bash scripts/fetch-kernel.sh
+ENV BERTH_CACHE_DIR=/opt/berth/cache

@@ -23,6 +23,8 @@ declare -A PROVIDERS=(
   [cpio]=cpio                  # the VM initramfs
   [xz]=xz-utils                # unpacking the kernel's compressed payload
   [ssh-keygen]=openssh-client  # the key tests check berth's keys with OpenSSH itself
+  [caddy]=caddy                # HTTPS in front of berth: the tests go through the committed Caddyfile
+  [docker-compose]=docker-compose   # the compose deployment test (Debian has compose v1 only)
 )
 missing=()
 for cmd in "${!PROVIDERS[@]}"; do
@@ -62,6 +64,19 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$schema_hash" ]]; then
   PRISMA_SCHEMA_ENGINE_BINARY="${PRISMA_SCHEMA_ENGINE_BINARY:-$(type -P true)}" \
     PRISMA_HIDE_UPDATE_MESSAGE=1 node node_modules/prisma/build/index.js generate >/tmp/berth-prisma-generate.log 2>&1 || { cat /tmp/berth-prisma-generate.log; exit 1; }
   echo "$schema_hash" >"$stamp"
+fi
+
+# --- the TypeScript client (clients/typescript) --------------------------------------------
+# Compiled to dist/ when its sources change: the tests, and other packages of this repository,
+# import it as the package @berth/client.
+client_hash=$(cat clients/typescript/package.json clients/typescript/tsconfig.json clients/typescript/src/*.ts \
+  clients/typescript/src/generated/*.ts package-lock.json | sha256sum | cut -d' ' -f1)
+client_stamp=clients/typescript/dist/.source-hash
+if [[ ! -f $client_stamp || $(cat "$client_stamp") != "$client_hash" ]]; then
+  say "building the TypeScript client (clients/typescript)"
+  rm -rf clients/typescript/dist
+  npm run --silent build --workspace @berth/client
+  echo "$client_hash" >"$client_stamp"
 fi
 
 # --- VM kernel ---------------------------------------------------------------------------

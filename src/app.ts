@@ -174,7 +174,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
 
   await app.register(problemPlugin);
-  await app.register(openapiPlugin, { version });
+  await app.register(openapiPlugin, { version, publicUrl: config.publicUrl });
   await app.register(rateLimit, { global: false });
   await app.register(authPlugin, {
     keyring,

@@ -23,6 +23,13 @@ const environment = z
       .string()
       .transform((v): boolean | string => (['true', '1', 'yes'].includes(v) ? true : ['false', '0', 'no'].includes(v) ? false : v))
       .default(false),
+    // The address clients use (through the proxy): the OpenAPI document's `servers`.
+    BERTH_PUBLIC_URL: z
+      .url({ protocol: /^https?$/, error: 'must be an absolute http:// or https:// URL' })
+      .max(2048)
+      .refine((v) => !/[?#]/.test(v), 'must not have a query or a fragment')
+      .transform((v) => v.replace(/\/+$/, ''))
+      .optional(),
 
     ADMIN_USERNAME: z.string().regex(USERNAME_PATTERN, USERNAME_RULE).default('admin'),
     ADMIN_PASSWORD: z.string().min(8).max(256).optional(),
@@ -113,6 +120,8 @@ export interface Config {
    * nothing moves for `idleMs` is closed. A slow upload cannot hold a file or a connection.
    */
   timeouts: { requestMs: number; idleMs: number };
+  /** The address clients reach berth at (e.g. https://berth.example.com); unset → the document names no server. */
+  publicUrl: string | undefined;
   admin: { username: string; password: string | undefined };
   registration: 'open' | 'closed';
   jwt: {
@@ -199,6 +208,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     dataDir,
     trustProxy: e.BERTH_TRUST_PROXY,
     timeouts: { requestMs: e.BERTH_REQUEST_TIMEOUT_SECONDS * 1000, idleMs: e.BERTH_IDLE_TIMEOUT_SECONDS * 1000 },
+    publicUrl: e.BERTH_PUBLIC_URL,
     admin: { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD },
     registration: e.BERTH_REGISTRATION,
     jwt: {

@@ -37,7 +37,7 @@ export const TAGS = [
 ];
 
 export default fp(
-  async function openapiPlugin(app: FastifyInstance, opts: { version: string }) {
+  async function openapiPlugin(app: FastifyInstance, opts: { version: string; publicUrl?: string }) {
     await app.register(fastifySwagger, {
       openapi: {
         openapi: '3.1.0',
@@ -48,6 +48,8 @@ export default fp(
             'berth shares a pool of machines: identity, a machine registry, reservations with real accounts, and VMs built from Dockerfiles. ' +
             'Errors are RFC 9457 `application/problem+json` with a stable `code`.',
         },
+        // Generators take their base URL from here; without it the document is relative to where it was fetched.
+        ...(opts.publicUrl && { servers: [{ url: opts.publicUrl, description: 'berth (BERTH_PUBLIC_URL)' }] }),
         tags: TAGS,
         components: {
           securitySchemes: {
