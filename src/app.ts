@@ -33,7 +33,7 @@ import { vmsRoutes } from './modules/vms/routes.js';
 import { createVmsService } from './modules/vms/service.js';
 import { createVmRuntime } from './infra/vm/runtime.js';
 import { createUsersService } from './modules/users/service.js';
-import authPlugin from './plugins/auth.js';
+import identityGuard from './modules/identity/guard.js';
 import openapiPlugin from './plugins/openapi.js';
 import problemPlugin, { frameworkErrors } from './plugins/problem.js';
 import { serializerCompiler } from './plugins/serializer.js';
@@ -176,7 +176,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(problemPlugin);
   await app.register(openapiPlugin, { version, publicUrl: config.publicUrl });
   await app.register(rateLimit, { global: false });
-  await app.register(authPlugin, {
+  await app.register(identityGuard, {
     keyring,
     sessionChecker: checker,
     issuer: config.jwt.issuer,

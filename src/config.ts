@@ -3,7 +3,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { USERNAME_PATTERN, USERNAME_RULE } from './modules/identity/usernames.js';
+import { USERNAME_PATTERN, USERNAME_RULE } from './shared/usernames.js';
 
 const seconds = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 const environment = z

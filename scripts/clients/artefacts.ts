@@ -3,7 +3,7 @@
 import path from 'node:path';
 import type { OpenApiDocument } from './openapi-document.js';
 import { renderPostmanCollection, renderPostmanEnvironment } from './postman.js';
-import { problemCodes } from './problem-codes.js';
+import { ERROR_CODES } from '../../src/errors/codes.js';
 import { renderBearerOperations, renderProblemCodes, renderSchemaTypes } from './typescript.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -19,6 +19,6 @@ export async function renderClientArtefacts(document: OpenApiDocument): Promise<
     ['clients/postman/berth.postman_environment.json', json(renderPostmanEnvironment(baseUrl))],
     ['clients/typescript/src/generated/schema.ts', await renderSchemaTypes(document)],
     ['clients/typescript/src/generated/operations.ts', renderBearerOperations(document)],
-    ['clients/typescript/src/generated/problem-codes.ts', renderProblemCodes(problemCodes(path.join(ROOT, 'src')))],
+    ['clients/typescript/src/generated/problem-codes.ts', renderProblemCodes(Object.keys(ERROR_CODES).sort())],
   ]);
 }

@@ -1,8 +1,8 @@
 // Schemas shared by every module: ids, timestamps, list envelopes, usernames, passwords.
 import { z } from 'zod';
-import { PASSWORD_MAX, PASSWORD_MIN, isCommonPassword, passwordLength } from '../modules/identity/passwords.js';
-import { problemSchema } from '../plugins/problem.js';
-import { USERNAME_PATTERN, USERNAME_RULE } from '../modules/identity/usernames.js';
+import { PASSWORD_MAX, PASSWORD_MIN, isCommonPassword, passwordLength } from '../shared/password-policy.js';
+import { problemSchema } from './problem-schema.js';
+import { USERNAME_PATTERN, USERNAME_RULE } from '../shared/usernames.js';
 
 export const uuid = z.uuid();
 export const timestamp = z.iso.datetime().meta({ examples: ['2026-11-21T09:30:00.000Z'] });

@@ -50,6 +50,11 @@ export function poolConfig(t: DatabaseTarget, extra: Partial<PoolConfig> = {}): 
   };
 }
 
+/** A write that hit a unique index: the name (or key) is taken. */
+export function isUniqueViolation(err: unknown): boolean {
+  return err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002';
+}
+
 /** How long one database operation may take, waiting for a connection included. */
 export const DEFAULT_DATABASE_TIMEOUT_MS = 2000;
 

@@ -26,6 +26,31 @@ function transform(doc: TransformInput) {
   return { ...rest, schema: { ...rest.schema, body: { content } } };
 }
 
+type Content = Record<string, { schema?: { anyOf?: { type?: string }[] } }>;
+interface DocumentOperation {
+  requestBody?: { required?: boolean; content?: Content };
+  responses?: Record<string, { content?: Content }>;
+}
+
+/**
+ * Says in the document what berth really sends: problem documents as
+ * `application/problem+json` (the generator writes every response as JSON), and a body
+ * that may be absent (a schema that allows null) as not required.
+ */
+function mediaTypes<T extends { paths?: Record<string, Record<string, DocumentOperation>> }>(doc: T): T {
+  for (const item of Object.values(doc.paths ?? {})) {
+    for (const op of Object.values(item)) {
+      for (const [status, response] of Object.entries(op.responses ?? {})) {
+        const media = response.content && Object.values(response.content)[0];
+        if (Number(status) >= 400 && media) response.content = { 'application/problem+json': media };
+      }
+      const body = op.requestBody?.content && Object.values(op.requestBody.content)[0];
+      if (body?.schema?.anyOf?.some((s) => s.type === 'null')) op.requestBody!.required = false;
+    }
+  }
+  return doc;
+}
+
 export const TAGS = [
   { name: 'service', description: 'Health, readiness, the API document and the signing keys' },
   { name: 'identity', description: 'Registration, tokens, sessions and passwords' },
@@ -59,7 +84,7 @@ export default fp(
         },
       },
       transform,
-      transformObject: jsonSchemaTransformObject,
+      transformObject: (doc) => mediaTypes(jsonSchemaTransformObject(doc) as Parameters<typeof mediaTypes>[0]) as ReturnType<typeof jsonSchemaTransformObject>,
     });
 
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

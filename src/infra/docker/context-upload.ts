@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { HttpProblem, problems } from '../../plugins/problem.js';
+import { AppError } from '../../errors/app-error.js';
 
 const run = promisify(execFile);
 
@@ -23,7 +23,7 @@ export async function spoolUpload(body: NodeJS.ReadableStream, maxBytes: number)
     transform(chunk: Buffer, _enc, next) {
       bytes += chunk.length;
       if (bytes > maxBytes) {
-        next(new HttpProblem({ status: 413, code: 'payload_too_large', title: 'Content Too Large', detail: `a build context may be at most ${maxBytes} bytes` }));
+        next(new AppError('payload_too_large', `a build context may be at most ${maxBytes} bytes`));
       } else next(null, chunk);
     },
   });
@@ -32,7 +32,7 @@ export async function spoolUpload(body: NodeJS.ReadableStream, maxBytes: number)
     return file;
   } catch (err) {
     fs.rmSync(file, { force: true });
-    throw err instanceof HttpProblem ? err : problems.badRequest('malformed_body', `the upload broke off: ${(err as Error).message}`);
+    throw err instanceof AppError ? err : new AppError('malformed_body', `the upload broke off: ${(err as Error).message}`);
   }
 }
 
@@ -42,9 +42,9 @@ export async function checkBuildContext(file: string): Promise<void> {
   try {
     ({ stdout: listing } = await run('tar', ['-tf', file], { maxBuffer: 64 << 20 }));
   } catch {
-    throw problems.badRequest('invalid_build_context', 'the body is not a tar archive (plain, gzip, bzip2 or xz)');
+    throw new AppError('invalid_build_context', 'the body is not a tar archive (plain, gzip, bzip2 or xz)');
   }
   if (!listing.split('\n').some((entry) => entry === 'Dockerfile' || entry === './Dockerfile')) {
-    throw problems.badRequest('invalid_build_context', 'the build context has no Dockerfile at its root');
+    throw new AppError('invalid_build_context', 'the build context has no Dockerfile at its root');
   }
 }

@@ -4,14 +4,16 @@ import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { bearerSecurity, idParams, listQuery, page, problemResponses } from '../../http/common-schemas.js';
-import { principalOf, type AccessTokenPayload } from '../../plugins/auth.js';
-import { HttpProblem, problemSchema, problems } from '../../plugins/problem.js';
+import { principalOf } from '../../http/principal.js';
+import type { AccessTokenPayload } from './guard.js';
+import { AppError } from '../../errors/app-error.js';
+import { problemSchema } from '../../http/problem-schema.js';
 import type { Keyring } from './keyring.js';
 import * as s from './schemas.js';
 import type { IdentityService, TokenSet } from './service.js';
 import { throttle, type ThrottleLimits } from './throttles.js';
 import { looksLikeRefreshToken } from './tokens.js';
-import { USERNAME_PATTERN } from './usernames.js';
+import { USERNAME_PATTERN } from '../../shared/usernames.js';
 import { toUserDto } from './user-dto.js';
 
 type Limits = Omit<ThrottleLimits, 'windowSeconds'>;
@@ -50,7 +52,7 @@ function basicCredentials(request: FastifyRequest): { username: string; password
   if (!header || !/^basic\s+/i.test(header)) return null;
   const decoded = Buffer.from(header.replace(/^basic\s+/i, ''), 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
-  if (colon <= 0) throw problems.badRequest('malformed_credentials', 'HTTP Basic credentials must be base64("username:password")');
+  if (colon <= 0) throw new AppError('malformed_credentials', 'HTTP Basic credentials must be base64("username:password")');
   return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
@@ -129,7 +131,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
     async (request) => {
       const credentials = request.body ?? basicCredentials(request);
       if (!credentials) {
-        throw problems.badRequest('missing_credentials', 'send {"username","password"} as JSON or use HTTP Basic authentication');
+        throw new AppError('missing_credentials', 'send {"username","password"} as JSON or use HTTP Basic authentication');
       }
       return toTokenResponse(await identity.login(credentials.username, credentials.password, meta(request)));
     },
@@ -149,7 +151,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
     },
     async (request) => {
       const token = request.body?.refresh_token ?? bearerToken(request);
-      if (!token) throw problems.badRequest('missing_refresh_token', 'send {"refresh_token"} or "Authorization: Bearer <refresh_token>"');
+      if (!token) throw new AppError('missing_refresh_token', 'send {"refresh_token"} or "Authorization: Bearer <refresh_token>"');
       return toTokenResponse(await identity.refresh(token));
     },
   );
@@ -199,13 +201,13 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
         await identity.logoutWithRefreshToken(request.body.refresh_token);
       } else {
         const token = bearerToken(request);
-        if (!token) throw problems.unauthorized('missing_token', 'send an access token or {"refresh_token"}');
+        if (!token) throw new AppError('missing_token', 'send an access token or {"refresh_token"}');
         if (looksLikeRefreshToken(token)) {
           await identity.logoutWithRefreshToken(token);
         } else {
           // Signature, issuer and expiry only: logging out an already-ended session is not an error.
           const payload = await request.jwtVerify<AccessTokenPayload>().catch(() => {
-            throw problems.unauthorized('invalid_token', 'the access token is invalid or expired');
+            throw new AppError('invalid_token', 'the access token is invalid or expired');
           });
           await identity.logoutSession(payload.sid);
         }

@@ -1,12 +1,13 @@
 // Identity rules: registration, login, refresh, logout, password change, own sessions.
 // No HTTP here: routes translate requests into these calls and results into responses.
+import { isUniqueViolation } from '../../infra/database.js';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
-import { problems } from '../../plugins/problem.js';
+import { AppError } from '../../errors/app-error.js';
 import type { PasswordHasher } from './passwords.js';
-import type { Principal } from './session-check.js';
+import type { Principal } from '../../shared/principal.js';
 import type { OpenedSession, SessionMeta, SessionStore } from './sessions.js';
 import type { TokenIssuer } from './tokens.js';
-import { USERNAME_PATTERN } from './usernames.js';
+import { USERNAME_PATTERN } from '../../shared/usernames.js';
 
 export interface TokenSet {
   accessToken: string;
@@ -38,11 +39,7 @@ export interface IdentityDeps {
   registration: 'open' | 'closed';
 }
 
-const invalidCredentials = () => problems.unauthorized('invalid_credentials', 'username or password is wrong');
-
-export function isUniqueViolation(err: unknown): boolean {
-  return err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002';
-}
+const invalidCredentials = () => new AppError('invalid_credentials', 'username or password is wrong');
 
 export function createIdentityService({ prisma, hasher, issuer, sessions, registration }: IdentityDeps) {
   function tokenSet(opened: OpenedSession): TokenSet {
@@ -69,14 +66,14 @@ export function createIdentityService({ prisma, hasher, issuer, sessions, regist
           select: userSelect,
         });
       } catch (err) {
-        if (isUniqueViolation(err)) throw problems.conflict('username_taken', `the username ${input.username} is taken`);
+        if (isUniqueViolation(err)) throw new AppError('username_taken', `the username ${input.username} is taken`);
         throw err;
       }
     },
 
     async register(input: { username: string; password: string; email?: string }): Promise<UserRecord> {
       if (registration === 'closed') {
-        throw problems.forbidden('registration_closed', 'registration is closed on this server; ask an administrator for an account');
+        throw new AppError('registration_closed', 'registration is closed on this server; ask an administrator for an account');
       }
       return this.createUser(input);
     },
@@ -97,7 +94,7 @@ export function createIdentityService({ prisma, hasher, issuer, sessions, regist
       }
       const { ok, needsRehash } = await hasher.verify(user.passwordHash, password);
       if (!ok) throw invalidCredentials();
-      if (user.disabled) throw problems.forbidden('account_disabled', 'this account is disabled');
+      if (user.disabled) throw new AppError('account_disabled', 'this account is disabled');
       let verifiedHash = user.passwordHash;
       if (needsRehash) {
         const upgraded = await hasher.hash(password);
@@ -118,7 +115,7 @@ export function createIdentityService({ prisma, hasher, issuer, sessions, regist
 
     async logoutWithRefreshToken(refreshToken: string): Promise<void> {
       const sessionId = await sessions.sessionOfRefreshToken(refreshToken);
-      if (!sessionId) throw problems.unauthorized('invalid_refresh_token', 'the refresh token is unknown');
+      if (!sessionId) throw new AppError('invalid_refresh_token', 'the refresh token is unknown');
       await sessions.revoke(sessionId, 'logout');
     },
 
@@ -127,11 +124,11 @@ export function createIdentityService({ prisma, hasher, issuer, sessions, regist
       input: { currentPassword: string; newPassword: string; killSessions: boolean },
     ): Promise<{ sessionsRevoked: number }> {
       const user = await prisma.user.findUnique({ where: { id: principal.userId }, select: { passwordHash: true } });
-      if (!user) throw problems.unauthorized('session_revoked', 'this account no longer exists');
+      if (!user) throw new AppError('session_revoked', 'this account no longer exists');
       const { ok } = await hasher.verify(user.passwordHash, input.currentPassword);
-      if (!ok) throw problems.forbidden('invalid_current_password', 'the current password is wrong');
+      if (!ok) throw new AppError('invalid_current_password', 'the current password is wrong');
       if (input.newPassword.toLowerCase() === principal.username) {
-        throw problems.unprocessable('password_rejected', 'the new password must not be the username');
+        throw new AppError('password_rejected', 'the new password must not be the username');
       }
       const newHash = await hasher.hash(input.newPassword);
       // The new hash and the revocations commit together, under the lock logins take
@@ -139,9 +136,9 @@ export function createIdentityService({ prisma, hasher, issuer, sessions, regist
       const sessionsRevoked = await prisma.$transaction(async (tx) => {
         const [row] = await tx.$queryRaw<{ password_hash: string }[]>`
           SELECT password_hash FROM users WHERE id = ${principal.userId} FOR UPDATE`;
-        if (!row) throw problems.unauthorized('session_revoked', 'this account no longer exists');
+        if (!row) throw new AppError('session_revoked', 'this account no longer exists');
         if (row.password_hash !== user.passwordHash) {
-          throw problems.conflict('password_changed', 'the password was changed meanwhile; try again');
+          throw new AppError('password_changed', 'the password was changed meanwhile; try again');
         }
         await tx.user.update({ where: { id: principal.userId }, data: { passwordHash: newHash } });
         if (!input.killSessions) return 0;
@@ -161,7 +158,7 @@ export function createIdentityService({ prisma, hasher, issuer, sessions, regist
     async revokeSession(actor: Principal, sessionId: string): Promise<void> {
       const owner = await sessions.ownerOf(sessionId);
       if (!owner || (owner !== actor.userId && actor.role !== 'admin')) {
-        throw problems.notFound('session_not_found', 'no such session');
+        throw new AppError('session_not_found', 'no such session');
       }
       await sessions.revoke(sessionId, 'revoked');
     },

@@ -6,14 +6,10 @@
 // After half of `cacheMs` a request still gets the remembered answer but starts one
 // background re-check, so steady traffic never waits on the database.
 import type { PrismaClient } from '../../generated/prisma/client.js';
+import type { Principal } from '../../shared/principal.js';
 
-export interface Principal {
-  userId: string;
-  username: string;
-  email: string | null;
-  role: 'user' | 'admin';
-  sessionId: string;
-}
+export type { Principal };
+
 
 export interface SessionChecker {
   check(sessionId: string, userId: string): Promise<Principal | null>;

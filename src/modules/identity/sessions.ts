@@ -2,8 +2,8 @@
 // the presented token and mints its successor. Presenting a spent token means it was
 // copied: the whole session is revoked, so both the thief and the owner must log in again.
 import type { PrismaClient } from '../../generated/prisma/client.js';
-import { afterCursor, encodeCursor, pageOf } from '../../http/cursor.js';
-import { problems } from '../../plugins/problem.js';
+import { afterCursor, encodeCursor, pageOf } from '../../infra/paging.js';
+import { AppError } from '../../errors/app-error.js';
 import type { SessionChecker } from './session-check.js';
 import { hashRefreshToken, newRefreshToken } from './tokens.js';
 
@@ -63,7 +63,7 @@ export interface ActiveSession {
   ipAddress: string | null;
 }
 
-const invalidRefresh = () => problems.unauthorized('invalid_refresh_token', 'the refresh token is unknown, expired or revoked');
+const invalidRefresh = () => new AppError('invalid_refresh_token', 'the refresh token is unknown, expired or revoked');
 
 function truncate(value: string | undefined, max: number): string | null {
   return value ? value.slice(0, max) : null;
@@ -99,9 +99,9 @@ export function createSessionStore(
         const [row] = await tx.$queryRaw<{ password_hash: string; disabled: number | boolean }[]>`
           SELECT password_hash, disabled FROM users WHERE id = ${user.id} FOR UPDATE`;
         if (!row || row.password_hash !== verifiedHash) {
-          throw problems.unauthorized('invalid_credentials', 'username or password is wrong');
+          throw new AppError('invalid_credentials', 'username or password is wrong');
         }
-        if (Number(row.disabled)) throw problems.forbidden('account_disabled', 'this account is disabled');
+        if (Number(row.disabled)) throw new AppError('account_disabled', 'this account is disabled');
         return tx.session.create({
           data: {
             userId: user.id,
@@ -138,7 +138,7 @@ export function createSessionStore(
       const reuse = async () => {
         await revokeWhere({ id: session.id }, 'refresh_token_reuse');
         checker.forgetSession(session.id);
-        return problems.unauthorized(
+        return new AppError(
           'refresh_token_reused',
           'this refresh token was already used; the session has been revoked, log in again',
         );

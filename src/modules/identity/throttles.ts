@@ -2,7 +2,7 @@
 // password): a limit per client address and one per account, each answering 429 with
 // Retry-After. The window is short, so an attacker can delay a real user, not lock them out.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { HttpProblem } from '../../plugins/problem.js';
+import { AppError } from '../../errors/app-error.js';
 
 export interface ThrottleLimits {
   perAddress: number;
@@ -11,13 +11,7 @@ export interface ThrottleLimits {
 }
 
 const tooMany = (detail: string, retryAfter?: string) =>
-  new HttpProblem({
-    status: 429,
-    code: 'too_many_attempts',
-    title: 'Too Many Requests',
-    detail,
-    ...(retryAfter && { headers: { 'retry-after': retryAfter } }),
-  });
+  new AppError('too_many_attempts', detail, {}, retryAfter ? { 'retry-after': retryAfter } : {});
 
 /**
  * Route options for a throttled route: `config` holds the per-address limit (checked in

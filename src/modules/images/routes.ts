@@ -9,7 +9,7 @@ import * as s from './schemas.js';
 import type { ImagesService } from './service.js';
 import { dockerfileContext } from '../../infra/docker/build.js';
 import { BUILD_CONTEXT_TYPES, checkBuildContext, spoolUpload } from '../../infra/docker/context-upload.js';
-import { HttpProblem, problems } from '../../plugins/problem.js';
+import { AppError } from '../../errors/app-error.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -41,7 +41,7 @@ interface ImagesRouteOptions {
 }
 
 const unsupportedBody = () =>
-  new HttpProblem({ status: 415, code: 'unsupported_media_type', title: 'Unsupported Media Type', detail: 'send JSON, or a tar build context as application/x-tar' });
+  new AppError('unsupported_media_type', 'send JSON, or a tar build context as application/x-tar');
 
 /**
  * POST /v1/images, in a context of its own: the tar parser, which spools the upload to
@@ -92,7 +92,7 @@ const createRoute: FastifyPluginAsyncZod<ImagesRouteOptions> = async (app, { ima
       if (typeof body === 'string') {
         const file = request.buildContextFile;
         if (!file) throw unsupportedBody();
-        if (!request.query.name) throw problems.badRequest('name_required', 'give the image a name: POST /v1/images?name=<name>');
+        if (!request.query.name) throw new AppError('name_required', 'give the image a name: POST /v1/images?name=<name>');
         await checkBuildContext(file);
         started = await images.create(request.query.name, fs.createReadStream(file));
         // The build owns the file now, and removes it when it ends.
@@ -156,6 +156,8 @@ export const imagesRoutes: FastifyPluginAsyncZod<ImagesRouteOptions> = async (ap
         summary: 'The build log as text/plain, streamed while the image builds',
         security: bearerSecurity,
         params: idParams,
+        // The 200 is text/plain (problems stay application/problem+json in the document).
+        produces: ['text/plain'],
         response: {
           200: z.string().meta({ description: 'text/plain', examples: ['Step 1/2 : FROM berth/debian-sshd:bookworm\n ---> efb6ee4db517\n'] }),
           ...problemResponses(400, 401, 404),

@@ -3,6 +3,7 @@
 // where it is (`building` → `ready` | `failed` with the reason) and the log file is
 // readable, and followable, while it grows. A build whose process died stops
 // heartbeating and is marked failed by the next process that looks.
+import { isUniqueViolation } from '../../infra/database.js';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -11,8 +12,8 @@ import type Docker from 'dockerode';
 import { Prisma, type Image, type PrismaClient } from '../../generated/prisma/client.js';
 import { buildImage } from '../../infra/docker/build.js';
 import { imageToExt4 } from '../../infra/vm/rootfs.js';
-import { problems } from '../../plugins/problem.js';
-import { pageOf } from '../../http/cursor.js';
+import { AppError } from '../../errors/app-error.js';
+import { pageOf } from '../../infra/paging.js';
 
 const HEARTBEAT_MS = 10_000;
 /** A build not heard of for this long was interrupted. */
@@ -26,7 +27,7 @@ export interface ImagesDeps {
   log: { error(obj: object, msg: string): void };
 }
 
-const notFound = () => problems.notFound('image_not_found', 'no such image');
+const notFound = () => new AppError('image_not_found', 'no such image');
 /** The most of a log one read takes. */
 const LOG_READ_BYTES = 64 * 1024;
 
@@ -101,8 +102,8 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
       try {
         image = await prisma.image.create({ data: { name, heartbeatAt: new Date() } });
       } catch (err) {
-        if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') {
-          throw problems.conflict('image_exists', `an image named ${name} exists`);
+        if (isUniqueViolation(err)) {
+          throw new AppError('image_exists', `an image named ${name} exists`);
         }
         throw err;
       }
@@ -158,8 +159,8 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
 
     async remove(id: string): Promise<void> {
       const image = await get(id);
-      if (image.status === 'building') throw problems.conflict('image_building', 'the image is still being built; delete it once it is done');
-      const inUse = () => problems.conflict('image_in_use', 'VMs use this image; delete them (or set its pool to 0) first');
+      if (image.status === 'building') throw new AppError('image_building', 'the image is still being built; delete it once it is done');
+      const inUse = () => new AppError('image_in_use', 'VMs use this image; delete them (or set its pool to 0) first');
       if (await prisma.vm.count({ where: { imageId: id } })) throw inUse();
       try {
         // The foreign key refuses while a VM refers to it, also one created just now.

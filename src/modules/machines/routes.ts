@@ -2,8 +2,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { bearerSecurity, page, problemResponses } from '../../http/common-schemas.js';
 import { YamlError, parseYamlBounded } from '../../infra/bounded-yaml.js';
-import { viewerOf } from '../../plugins/auth.js';
-import { problems } from '../../plugins/problem.js';
+import { viewerOf } from '../../http/principal.js';
+import { AppError } from '../../errors/app-error.js';
 import { VM_BOOTING } from '../vms/service.js';
 import type { MachineRow } from './access.js';
 import * as s from './schemas.js';
@@ -62,8 +62,8 @@ const importRoute: FastifyPluginAsyncZod<{ machines: MachinesService }> = async 
     } catch (err) {
       if (!(err instanceof YamlError)) throw err;
       throw err.kind === 'syntax'
-        ? problems.badRequest('invalid_yaml', `the YAML document does not parse: ${err.message}`)
-        : problems.badRequest('yaml_too_complex', `the YAML document is beyond what an import may be: ${err.message}`);
+        ? new AppError('invalid_yaml', `the YAML document does not parse: ${err.message}`)
+        : new AppError('yaml_too_complex', `the YAML document is beyond what an import may be: ${err.message}`);
     }
   });
 

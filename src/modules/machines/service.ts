@@ -1,13 +1,14 @@
 // The machine registry: credentials sealed at rest, maintenance, health checks, imports
 // and pool statistics. Reservations claim and release machines through their own service.
+import { isUniqueViolation } from '../../infra/database.js';
 import { z } from 'zod';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { parseHostKey } from '../../infra/ssh.js';
-import { problems } from '../../plugins/problem.js';
+import { AppError } from '../../errors/app-error.js';
 import type { MachineAccess, MachineRow } from './access.js';
 import { createMachineBody } from './schemas.js';
-import { pageOf } from '../../http/cursor.js';
+import { pageOf } from '../../infra/paging.js';
 
 type MachineInput = z.output<typeof createMachineBody>;
 export interface MachinePatch {
@@ -22,12 +23,12 @@ export interface MachinePatch {
   allow_sudo?: boolean;
 }
 
-const notFound = (name: string) => problems.notFound('machine_not_found', `no machine named ${name}`);
+const notFound = (name: string) => new AppError('machine_not_found', `no machine named ${name}`);
 
 function hostKeyFingerprint(hostKey: string | undefined | null): string | null {
   if (!hostKey) return null;
   const fp = parseHostKey(hostKey);
-  if (!fp) throw problems.badRequest('invalid_host_key', 'host_key must be an OpenSSH public key line or a SHA256:… fingerprint');
+  if (!fp) throw new AppError('invalid_host_key', 'host_key must be an OpenSSH public key line or a SHA256:… fingerprint');
   return fp;
 }
 
@@ -50,7 +51,7 @@ export function createMachinesService(deps: {
   /** A VM's machine record is berth's own: it changes and goes with the VM (/v1/vms). */
   async function refuseVm(m: { id: string; name: string }): Promise<void> {
     if (await prisma.vm.findUnique({ where: { machineId: m.id }, select: { id: true } })) {
-      throw problems.conflict('machine_is_vm', `${m.name} is a VM berth runs; manage it through /v1/vms`);
+      throw new AppError('machine_is_vm', `${m.name} is a VM berth runs; manage it through /v1/vms`);
     }
   }
 
@@ -78,8 +79,8 @@ export function createMachinesService(deps: {
       });
       return { machine, created: true };
     } catch (err) {
-      if (!(err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002')) throw err;
-      if (mode === 'create') throw problems.conflict('machine_exists', `a machine named ${input.name} exists`);
+      if (!isUniqueViolation(err)) throw err;
+      if (mode === 'create') throw new AppError('machine_exists', `a machine named ${input.name} exists`);
       await refuseVm(await byName(input.name));
       return { machine: await prisma.machine.update({ where: { name: input.name }, data }), created: false };
     }
@@ -174,7 +175,7 @@ export function createMachinesService(deps: {
       const { count } = live
         ? { count: 0 }
         : await prisma.machine.deleteMany({ where: { id: m.id, status: { not: 'reserved' }, reservationId: m.reservationId } });
-      if (count === 0) throw problems.conflict('machine_reserved', `${name} is reserved; release its reservation first`);
+      if (count === 0) throw new AppError('machine_reserved', `${name} is reserved; release its reservation first`);
     },
 
     async enterMaintenance(name: string, reason: string): Promise<MachineRow> {
@@ -185,7 +186,7 @@ export function createMachinesService(deps: {
       });
       if (count === 0) {
         const m = await byName(name);
-        throw problems.conflict(
+        throw new AppError(
           'machine_reserved',
           m.status === 'reserved'
             ? `${name} is reserved; it can enter maintenance once released`
@@ -197,7 +198,7 @@ export function createMachinesService(deps: {
 
     async leaveMaintenance(name: string): Promise<MachineRow> {
       const m = await byName(name);
-      if (m.status !== 'maintenance') throw problems.conflict('not_in_maintenance', `${name} is ${m.status}, not in maintenance`);
+      if (m.status !== 'maintenance') throw new AppError('not_in_maintenance', `${name} is ${m.status}, not in maintenance`);
       await prisma.machine.updateMany({ where: { name, status: 'maintenance' }, data: { status: 'available', statusReason: null } });
       return byName(name);
     },

@@ -7,7 +7,7 @@
 import type { SshSession } from '../../infra/ssh.js';
 
 /** Portable Unix names: the same rule as berth usernames, which they default to. */
-export { USERNAME_PATTERN as ACCOUNT_NAME } from '../identity/usernames.js';
+export { USERNAME_PATTERN as ACCOUNT_NAME } from '../../shared/usernames.js';
 
 /** Names that exist (as users or groups) on a stock Debian system, or would be dangerous. */
 export const RESERVED_ACCOUNT_NAMES = new Set([

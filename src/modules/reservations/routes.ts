@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { bearerSecurity, idParams, page, problemResponses } from '../../http/common-schemas.js';
-import { principalOf } from '../../plugins/auth.js';
+import { principalOf } from '../../http/principal.js';
 import * as s from './schemas.js';
 import type { ReservationRow, ReservationsService } from './service.js';
 

@@ -9,14 +9,15 @@
 // cannot be cleaned), record the final state. A process works on a reservation only
 // after winning a conditional update, so each one is released exactly once even with
 // several processes on one database.
+import { isUniqueViolation } from '../../infra/database.js';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
 import { DatabaseUnavailableError } from '../../infra/database.js';
-import { HttpProblem, problems } from '../../plugins/problem.js';
-import type { Principal } from '../identity/session-check.js';
+import { AppError } from '../../errors/app-error.js';
+import type { Principal } from '../../shared/principal.js';
 import type { MachineAccess, MachineRow } from '../machines/access.js';
 import { AccountError, RESERVED_ACCOUNT_NAMES, createAccount, removeAccount } from './accounts.js';
-import { afterCursor, encodeCursor, pageOf } from '../../http/cursor.js';
+import { afterCursor, encodeCursor, pageOf } from '../../infra/paging.js';
 
 export interface ReservationPolicy {
   defaultMinutes: number;
@@ -55,7 +56,7 @@ export interface CreateReservationInput {
 const withMachines = { machines: { include: { machine: true } } } as const;
 export type ReservationRow = Prisma.ReservationGetPayload<{ include: typeof withMachines }>;
 
-const notFound = () => problems.notFound('reservation_not_found', 'no such reservation');
+const notFound = () => new AppError('reservation_not_found', 'no such reservation');
 
 /** 24 characters of base64url: 144 bits. */
 function generatePassword(): string {
@@ -217,7 +218,7 @@ export function createReservationsService(deps: ReservationsDeps) {
         SELECT COUNT(*) AS n FROM reservation_machines rm JOIN reservations r ON r.id = rm.reservation_id
          WHERE r.user_id = ${actor.userId} AND r.status IN ('provisioning', 'active', 'releasing')`;
       if (Number(held?.n ?? 0) + want > policy.maxMachinesPerUser) {
-        throw problems.unprocessable(
+        throw new AppError(
           'machine_limit_exceeded',
           `you hold ${Number(held?.n ?? 0)} machines; at most ${policy.maxMachinesPerUser} at once`,
         );
@@ -225,7 +226,7 @@ export function createReservationsService(deps: ReservationsDeps) {
       if (names) {
         const known = await tx.machine.findMany({ where: { name: { in: names } }, select: { name: true } });
         const unknown = names.filter((n) => !known.some((k) => k.name === n));
-        if (unknown.length) throw problems.notFound('machine_not_found', `no machine named ${unknown.join(', ')}`);
+        if (unknown.length) throw new AppError('machine_not_found', `no machine named ${unknown.join(', ')}`);
       }
       // Candidates by a plain read, then locked one by one through the primary key: a scan
       // with FOR UPDATE would lock every row it examines (tag filters cannot use an index),
@@ -240,7 +241,7 @@ export function createReservationsService(deps: ReservationsDeps) {
         rows.push(...got);
       }
       if (rows.length < want) {
-        throw problems.conflict('insufficient_capacity', `asked for ${want} machine(s); ${candidates.length} matching machine(s) available`, {
+        throw new AppError('insufficient_capacity', `asked for ${want} machine(s); ${candidates.length} matching machine(s) available`, {
           available: candidates.length,
           requested: want,
         });
@@ -314,19 +315,13 @@ export function createReservationsService(deps: ReservationsDeps) {
   /** The answer to a repeated Idempotency-Key: the same outcome, or 422 for another body. */
   function replay(existing: ReservationRow, input: CreateReservationInput) {
     if (existing.requestHash !== requestHash(input)) {
-      throw problems.unprocessable('idempotency_key_reused', 'this Idempotency-Key was used with a different request');
+      throw new AppError('idempotency_key_reused', 'this Idempotency-Key was used with a different request');
     }
     if (existing.status === 'provisioning') {
-      throw problems.conflict('request_in_progress', 'the request with this Idempotency-Key is still being processed; retry shortly');
+      throw new AppError('request_in_progress', 'the request with this Idempotency-Key is still being processed; retry shortly');
     }
     if (existing.status === 'failed') {
-      throw new HttpProblem({
-        status: 502,
-        code: 'provisioning_failed',
-        title: 'Bad Gateway',
-        detail: existing.failureReason ?? 'the reservation failed',
-        extra: { reservation_id: existing.id },
-      });
+      throw new AppError('provisioning_failed', existing.failureReason ?? 'the reservation failed', { reservation_id: existing.id });
     }
     return { reservation: existing, password: undefined, replayed: true };
   }
@@ -341,11 +336,11 @@ export function createReservationsService(deps: ReservationsDeps) {
     async create(actor: Principal, input: CreateReservationInput, idempotencyKey?: string) {
       const duration = input.duration_minutes ?? policy.defaultMinutes;
       if (duration > policy.maxMinutes) {
-        throw problems.unprocessable('exceeds_max_duration', `a reservation may last at most ${policy.maxMinutes} minutes`);
+        throw new AppError('exceeds_max_duration', `a reservation may last at most ${policy.maxMinutes} minutes`);
       }
       const account = input.username ?? actor.username;
       if (RESERVED_ACCOUNT_NAMES.has(account)) {
-        throw problems.unprocessable('account_name_reserved', `"${account}" is a system name; choose another with "username"`);
+        throw new AppError('account_name_reserved', `"${account}" is a system name; choose another with "username"`);
       }
       if (idempotencyKey) {
         const existing = await prisma.reservation.findUnique({
@@ -363,7 +358,7 @@ export function createReservationsService(deps: ReservationsDeps) {
         id = await allocate(actor, input, account, duration, token, idempotencyKey);
       } catch (err) {
         // The same key raced in from another request: answer as a replay of the winner.
-        if (idempotencyKey && err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') {
+        if (idempotencyKey && isUniqueViolation(err)) {
           const winner = await prisma.reservation.findUniqueOrThrow({
             where: { userId_idempotencyKey: { userId: actor.userId, idempotencyKey } },
             include: withMachines,
@@ -403,13 +398,7 @@ export function createReservationsService(deps: ReservationsDeps) {
       const detail = `could not set up the account on ${first.machine.name}: ${first.error.message}`;
       const existedBefore = new Set(failures.filter((f) => f.error instanceof AccountError && f.error.code === 'exists').map((f) => f.machine.id));
       await unwind({ id, accountUsername: account }, 'failed', detail, token, existedBefore);
-      throw new HttpProblem({
-        status: 502,
-        code: 'provisioning_failed',
-        title: 'Bad Gateway',
-        detail,
-        extra: { machine: first.machine.name, reservation_id: id, failed_machines: failures.map((f) => f.machine.name) },
-      });
+      throw new AppError('provisioning_failed', detail, { machine: first.machine.name, reservation_id: id, failed_machines: failures.map((f) => f.machine.name) });
     },
 
     async get(actor: Principal, id: string) {
@@ -418,7 +407,7 @@ export function createReservationsService(deps: ReservationsDeps) {
 
     async list(actor: Principal, q: { all?: boolean; user?: string; status?: ReservationRow['status']; limit: number; cursor?: string }) {
       if ((q.all || q.user) && actor.role !== 'admin') {
-        throw problems.forbidden('admin_required', 'only an admin may list other people’s reservations');
+        throw new AppError('admin_required', 'only an admin may list other people’s reservations');
       }
       const owner = q.all ? {} : q.user ? { ownerUsername: q.user } : { userId: actor.userId };
       const rows = await prisma.reservation.findMany({
@@ -433,27 +422,21 @@ export function createReservationsService(deps: ReservationsDeps) {
     async extend(actor: Principal, id: string, minutes: number) {
       const r = await visible(actor, id);
       if (r.status !== 'active' || !r.expiresAt) {
-        throw problems.conflict('reservation_not_active', `the reservation is ${r.status}; only an active one can be extended`);
+        throw new AppError('reservation_not_active', `the reservation is ${r.status}; only an active one can be extended`);
       }
       if (r.expiresAt.getTime() <= Date.now()) {
-        throw problems.conflict('reservation_expired', 'the reservation has run out and is being released');
+        throw new AppError('reservation_expired', 'the reservation has run out and is being released');
       }
       const next = new Date(r.expiresAt.getTime() + minutes * 60_000);
       if (next > r.maxExpiresAt) {
-        throw new HttpProblem({
-          status: 422,
-          code: 'exceeds_max_duration',
-          title: 'Unprocessable Content',
-          detail: `a reservation may not run past ${r.maxExpiresAt.toISOString()} (${policy.maxTotalMinutes} minutes in all)`,
-          extra: { max_expires_at: r.maxExpiresAt.toISOString() },
-        });
+        throw new AppError('exceeds_max_duration', `a reservation may not run past ${r.maxExpiresAt.toISOString()} (${policy.maxTotalMinutes} minutes in all)`, { max_expires_at: r.maxExpiresAt.toISOString() });
       }
       // Compare-and-set on the old expiry: two extensions at once cannot both count from it.
       const { count } = await prisma.reservation.updateMany({
         where: { id, status: 'active', AND: [{ expiresAt: r.expiresAt }, { expiresAt: { gt: new Date() } }] },
         data: { expiresAt: next },
       });
-      if (count !== 1) throw problems.conflict('reservation_changed', 'the reservation changed meanwhile; try again');
+      if (count !== 1) throw new AppError('reservation_changed', 'the reservation changed meanwhile; try again');
       return (await load(id))!;
     },
 
@@ -461,7 +444,7 @@ export function createReservationsService(deps: ReservationsDeps) {
     async release(actor: Principal, id: string) {
       const r = await visible(actor, id);
       if (r.status === 'provisioning') {
-        throw problems.conflict('reservation_provisioning', 'the reservation is still being set up; release it once it is active');
+        throw new AppError('reservation_provisioning', 'the reservation is still being set up; release it once it is active');
       }
       const reason = actor.userId === r.userId ? 'released' : 'released_by_admin';
       const token = r.status === 'active' ? await claimForRelease(id, reason) : null;

@@ -2,7 +2,8 @@
 // do its job (the database answers) and which optional capabilities this host has.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { HttpProblem, problemSchema } from '../../plugins/problem.js';
+import { AppError } from '../../errors/app-error.js';
+import { problemSchema } from '../../http/problem-schema.js';
 
 export interface ReadinessProbe {
   /** Resolves when the database answers; rejects otherwise. */
@@ -43,13 +44,7 @@ export const serviceRoutes: FastifyPluginAsyncZod<{ readiness: ReadinessProbe }>
       try {
         await readiness.database();
       } catch {
-        throw new HttpProblem({
-          status: 503,
-          code: 'database_unavailable',
-          title: 'Service Unavailable',
-          detail: 'the database does not answer',
-          headers: { 'retry-after': '5' },
-        });
+        throw new AppError('database_unavailable', 'the database does not answer', {}, { 'retry-after': '5' });
       }
       return { status: 'ready' as const, database: 'ok' as const, capabilities: await readiness.capabilities() };
     },

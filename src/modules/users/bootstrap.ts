@@ -6,7 +6,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { PasswordHasher } from '../identity/passwords.js';
-import { isUniqueViolation } from '../identity/service.js';
+import { isUniqueViolation } from '../../infra/database.js';
 
 export const ADMIN_PASSWORD_FILE = 'admin-password';
 

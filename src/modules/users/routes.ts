@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { bearerSecurity, idParams, page, problemResponses } from '../../http/common-schemas.js';
-import { principalOf } from '../../plugins/auth.js';
+import { principalOf } from '../../http/principal.js';
 import { user } from '../identity/schemas.js';
 import { toUserDto } from '../identity/user-dto.js';
 import { createUserBody, listUsersQuery, patchUserBody } from './schemas.js';

@@ -2,11 +2,12 @@
 // enabled admin. Changes that could remove the last one lock the admin rows first, so two
 // admins demoting each other at once cannot both succeed.
 import type { Prisma, PrismaClient } from '../../generated/prisma/client.js';
-import { problems } from '../../plugins/problem.js';
+import { AppError } from '../../errors/app-error.js';
 import type { PasswordHasher } from '../identity/passwords.js';
 import { userSelect, type IdentityService, type UserRecord } from '../identity/service.js';
-import type { Principal, SessionChecker } from '../identity/session-check.js';
-import { pageOf } from '../../http/cursor.js';
+import type { Principal } from '../../shared/principal.js';
+import type { SessionChecker } from '../identity/session-check.js';
+import { pageOf } from '../../infra/paging.js';
 
 export interface UsersDeps {
   prisma: PrismaClient;
@@ -24,7 +25,7 @@ export interface UserPatch {
   password?: string;
 }
 
-const notFound = () => problems.notFound('user_not_found', 'no such user');
+const notFound = () => new AppError('user_not_found', 'no such user');
 
 async function lockUser(tx: Prisma.TransactionClient, id: string) {
   const [row] = await tx.$queryRaw<{ role: 'user' | 'admin'; disabled: number | boolean; username: string }[]>`
@@ -51,7 +52,7 @@ export function createUsersService({ prisma, hasher, identity, checker, releaseR
     const admins = await tx.$queryRaw<{ id: string }[]>`
       SELECT id FROM users WHERE role = 'admin' AND disabled = false FOR UPDATE`;
     if (!admins.some((a) => a.id !== userId)) {
-      throw problems.conflict('last_admin', 'this is the last enabled admin; promote another user first');
+      throw new AppError('last_admin', 'this is the last enabled admin; promote another user first');
     }
   }
 
@@ -70,7 +71,7 @@ export function createUsersService({ prisma, hasher, identity, checker, releaseR
     },
 
     async get(actor: Principal, id: string): Promise<UserRecord> {
-      if (actor.role !== 'admin' && actor.userId !== id) throw problems.forbidden('forbidden', 'you may only read your own user');
+      if (actor.role !== 'admin' && actor.userId !== id) throw new AppError('forbidden', 'you may only read your own user');
       const user = await prisma.user.findUnique({ where: { id }, select: userSelect });
       if (!user) throw notFound();
       return user;
@@ -79,9 +80,9 @@ export function createUsersService({ prisma, hasher, identity, checker, releaseR
     async update(actor: Principal, id: string, patch: UserPatch): Promise<UserRecord> {
       const isAdmin = actor.role === 'admin';
       if (!isAdmin) {
-        if (actor.userId !== id) throw problems.forbidden('forbidden', 'you may only change your own user');
+        if (actor.userId !== id) throw new AppError('forbidden', 'you may only change your own user');
         const denied = Object.keys(patch).filter((k) => k !== 'email');
-        if (denied.length) throw problems.forbidden('field_not_allowed', `only an admin may change: ${denied.join(', ')}`);
+        if (denied.length) throw new AppError('field_not_allowed', `only an admin may change: ${denied.join(', ')}`);
       }
       const passwordHash = patch.password ? await hasher.hash(patch.password) : undefined;
       const losesAdmin = patch.role === 'user' || patch.disabled === true;
@@ -93,7 +94,7 @@ export function createUsersService({ prisma, hasher, identity, checker, releaseR
         if (!before) throw notFound();
         if (losesAdmin && before.role === 'admin' && !before.disabled) await assertAnotherAdmin(tx, id);
         if (patch.password && patch.password.toLowerCase() === before.username) {
-          throw problems.unprocessable('password_rejected', 'the password must not be the username');
+          throw new AppError('password_rejected', 'the password must not be the username');
         }
         const user = await tx.user.update({
           where: { id },
@@ -126,7 +127,7 @@ export function createUsersService({ prisma, hasher, identity, checker, releaseR
      * reservations), and the job releases any reservation whose user is gone.
      */
     async remove(actor: Principal, id: string): Promise<void> {
-      if (actor.userId === id) throw problems.conflict('cannot_delete_self', 'you cannot delete your own account');
+      if (actor.userId === id) throw new AppError('cannot_delete_self', 'you cannot delete your own account');
       await withDeadlockRetry(() => prisma.$transaction(async (tx) => {
         const target = await lockUser(tx, id);
         if (!target) throw notFound();

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { bearerSecurity, idParams, problemResponses } from '../../http/common-schemas.js';
 import { page } from '../../http/common-schemas.js';
-import { viewerOf } from '../../plugins/auth.js';
+import { viewerOf } from '../../http/principal.js';
 import * as s from './schemas.js';
 import type { VmRow, VmsService } from './service.js';
 
@@ -149,6 +149,8 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
         summary: "The VM's serial console since its last boot, as text/plain (admin; the last 256 KiB)",
         security: bearerSecurity,
         params: idParams,
+        // The 200 is text/plain (problems stay application/problem+json in the document).
+        produces: ['text/plain'],
         response: {
           200: z.string().meta({ description: 'text/plain', examples: ['berth-init: switching root\nberth-init: sshd started\n'] }),
           ...problemResponses(400, 401, 403, 404, 409),

@@ -11,6 +11,7 @@
 // State changes are conditional updates on the row, so two requests (or two processes on
 // one host) cannot both stop, start or reset a VM; the machine leaves the pool by a
 // conditional update too, so a VM is never taken from under a reservation.
+import { isUniqueViolation } from '../../infra/database.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -21,8 +22,8 @@ import { HostKeyMismatchError, generateSshKeyPair, parseHostKey, sshConnect } fr
 import { bootVm, runningPid, stopVm, type GuestCommand, type VmSpec } from '../../infra/vm/qemu.js';
 import { LogScanner, readTail, trimLog } from '../../infra/vm/console-log.js';
 import type { VmRuntimeProvider } from '../../infra/vm/runtime.js';
-import { HttpProblem, problems } from '../../plugins/problem.js';
-import { pageOf } from '../../http/cursor.js';
+import { AppError } from '../../errors/app-error.js';
+import { pageOf } from '../../infra/paging.js';
 
 export type VmRow = Vm & { image: Pick<Image, 'id' | 'name'>; machine: Machine | null };
 const withRefs = { image: { select: { id: true, name: true } }, machine: true } as const;
@@ -65,13 +66,12 @@ export interface CreateVmInput {
   memory_mb?: number;
 }
 
-const notFound = () => problems.notFound('vm_not_found', 'no such VM');
+const notFound = () => new AppError('vm_not_found', 'no such VM');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const isUniqueViolation = (err: unknown) => err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002';
 /** The image was deleted under a request that was adding VMs to it. */
 const imageGone = (err: unknown) =>
   err instanceof Prisma.PrismaClientKnownRequestError && ['P2003', 'P2025'].includes(err.code)
-    ? problems.conflict('image_not_ready', 'the image was deleted meanwhile')
+    ? new AppError('image_not_ready', 'the image was deleted meanwhile')
     : err;
 
 function guestCommand(config: unknown): GuestCommand | null {
@@ -106,14 +106,14 @@ export function createVmsService(deps: VmsDeps) {
 
   function ownedHere(vm: Vm) {
     if (vm.node !== node) {
-      throw problems.conflict('vm_on_other_host', `${vm.name} runs on ${vm.node}; ask a berth process on that host`);
+      throw new AppError('vm_on_other_host', `${vm.name} runs on ${vm.node}; ask a berth process on that host`);
     }
   }
 
   async function readyImage(ref: string): Promise<Image> {
     const image = await prisma.image.findFirst({ where: { OR: [{ id: ref }, { name: ref }] } });
-    if (!image) throw problems.notFound('image_not_found', `no image ${ref}`);
-    if (image.status !== 'ready') throw problems.conflict('image_not_ready', `the image ${image.name} is ${image.status}; VMs boot only from a ready image`);
+    if (!image) throw new AppError('image_not_found', `no image ${ref}`);
+    if (image.status !== 'ready') throw new AppError('image_not_ready', `the image ${image.name} is ${image.status}; VMs boot only from a ready image`);
     return image;
   }
 
@@ -165,7 +165,7 @@ export function createVmsService(deps: VmsDeps) {
       where: { id: vm.machineId, status: { not: 'reserved' }, reservationId: null },
       data: { status: 'offline', statusReason: reason },
     });
-    if (count === 0) throw problems.conflict('vm_reserved', `${vm.name} is reserved; release its reservation first`);
+    if (count === 0) throw new AppError('vm_reserved', `${vm.name} is reserved; release its reservation first`);
   }
 
   /** Follows a boot until SSH answers with the pinned host key, QEMU dies, or time runs out. */
@@ -234,7 +234,7 @@ export function createVmsService(deps: VmsDeps) {
   async function launch(vm: VmRow, opts: { discard: boolean; from: Vm['state'][] }): Promise<VmRow> {
     ownedHere(vm);
     const image = await prisma.image.findUniqueOrThrow({ where: { id: vm.imageId } });
-    if (image.status !== 'ready') throw problems.conflict('image_not_ready', `the image ${image.name} is ${image.status}`);
+    if (image.status !== 'ready') throw new AppError('image_not_ready', `the image ${image.name} is ${image.status}`);
     const rt = await requireRuntime();
     const bootStartedAt = new Date();
     const { count } = await prisma.vm.updateMany({
@@ -243,7 +243,7 @@ export function createVmsService(deps: VmsDeps) {
     });
     if (count === 0) {
       const now = await get(vm.id);
-      throw problems.conflict('vm_state', `${vm.name} is ${now.state}${now.state === vm.state ? ' (changed meanwhile)' : ''}`);
+      throw new AppError('vm_state', `${vm.name} is ${now.state}${now.state === vm.state ? ' (changed meanwhile)' : ''}`);
     }
     following.get(vm.id)?.abort();
     let booting: VmRow = { ...vm, state: 'booting', bootStartedAt, pid: null, bootMs: null, stateReason: null };
@@ -325,7 +325,7 @@ export function createVmsService(deps: VmsDeps) {
 
   const requireRuntime = () =>
     runtime.get().catch((err: Error) => {
-      throw new HttpProblem({ status: 503, code: 'vm_unavailable', title: 'Service Unavailable', detail: `VMs cannot boot on this host: ${err.message}` });
+      throw new AppError('vm_unavailable', `VMs cannot boot on this host: ${err.message}`);
     });
 
   /** A free port no VM of this host has recorded (stopped VMs keep theirs). */
@@ -340,7 +340,7 @@ export function createVmsService(deps: VmsDeps) {
   async function record(tx: Prisma.TransactionClient, image: Image, input: Omit<CreateVmInput, 'image'>): Promise<string> {
     const name = input.name ?? `${image.name.slice(0, 56)}-${randomBytes(3).toString('hex')}`;
     if (await tx.machine.findUnique({ where: { name }, select: { id: true } })) {
-      throw problems.conflict('vm_exists', `a machine or VM named ${name} exists`);
+      throw new AppError('vm_exists', `a machine or VM named ${name} exists`);
     }
     const hostKey = generateSshKeyPair();
     const rootKey = generateSshKeyPair(`berth root key for ${name}`);
@@ -384,10 +384,10 @@ export function createVmsService(deps: VmsDeps) {
 
   function checkLimits(input: { cpus?: number; memory_mb?: number }) {
     if (input.cpus !== undefined && input.cpus > limits.maxCpus) {
-      throw problems.unprocessable('vm_limits_exceeded', `cpus must be at most ${limits.maxCpus} on this host`);
+      throw new AppError('vm_limits_exceeded', `cpus must be at most ${limits.maxCpus} on this host`);
     }
     if (input.memory_mb !== undefined && input.memory_mb > limits.maxMemoryMb) {
-      throw problems.unprocessable('vm_limits_exceeded', `memory_mb must be at most ${limits.maxMemoryMb} on this host`);
+      throw new AppError('vm_limits_exceeded', `memory_mb must be at most ${limits.maxMemoryMb} on this host`);
     }
   }
 
@@ -434,7 +434,7 @@ export function createVmsService(deps: VmsDeps) {
       try {
         id = await prisma.$transaction((tx) => record(tx, image, input));
       } catch (err) {
-        if (isUniqueViolation(err)) throw problems.conflict('vm_exists', `a machine or VM named ${input.name ?? 'like that'} exists; try again`);
+        if (isUniqueViolation(err)) throw new AppError('vm_exists', `a machine or VM named ${input.name ?? 'like that'} exists; try again`);
         throw imageGone(err);
       }
       return launch(await get(id), { discard: true, from: ['stopped'] });
@@ -503,8 +503,8 @@ export function createVmsService(deps: VmsDeps) {
      */
     async resizePool(imageId: string, size: number): Promise<{ image: Image; vms: VmRow[] }> {
       const image = await prisma.image.findUnique({ where: { id: imageId } });
-      if (!image) throw problems.notFound('image_not_found', 'no such image');
-      if (size > 0 && image.status !== 'ready') throw problems.conflict('image_not_ready', `the image ${image.name} is ${image.status}`);
+      if (!image) throw new AppError('image_not_found', 'no such image');
+      if (size > 0 && image.status !== 'ready') throw new AppError('image_not_ready', `the image ${image.name} is ${image.status}`);
       const order: Record<Vm['state'], number> = { failed: 0, stopped: 1, booting: 2, running: 3 };
       const { created, removed } = await prisma
         .$transaction(async (tx) => {
@@ -517,16 +517,16 @@ export function createVmsService(deps: VmsDeps) {
           const free = vms.filter((v) => !v.machine?.reservationId && v.machine?.status !== 'reserved').sort((a, b) => order[a.state] - order[b.state]);
           const need = vms.length - size;
           if (free.length < need) {
-            throw problems.conflict('pool_reserved', `${vms.length - free.length} VM(s) of ${image.name} are reserved; the pool cannot shrink below that`, {
+            throw new AppError('pool_reserved', `${vms.length - free.length} VM(s) of ${image.name} are reserved; the pool cannot shrink below that`, {
               reserved: vms.length - free.length,
             });
           }
           for (const v of free.slice(0, need)) {
-            if (v.node !== node) throw problems.conflict('vm_on_other_host', `${v.name} runs on ${v.node}; resize from a berth process there`);
+            if (v.node !== node) throw new AppError('vm_on_other_host', `${v.name} runs on ${v.node}; resize from a berth process there`);
             const { count } = v.machineId
               ? await tx.machine.updateMany({ where: { id: v.machineId, status: { not: 'reserved' }, reservationId: null }, data: { status: 'offline', statusReason: 'vm being deleted' } })
               : { count: 1 };
-            if (count === 0) throw problems.conflict('pool_reserved', `${v.name} was reserved meanwhile; try again`);
+            if (count === 0) throw new AppError('pool_reserved', `${v.name} was reserved meanwhile; try again`);
             removed.push(v);
           }
         }

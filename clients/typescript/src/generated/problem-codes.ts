@@ -49,6 +49,7 @@ export const PROBLEM_CODES = [
   'refresh_token_reused',
   'registration_closed',
   'request_in_progress',
+  'request_timeout',
   'reservation_changed',
   'reservation_expired',
   'reservation_not_active',

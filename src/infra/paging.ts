@@ -1,5 +1,5 @@
 // List pages, and opaque cursors for lists ordered newest first by (created_at, id).
-import { problems } from '../plugins/problem.js';
+import { AppError } from '../errors/app-error.js';
 
 export function encodeCursor(row: { createdAt: Date; id: string }): string {
   return Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString('base64url');
@@ -8,7 +8,7 @@ export function encodeCursor(row: { createdAt: Date; id: string }): string {
 export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   const [at, id] = Buffer.from(cursor, 'base64url').toString().split('|');
   const createdAt = new Date(at ?? '');
-  if (!id || Number.isNaN(createdAt.getTime())) throw problems.badRequest('invalid_cursor', 'the cursor is not one this server issued');
+  if (!id || Number.isNaN(createdAt.getTime())) throw new AppError('invalid_cursor', 'the cursor is not one this server issued');
   return { createdAt, id };
 }
 

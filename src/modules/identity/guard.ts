@@ -1,14 +1,16 @@
-// Authentication for every protected route: verify the bearer access token (EdDSA only,
-// our issuer and audience, typ at+jwt, a kid we know), then ask the session checker
-// whether its session is still live. Guards: `app.authenticate`, `app.requireAdmin`.
+// The identity guard of every protected route: verify the bearer access token (EdDSA
+// only, our issuer and audience, typ at+jwt, a kid we know), then ask the session checker
+// whether its session is still live. Guards (onRequest): `app.authenticate`,
+// `app.requireAdmin`; handlers read the caller with principalOf (src/http/principal.ts).
 import fastifyJwt from '@fastify/jwt';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import type { Keyring } from '../modules/identity/keyring.js';
-import { SIGNING_ALGORITHM } from '../modules/identity/keyring.js';
-import type { Principal, SessionChecker } from '../modules/identity/session-check.js';
-import { ACCESS_TOKEN_TYP, looksLikeRefreshToken } from '../modules/identity/tokens.js';
-import { HttpProblem, problems } from './problem.js';
+import { AppError } from '../../errors/app-error.js';
+import '../../http/principal.js';
+import type { Keyring } from './keyring.js';
+import { SIGNING_ALGORITHM } from './keyring.js';
+import type { SessionChecker } from './session-check.js';
+import { ACCESS_TOKEN_TYP, looksLikeRefreshToken } from './tokens.js';
 
 export interface AccessTokenPayload {
   sub: string;
@@ -35,9 +37,6 @@ declare module 'fastify' {
     /** onRequest guard: `authenticate`, then requires the admin role. */
     requireAdmin(request: FastifyRequest, reply: FastifyReply): Promise<void>;
   }
-  interface FastifyRequest {
-    principal: Principal | null;
-  }
 }
 
 export interface AuthOptions {
@@ -47,28 +46,20 @@ export interface AuthOptions {
   audience: string;
 }
 
-const BEARER_CHALLENGE = 'Bearer realm="berth"';
-
-/** Turns @fastify/jwt's and fast-jwt's errors into one honest 401. */
-function tokenProblem(err: unknown): HttpProblem {
-  if (err instanceof HttpProblem) return err;
+/** Turns @fastify/jwt's and fast-jwt's errors into one honest 401 (the problem plugin adds the challenge). */
+function tokenProblem(err: unknown): AppError {
+  if (err instanceof AppError) return err;
   const code = (err as { code?: string }).code ?? '';
   if (code === 'FST_JWT_NO_AUTHORIZATION_IN_HEADER' || code === 'FST_JWT_BAD_REQUEST') {
-    const p = problems.unauthorized('missing_token', 'send an access token as "Authorization: Bearer <token>"', { active: false });
-    p.headers['www-authenticate'] = BEARER_CHALLENGE;
-    return p;
+    return new AppError('missing_token', 'send an access token as "Authorization: Bearer <token>"', { active: false });
   }
-  const detail =
-    code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED'
-      ? 'the access token has expired; refresh it'
-      : 'the access token is malformed, has a bad signature, or was not issued for this service';
-  return problems.unauthorized(code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED' ? 'token_expired' : 'invalid_token', detail, {
-    active: false,
-  });
+  return code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED'
+    ? new AppError('token_expired', 'the access token has expired; refresh it', { active: false })
+    : new AppError('invalid_token', 'the access token is malformed, has a bad signature, or was not issued for this service', { active: false });
 }
 
 export default fp(
-  async function authPlugin(app: FastifyInstance, opts: AuthOptions) {
+  async function identityGuard(app: FastifyInstance, opts: AuthOptions) {
     await app.register(fastifyJwt, {
       secret: {
         // Signing happens in the token issuer (per-kid signers); this plugin only verifies.
@@ -77,7 +68,7 @@ export default fp(
         public: (_request: FastifyRequest, token: unknown, callback: (err: Error | null, key?: string) => void) => {
           const kid = (token as { header?: { kid?: string } }).header?.kid;
           const pem = opts.keyring.publicKeyPem(kid);
-          if (!pem) callback(problems.unauthorized('invalid_token', 'the access token was signed with an unknown key', { active: false }));
+          if (!pem) callback(new AppError('invalid_token', 'the access token was signed with an unknown key', { active: false }));
           else callback(null, pem);
         },
       },
@@ -103,7 +94,7 @@ export default fp(
     async function authenticate(request: FastifyRequest): Promise<void> {
       const header = request.headers.authorization;
       if (header && /^bearer\s+brt_/i.test(header) && looksLikeRefreshToken(header.replace(/^bearer\s+/i, ''))) {
-        throw problems.unauthorized('invalid_token', 'this is a refresh token; send it to /v1/token/refresh, not as an access token', {
+        throw new AppError('invalid_token', 'this is a refresh token; send it to /v1/token/refresh, not as an access token', {
           active: false,
         });
       }
@@ -115,7 +106,7 @@ export default fp(
       }
       const principal = await opts.sessionChecker.check(payload.sid, payload.sub);
       if (!principal) {
-        throw problems.unauthorized('session_revoked', 'the session of this token has ended (logged out, revoked or expired)', {
+        throw new AppError('session_revoked', 'the session of this token has ended (logged out, revoked or expired)', {
           active: false,
         });
       }
@@ -125,19 +116,8 @@ export default fp(
     app.decorate('authenticate', async (request: FastifyRequest) => authenticate(request));
     app.decorate('requireAdmin', async (request: FastifyRequest) => {
       await authenticate(request);
-      if (request.principal?.role !== 'admin') throw problems.forbidden('admin_required', 'this action needs the admin role');
+      if (request.principal?.role !== 'admin') throw new AppError('admin_required', 'this action needs the admin role');
     });
   },
-  { name: 'auth', dependencies: ['problem'] },
+  { name: 'identity-guard', dependencies: ['problem'] },
 );
-
-/** The principal of an authenticated request; only call behind a guard. */
-export function principalOf(request: FastifyRequest): Principal {
-  if (!request.principal) throw new Error('principalOf() used on a route without an auth guard');
-  return request.principal;
-}
-
-/** Who is looking, for answers whose details only admins may see. */
-export function viewerOf(request: FastifyRequest): { admin: boolean } {
-  return { admin: principalOf(request).role === 'admin' };
-}
