@@ -35,7 +35,7 @@ import { createVmRuntime } from './infra/vm/runtime.js';
 import { createUsersService } from './modules/users/service.js';
 import identityGuard from './modules/identity/guard.js';
 import openapiPlugin from './plugins/openapi.js';
-import problemPlugin, { frameworkErrors } from './plugins/problem.js';
+import problemPlugin, { clientErrorHandler, frameworkErrors } from './plugins/problem.js';
 import { serializerCompiler } from './plugins/serializer.js';
 
 declare module 'fastify' {
@@ -111,6 +111,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     },
     requestIdHeader: 'x-request-id',
     frameworkErrors,
+    clientErrorHandler,
     genReqId: () => randomUUID(),
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
