@@ -20,6 +20,7 @@ import { usersRoutes } from './modules/users/routes.js';
 import { createMachineAccess } from './modules/machines/access.js';
 import { machinesRoutes } from './modules/machines/routes.js';
 import { createMachinesService } from './modules/machines/service.js';
+import { createMachineState } from './modules/machines/state.js';
 import { reservationsJob, type TickResult } from './modules/reservations/job.js';
 import { createJobRunner, type JobRunner } from './infra/jobs.js';
 import { reservationsRoutes } from './modules/reservations/routes.js';
@@ -142,12 +143,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const secretKey = loadSecretKey(config.secretKey, config.dataDir);
   const docker = new Docker({ socketPath: config.dockerSocket });
   const secretBox = createSecretBox(secretKey);
-  const access = createMachineAccess({ prisma, secretBox, timeouts: config.ssh });
+  const state = createMachineState(prisma);
+  const access = createMachineAccess({ prisma, state, secretBox, timeouts: config.ssh });
   const imagesDir = path.join(config.dataDir, 'images');
   const vmRuntime = createVmRuntime({ cacheDir: config.cacheDir, accel: config.vms.accel });
   const vms = createVmsService({
     prisma,
     secretBox,
+    state,
     runtime: vmRuntime,
     dir: path.join(config.dataDir, 'vms'),
     imageBase: (imageId) => imageBasePath(imagesDir, imageId),
@@ -158,6 +161,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const reservations = createReservationsService({
     prisma,
     access,
+    state,
     policy: config.reservations,
     instanceId: deps.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     requestHashKey: Buffer.from(hkdfSync('sha256', secretKey, Buffer.alloc(0), 'berth idempotency request hash', 32)),
@@ -165,7 +169,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     recycle: vms.recycle,
     log: app.log,
   });
-  const machines = createMachinesService({ prisma, secretBox, access, cleanupMachine: reservations.cleanupMachine, log: app.log });
+  const machines = createMachinesService({ prisma, secretBox, access, state, cleanupMachine: reservations.cleanupMachine, log: app.log });
   const users = createUsersService({
     prisma,
     hasher,

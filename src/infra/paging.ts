@@ -27,3 +27,8 @@ export function pageOf<T>(rows: T[], limit: number, cursorOf: (last: T) => strin
   const items = rows.slice(0, limit);
   return { items, nextCursor: rows.length > limit ? cursorOf(items[items.length - 1]!) : null };
 }
+
+/** Prisma condition for "after this cursor" in name order (lists of named things: the cursor is the last name). */
+export function afterName(cursor: string | undefined) {
+  return cursor ? { name: { gt: cursor } } : {};
+}

@@ -13,7 +13,7 @@ import { Prisma, type Image, type PrismaClient } from '../../generated/prisma/cl
 import { buildImage } from '../../infra/docker/build.js';
 import { imageToExt4 } from '../../infra/vm/rootfs.js';
 import { AppError } from '../../errors/app-error.js';
-import { pageOf } from '../../infra/paging.js';
+import { afterName, pageOf } from '../../infra/paging.js';
 
 const HEARTBEAT_MS = 10_000;
 /** A build not heard of for this long was interrupted. */
@@ -114,7 +114,7 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
 
     async list(q: { status?: Image['status']; limit: number; cursor?: string }) {
       const rows = await prisma.image.findMany({
-        where: { ...(q.status && { status: q.status }), ...(q.cursor && { name: { gt: q.cursor } }) },
+        where: { ...(q.status && { status: q.status }), ...afterName(q.cursor) },
         orderBy: { name: 'asc' },
         take: q.limit + 1,
       });

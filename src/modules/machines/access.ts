@@ -4,6 +4,7 @@
 import type { Machine, PrismaClient } from '../../generated/prisma/client.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { HostKeyMismatchError, sshConnect, type SshSession } from '../../infra/ssh.js';
+import type { MachineState } from './state.js';
 
 export type MachineRow = Machine;
 
@@ -13,10 +14,11 @@ export interface MachineAccess {
 
 export function createMachineAccess(deps: {
   prisma: PrismaClient;
+  state: Pick<MachineState, 'hostKeyChanged'>;
   secretBox: SecretBox;
   timeouts: { connectTimeoutMs: number; commandTimeoutMs: number };
 }): MachineAccess {
-  const { prisma, secretBox, timeouts } = deps;
+  const { prisma, state, secretBox, timeouts } = deps;
   return {
     async open(machine) {
       const credential = secretBox.open(machine.credential);
@@ -40,12 +42,7 @@ export function createMachineAccess(deps: {
         }
         return session;
       } catch (err) {
-        if (err instanceof HostKeyMismatchError) {
-          await prisma.machine.update({
-            where: { id: machine.id },
-            data: { status: 'offline', statusReason: err.message.slice(0, 255) },
-          });
-        }
+        if (err instanceof HostKeyMismatchError) await state.hostKeyChanged(machine.id, err.message);
         throw err;
       }
     },

@@ -4,24 +4,10 @@ import { bearerSecurity, page, problemResponses } from '../../http/common-schema
 import { YamlError, parseYamlBounded } from '../../infra/bounded-yaml.js';
 import { viewerOf } from '../../http/principal.js';
 import { AppError } from '../../errors/app-error.js';
-import { VM_BOOTING } from '../vms/service.js';
+import { neutralReason } from './state.js';
 import type { MachineRow } from './access.js';
 import * as s from './schemas.js';
 import type { MachinesService } from './service.js';
-
-/**
- * What a user who is not an admin may read of why a machine is out of the pool: a
- * neutral word. The full reason can name another user's account and reservation.
- */
-function neutralReason(m: MachineRow): string | null {
-  const reason = m.statusReason;
-  if (m.status === 'available' || m.status === 'reserved' || !reason) return null;
-  if (m.status === 'maintenance') return 'maintenance';
-  if (reason === VM_BOOTING) return reason;
-  if (reason.startsWith('cleanup pending')) return 'cleanup pending';
-  if (reason.startsWith('vm ')) return reason.split(':')[0]!;
-  return 'unreachable';
-}
 
 /** The machine as `viewer` may see it: reasons and reservation ids are for admins. */
 export function toMachineDto(m: MachineRow, viewer: { admin: boolean }) {

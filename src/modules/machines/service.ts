@@ -7,8 +7,9 @@ import type { SecretBox } from '../../infra/secret-box.js';
 import { parseHostKey } from '../../infra/ssh.js';
 import { AppError } from '../../errors/app-error.js';
 import type { MachineAccess, MachineRow } from './access.js';
+import type { MachineState } from './state.js';
 import { createMachineBody } from './schemas.js';
-import { pageOf } from '../../infra/paging.js';
+import { afterName, pageOf } from '../../infra/paging.js';
 
 type MachineInput = z.output<typeof createMachineBody>;
 export interface MachinePatch {
@@ -36,11 +37,12 @@ export function createMachinesService(deps: {
   prisma: PrismaClient;
   secretBox: SecretBox;
   access: MachineAccess;
+  state: MachineState;
   /** Removes what an ended reservation left on an offline machine (reservations service). */
   cleanupMachine(machine: MachineRow): Promise<'clean' | 'live'>;
   log: { error(obj: object, msg: string): void };
 }) {
-  const { prisma, secretBox, access, cleanupMachine, log } = deps;
+  const { prisma, secretBox, access, state, cleanupMachine, log } = deps;
 
   function sealed(input: { password?: string; private_key?: string }) {
     if (input.password) return { credentialKind: 'password' as const, credential: secretBox.seal(input.password) };
@@ -50,7 +52,7 @@ export function createMachinesService(deps: {
 
   /** A VM's machine record is berth's own: it changes and goes with the VM (/v1/vms). */
   async function refuseVm(m: { id: string; name: string }): Promise<void> {
-    if (await prisma.vm.findUnique({ where: { machineId: m.id }, select: { id: true } })) {
+    if (await state.isVm(m.id)) {
       throw new AppError('machine_is_vm', `${m.name} is a VM berth runs; manage it through /v1/vms`);
     }
   }
@@ -137,7 +139,7 @@ export function createMachinesService(deps: {
         where: {
           ...(filter.status && { status: filter.status }),
           ...(filter.type && { type: filter.type }),
-          ...(filter.cursor && { name: { gt: filter.cursor } }),
+          ...afterName(filter.cursor),
           AND: tagFilters,
         },
         orderBy: { name: 'asc' },
@@ -172,19 +174,13 @@ export function createMachinesService(deps: {
         : null;
       const live = holder && ['provisioning', 'active', 'releasing'].includes(holder.status);
       // Conditional on what was read: a claim in between makes this a no-op, answered 409.
-      const { count } = live
-        ? { count: 0 }
-        : await prisma.machine.deleteMany({ where: { id: m.id, status: { not: 'reserved' }, reservationId: m.reservationId } });
-      if (count === 0) throw new AppError('machine_reserved', `${name} is reserved; release its reservation first`);
+      if (live || !(await state.deleteUnlessHeld(m))) throw new AppError('machine_reserved', `${name} is reserved; release its reservation first`);
     },
 
     async enterMaintenance(name: string, reason: string): Promise<MachineRow> {
-      await refuseVm(await byName(name));
-      const { count } = await prisma.machine.updateMany({
-        where: { name, status: { not: 'reserved' }, reservationId: null },
-        data: { status: 'maintenance', statusReason: reason },
-      });
-      if (count === 0) {
+      const before = await byName(name);
+      await refuseVm(before);
+      if (!(await state.enterMaintenance(before.id, reason))) {
         const m = await byName(name);
         throw new AppError(
           'machine_reserved',
@@ -198,8 +194,9 @@ export function createMachinesService(deps: {
 
     async leaveMaintenance(name: string): Promise<MachineRow> {
       const m = await byName(name);
-      if (m.status !== 'maintenance') throw new AppError('not_in_maintenance', `${name} is ${m.status}, not in maintenance`);
-      await prisma.machine.updateMany({ where: { name, status: 'maintenance' }, data: { status: 'available', statusReason: null } });
+      if (m.status !== 'maintenance' || !(await state.leaveMaintenance(m.id))) {
+        throw new AppError('not_in_maintenance', `${name} is ${m.status}, not in maintenance`);
+      }
       return byName(name);
     },
 
@@ -222,25 +219,15 @@ export function createMachinesService(deps: {
         }
         const latency = Math.round(performance.now() - started);
         if (r.code !== 0) throw new Error(`a command failed on the machine (exit ${r.code}): ${r.stderr.trim().slice(0, 200)}`);
-        await prisma.machine.update({ where: { id: m.id }, data: { lastCheckedAt: new Date() } });
-        if (m.status === 'offline') {
-          if ((await cleanupMachine(m)) === 'live') {
-            await prisma.machine.updateMany({
-              where: { id: m.id, status: 'offline', reservationId: m.reservationId },
-              data: { status: 'reserved', statusReason: null },
-            });
-          }
-        }
+        await state.recordCheck(m.id);
+        if (m.status === 'offline' && (await cleanupMachine(m)) === 'live') await state.backToReservation(m);
         const after = await byName(name);
         return { reachable: true, latency_ms: latency, host_key_fingerprint: after.hostKeyFingerprint, status: after.status };
       } catch (err) {
         const message = (err as Error).message;
         // Only an idle machine is taken offline here; a claimed one is its reservation's business.
-        await prisma.machine.updateMany({
-          where: { id: m.id, status: 'available', reservationId: null },
-          data: { status: 'offline', statusReason: message.slice(0, 255) },
-        });
-        const after = await prisma.machine.update({ where: { id: m.id }, data: { lastCheckedAt: new Date() } });
+        await state.takeOfflineIfIdle(m.id, message);
+        const after = await state.recordCheck(m.id);
         return { reachable: false, latency_ms: null, host_key_fingerprint: after.hostKeyFingerprint, status: after.status, error: message };
       }
     },

@@ -1,0 +1,113 @@
+// Making a reservation, all or nothing: claim the machines (allocation.ts), create the
+// account on each in parallel over SSH while the reservation sits in `provisioning` under
+// this process's lease, then either activate it or undo everything (unwind.ts) and say
+// which machine failed.
+import { randomBytes } from 'node:crypto';
+import type { PrismaClient } from '../../generated/prisma/client.js';
+import { AppError } from '../../errors/app-error.js';
+import { DatabaseUnavailableError, isUniqueViolation } from '../../infra/database.js';
+import type { Principal } from '../../shared/principal.js';
+import type { MachineAccess, MachineRow } from '../machines/access.js';
+import { AccountError, RESERVED_ACCOUNT_NAMES, createAccount } from './accounts.js';
+import type { Allocate } from './allocation.js';
+import { replay, type RequestHasher } from './idempotency.js';
+import type { Leases } from './leases.js';
+import { withMachines, type CreateReservationInput, type ReservationPolicy, type ReservationRow } from './model.js';
+import type { Unwinder } from './unwind.js';
+
+export interface ProvisionerDeps {
+  prisma: PrismaClient;
+  access: MachineAccess;
+  policy: Pick<ReservationPolicy, 'defaultMinutes' | 'maxMinutes'>;
+  allocate: Allocate;
+  leases: Pick<Leases, 'newLease' | 'underLease'>;
+  unwinder: Pick<Unwinder, 'unwind'>;
+  requestHash: RequestHasher;
+}
+
+export interface Created {
+  reservation: ReservationRow;
+  /** The password berth made up, shown once; undefined when the user gave theirs, or on a replay. */
+  password: string | undefined;
+  replayed: boolean;
+}
+
+/** 24 characters of base64url: 144 bits. */
+function generatePassword(): string {
+  return randomBytes(18).toString('base64url');
+}
+
+export function createProvisioner({ prisma, access, policy, allocate, leases, unwinder, requestHash }: ProvisionerDeps) {
+  const byKey = (userId: string, idempotencyKey: string) =>
+    prisma.reservation.findUnique({ where: { userId_idempotencyKey: { userId, idempotencyKey } }, include: withMachines });
+
+  /** Creates the account on one machine; a name already there fails with AccountError code 'exists'. */
+  async function provision(machine: MachineRow, account: { username: string; reservationId: string; password?: string; sshPublicKey?: string }) {
+    const ssh = await access.open(machine);
+    try {
+      await createAccount(ssh, { ...account, grantSudo: machine.allowSudo });
+    } finally {
+      ssh.close();
+    }
+  }
+
+  return async function create(actor: Principal, input: CreateReservationInput, idempotencyKey?: string): Promise<Created> {
+    const duration = input.duration_minutes ?? policy.defaultMinutes;
+    if (duration > policy.maxMinutes) {
+      throw new AppError('exceeds_max_duration', `a reservation may last at most ${policy.maxMinutes} minutes`);
+    }
+    const account = input.username ?? actor.username;
+    if (RESERVED_ACCOUNT_NAMES.has(account)) {
+      throw new AppError('account_name_reserved', `"${account}" is a system name; choose another with "username"`);
+    }
+    if (idempotencyKey) {
+      const existing = await byKey(actor.userId, idempotencyKey);
+      if (existing) return replay(existing, input, requestHash);
+    }
+    const generated = input.password || input.ssh_public_key ? undefined : generatePassword();
+    const password = input.password ?? generated;
+
+    const token = leases.newLease();
+    let id: string;
+    try {
+      id = await allocate(actor, { input, account, durationMinutes: duration, token, idempotencyKey });
+    } catch (err) {
+      // The same key raced in from another request: answer as a replay of the winner.
+      if (idempotencyKey && isUniqueViolation(err)) return replay((await byKey(actor.userId, idempotencyKey))!, input, requestHash);
+      throw err;
+    }
+
+    const machines = await prisma.machine.findMany({ where: { reservationId: id }, orderBy: { name: 'asc' } });
+    const results = await leases.underLease(id, token, () =>
+      Promise.allSettled(machines.map((m) => provision(m, { username: account, reservationId: id, password, sshPublicKey: input.ssh_public_key }))),
+    );
+    const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [{ machine: machines[i]!, error: r.reason as Error }] : []));
+
+    if (failures.length === 0) {
+      const now = Date.now();
+      // Only for a user who still exists: one deleted meanwhile gets nothing.
+      const { count } = await prisma.reservation.updateMany({
+        where: { id, status: 'provisioning', leaseOwner: token, userId: { not: null } },
+        data: { status: 'active', activatedAt: new Date(now), expiresAt: new Date(now + duration * 60_000), leaseUntil: null },
+      });
+      // Only a password berth made up is shown (once); the user knows their own.
+      if (count === 1) {
+        const reservation = await prisma.reservation.findUniqueOrThrow({ where: { id }, include: withMachines });
+        return { reservation, password: generated, replayed: false };
+      }
+      const current = await prisma.reservation.findUnique({ where: { id }, select: { leaseOwner: true } });
+      if (current?.leaseOwner !== token) {
+        // The lease ran out, which means its renewals failed (the database was away): the
+        // worker that took the reservation over rolls it back.
+        throw new DatabaseUnavailableError('the database was unavailable while the reservation was set up; it is being rolled back');
+      }
+      failures.push({ machine: machines[0]!, error: new Error('the user was deleted while the reservation was being set up') });
+    }
+
+    const first = failures[0]!;
+    const detail = `could not set up the account on ${first.machine.name}: ${first.error.message}`;
+    const existedBefore = new Set(failures.filter((f) => f.error instanceof AccountError && f.error.code === 'exists').map((f) => f.machine.id));
+    await unwinder.unwind({ id, accountUsername: account }, 'failed', detail, token, existedBefore);
+    throw new AppError('provisioning_failed', detail, { machine: first.machine.name, reservation_id: id, failed_machines: failures.map((f) => f.machine.name) });
+  };
+}

@@ -1,0 +1,133 @@
+// Following a boot: from QEMU's start until SSH answers with the VM's pinned host key (the
+// VM is `running` and its machine rejoins the pool), or QEMU dies, or sshd fails, or time
+// runs out (the VM is `failed`, its machine offline). The guest's init says on the serial
+// console when sshd is up; the console is read only where it grew since the last look.
+import path from 'node:path';
+import type { PrismaClient, Vm } from '../../generated/prisma/client.js';
+import type { SecretBox } from '../../infra/secret-box.js';
+import { HostKeyMismatchError, sshConnect } from '../../infra/ssh.js';
+import { LogScanner, readTail } from '../../infra/vm/console-log.js';
+import { runningPid, stopVm } from '../../infra/vm/qemu.js';
+import type { MachineState } from '../machines/state.js';
+import { VM_HOST, type VmLimits, type VmRow, type VmsLog } from './model.js';
+
+const SSH_POLL_MS = 200;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface BootFollowerDeps {
+  prisma: PrismaClient;
+  secretBox: SecretBox;
+  state: Pick<MachineState, 'returnVm' | 'vmFailed'>;
+  limits: Pick<VmLimits, 'bootTimeoutMs'>;
+  /** A VM's directory (overlay, seed, console log, pid file). */
+  vmDir(id: string): string;
+  log: VmsLog;
+}
+
+export function createBootFollower({ prisma, secretBox, state, limits, vmDir, log }: BootFollowerDeps) {
+  /** Boots this process is following. */
+  const following = new Map<string, AbortController>();
+  let closed = false;
+  const consolePath = (id: string) => path.join(vmDir(id), 'console.log');
+
+  /** The last lines QEMU's serial console got, for failure reasons (admins see them). */
+  async function consoleTail(id: string, lines = 3): Promise<string> {
+    const text = (await readTail(consolePath(id), 4096)).trim();
+    return text ? ` (console: ${text.split('\n').slice(-lines).join(' | ').slice(-300)})` : '';
+  }
+
+  /** The boot (the one that was read) failed: the VM and its machine say so, reserved or not. */
+  async function markFailed(vm: Pick<Vm, 'id' | 'machineId' | 'bootStartedAt'>, reason: string): Promise<void> {
+    const { count } = await prisma.vm.updateMany({
+      where: { id: vm.id, state: { in: ['booting', 'running'] }, bootStartedAt: vm.bootStartedAt },
+      data: { state: 'failed', stateReason: reason.slice(0, 1024), pid: null },
+    });
+    if (count === 0) return;
+    log.warn({ vm: vm.id, reason }, 'a VM failed');
+    // A reservation keeps its claim, and its release resets the VM.
+    if (vm.machineId) await state.vmFailed(vm.machineId, reason);
+  }
+
+  async function markRunning(vm: Pick<Vm, 'id' | 'machineId' | 'bootStartedAt'>): Promise<void> {
+    const bootMs = vm.bootStartedAt ? Date.now() - vm.bootStartedAt.getTime() : null;
+    const { count } = await prisma.vm.updateMany({
+      where: { id: vm.id, state: 'booting', bootStartedAt: vm.bootStartedAt },
+      data: { state: 'running', bootMs },
+    });
+    if (count === 1 && vm.machineId) await state.returnVm(vm.machineId);
+  }
+
+  /** Whether SSH answers as root with the VM's pinned host key; throws HostKeyMismatchError for an impostor. */
+  async function sshAnswers(vm: VmRow, privateKey: string): Promise<boolean> {
+    try {
+      const session = await sshConnect(
+        { host: VM_HOST, port: vm.sshPort, username: 'root', privateKey, hostKeyFingerprint: vm.hostKeyFingerprint },
+        { connectTimeoutMs: 5000, commandTimeoutMs: 10_000 },
+      );
+      try {
+        await session.runScript('true', []);
+      } finally {
+        session.close();
+      }
+      return true;
+    } catch (err) {
+      if (err instanceof HostKeyMismatchError) throw err;
+      return false;
+    }
+  }
+
+  async function follow(vm: VmRow): Promise<void> {
+    if (closed || (following.has(vm.id) && !following.get(vm.id)!.signal.aborted)) return;
+    const abort = new AbortController();
+    following.set(vm.id, abort);
+    const dir = vmDir(vm.id);
+    const deadline = (vm.bootStartedAt?.getTime() ?? Date.now()) + limits.bootTimeoutMs;
+    const privateKey = vm.machine ? secretBox.open(vm.machine.credential) : null;
+    const consoleScan = new LogScanner(consolePath(vm.id));
+    let sshdStarted = false;
+    try {
+      while (!abort.signal.aborted) {
+        if (runningPid(dir) === null) return await markFailed(vm, `QEMU exited while booting${await consoleTail(vm.id)}`);
+        if (Date.now() > deadline) {
+          await stopVm(dir);
+          return await markFailed(vm, `no SSH within ${Math.round(limits.bootTimeoutMs / 1000)} s of boot${await consoleTail(vm.id)}`);
+        }
+        // Our init says when sshd is up; knocking earlier only costs the guest CPU.
+        const text = await consoleScan.next();
+        if (text.includes('berth-init: sshd failed')) {
+          await stopVm(dir, 0);
+          return await markFailed(vm, `sshd did not start in the VM${await consoleTail(vm.id, 4)}`);
+        }
+        sshdStarted ||= text.includes('berth-init: sshd started');
+        if (privateKey && sshdStarted) {
+          try {
+            if (await sshAnswers(vm, privateKey)) return await markRunning(vm);
+          } catch (err) {
+            await stopVm(dir);
+            return await markFailed(vm, `something else answers on its SSH port: ${(err as Error).message}`);
+          }
+        }
+        await sleep(SSH_POLL_MS);
+      }
+    } finally {
+      if (following.get(vm.id) === abort) following.delete(vm.id);
+    }
+  }
+
+  return {
+    /** Follows `vm`'s boot unless this process follows it already. */
+    follow,
+    markFailed,
+    consoleTail,
+    consolePath,
+    /** Stops following `id` (it is being stopped, relaunched or deleted). */
+    abort: (id: string) => following.get(id)?.abort(),
+    /** Stops following every boot (the VMs keep booting; the next process re-adopts them). */
+    close(): void {
+      closed = true;
+      for (const abort of following.values()) abort.abort();
+    },
+  };
+}
+
+export type BootFollower = ReturnType<typeof createBootFollower>;

@@ -1,0 +1,171 @@
+// Launching a VM's QEMU, and stopping it. A launch moves the VM to `booting` by a
+// conditional update (from the states it names and from the boot that was read: two
+// resets at once do not both go), answers once the old QEMU is gone and — for a reset —
+// the writable layer and the host key are new, then starts QEMU and follows the boot in
+// the background. Launches in progress are tracked until QEMU has started: the watch
+// leaves them alone, and stopping or deleting waits for them.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Image, PrismaClient, Vm } from '../../generated/prisma/client.js';
+import { AppError } from '../../errors/app-error.js';
+import { portIsFree } from '../../infra/ports.js';
+import type { SecretBox } from '../../infra/secret-box.js';
+import { bootVm, stopVm, type GuestCommand } from '../../infra/vm/qemu.js';
+import type { VmRuntimeProvider } from '../../infra/vm/runtime.js';
+import type { BootFollower } from './follow.js';
+import type { VmRow, VmsLog } from './model.js';
+import type { VmRecords } from './records.js';
+
+export interface LauncherDeps {
+  prisma: PrismaClient;
+  secretBox: SecretBox;
+  runtime: VmRuntimeProvider;
+  records: Pick<VmRecords, 'get' | 'ownedHere' | 'newHostKey' | 'newPort'>;
+  follower: Pick<BootFollower, 'follow' | 'markFailed' | 'abort'>;
+  /** Where an image's ext4 base is. */
+  imageBase(imageId: string): string;
+  vmDir(id: string): string;
+  log: VmsLog;
+}
+
+/** What the image itself runs (its Docker config), started in the guest after sshd. */
+function guestCommand(config: unknown): GuestCommand | null {
+  const c = (config ?? {}) as { entrypoint?: string[] | null; cmd?: string[] | null; env?: string[]; user?: string | null; workdir?: string | null };
+  const argv = [...(c.entrypoint ?? []), ...(c.cmd ?? [])];
+  return argv.length ? { argv, env: c.env ?? [], user: c.user ?? null, workdir: c.workdir ?? null } : null;
+}
+
+export function createLauncher({ prisma, secretBox, runtime, records, follower, imageBase, vmDir, log }: LauncherDeps) {
+  /** Launches in progress here, from the state change until QEMU has started. */
+  const starting = new Map<string, Promise<void>>();
+  /** Work that goes on after a request was answered (starting QEMU, following the boot); closing waits for it. */
+  const background = new Set<Promise<void>>();
+
+  const inBackground = (work: Promise<void>) => {
+    background.add(work);
+    void work.finally(() => background.delete(work));
+  };
+
+  const requireRuntime = () =>
+    runtime.get().catch((err: Error) => {
+      throw new AppError('vm_unavailable', `VMs cannot boot on this host: ${err.message}`);
+    });
+
+  /** Starts QEMU for a VM in `booting`; false when the VM moved on meanwhile (that QEMU is stopped again). */
+  async function startQemu(vm: VmRow, image: Image, booting: VmRow): Promise<boolean> {
+    const rt = await requireRuntime();
+    const dir = vmDir(vm.id);
+    try {
+      const pid = await bootVm({
+        dir,
+        name: vm.name,
+        kernel: rt.kernel,
+        initramfs: rt.initramfs,
+        base: imageBase(vm.imageId),
+        sshPort: booting.sshPort,
+        cpus: vm.cpus,
+        memoryMb: vm.memoryMb,
+        accel: rt.accel,
+        hostKey: { private: secretBox.open(booting.hostKeySealed), public: booting.hostKeyPublic },
+        authorizedKeys: [vm.rootKeyPublic],
+        command: guestCommand(image.config),
+      });
+      const recorded = await prisma.vm.updateMany({ where: { id: vm.id, bootStartedAt: booting.bootStartedAt, state: 'booting' }, data: { pid } });
+      // Stopped, deleted or relaunched while QEMU was starting: this QEMU is nobody's.
+      if (recorded.count === 0) {
+        await stopVm(dir);
+        return false;
+      }
+      return true;
+    } catch (err) {
+      throw new Error(`QEMU did not start: ${(err as Error).message}`);
+    }
+  }
+
+  return {
+    /**
+     * Boots the VM (a fresh writable layer and a new host key when `discard`) after moving
+     * it to `booting` from one of `from`. Answers once the old QEMU is gone and the state
+     * is recorded; the new QEMU starts, and is followed, in the background.
+     */
+    async launch(vm: VmRow, opts: { discard: boolean; from: Vm['state'][] }): Promise<VmRow> {
+      records.ownedHere(vm);
+      const image = await prisma.image.findUniqueOrThrow({ where: { id: vm.imageId } });
+      if (image.status !== 'ready') throw new AppError('image_not_ready', `the image ${image.name} is ${image.status}`);
+      await requireRuntime();
+      const bootStartedAt = new Date();
+      const { count } = await prisma.vm.updateMany({
+        where: { id: vm.id, state: { in: opts.from }, bootStartedAt: vm.bootStartedAt },
+        data: { state: 'booting', stateReason: null, pid: null, bootStartedAt, bootMs: null },
+      });
+      if (count === 0) {
+        const now = await records.get(vm.id);
+        throw new AppError('vm_state', `${vm.name} is ${now.state}${now.state === vm.state ? ' (changed meanwhile)' : ''}`);
+      }
+      follower.abort(vm.id);
+      let booting: VmRow = { ...vm, state: 'booting', bootStartedAt, pid: null, bootMs: null, stateReason: null };
+      const dir = vmDir(vm.id);
+      const previous = starting.get(vm.id);
+      // Before answering: once this returns, nothing the VM's last user wrote exists. What
+      // is discarded needs no clean shutdown: a reset kills QEMU outright.
+      const cleared = (async () => {
+        await previous;
+        await stopVm(dir, opts.discard ? 0 : 5000);
+        if (opts.discard) {
+          await fs.rm(path.join(dir, 'overlay.qcow2'), { force: true });
+          // A new host key too: the last user, root inside, could read the old one.
+          booting = { ...booting, ...(await records.newHostKey(vm)) };
+        }
+      })().catch((err: Error) => {
+        throw new Error(`could not stop the old QEMU: ${err.message}`);
+      });
+      const start = cleared.then(async () => {
+        // A stopped VM's port may have been taken meanwhile: pick another.
+        if (!(await portIsFree(booting.sshPort))) booting = { ...booting, sshPort: await records.newPort(vm) };
+        return startQemu(vm, image, booting);
+      });
+      // Waiters only need to know it settled; its failure is recorded below.
+      const started = start.then(
+        () => {},
+        () => {},
+      );
+      starting.set(vm.id, started);
+      inBackground(
+        start
+          .finally(() => {
+            if (starting.get(vm.id) === started) starting.delete(vm.id);
+          })
+          .then(
+            (ours) => (ours ? follower.follow(booting) : undefined),
+            (err: Error) => follower.markFailed(booting, err.message),
+          )
+          .catch((err: unknown) => log.error({ err, vm: vm.id }, 'launching a VM failed')),
+      );
+      await cleared;
+      return records.get(vm.id);
+    },
+
+    /** Records the VM stopped, then stops its QEMU (waiting for one still starting). */
+    async halt(id: string, reason: string | null): Promise<void> {
+      await prisma.vm.update({ where: { id }, data: { state: 'stopped', stateReason: reason, pid: null } });
+      follower.abort(id);
+      await starting.get(id);
+      await stopVm(vmDir(id));
+    },
+
+    /** Whether a launch of `id` is under way here (the watch leaves it alone). */
+    isStarting: (id: string) => starting.has(id),
+
+    /** Runs `work` after the answer, tracked until it ends. */
+    inBackground,
+
+    /** Waits for the background work (the VMs keep running; the next process re-adopts them). */
+    async close(): Promise<void> {
+      await Promise.allSettled([...background]);
+    },
+
+    requireRuntime,
+  };
+}
+
+export type Launcher = ReturnType<typeof createLauncher>;

@@ -1,0 +1,78 @@
+// An image's pool: PUT /v1/images/{id}/pool {size} keeps exactly `size` VMs of the image,
+// booting more or deleting unreserved ones (failed, stopped and booting ones first), and
+// brings back members that are down: the pool means running VMs. One resize of an image
+// at a time, in every process (a row lock on the image).
+import type { Image, PrismaClient, Vm } from '../../generated/prisma/client.js';
+import { AppError } from '../../errors/app-error.js';
+import { REASONS, type MachineState } from '../machines/state.js';
+import type { Launcher } from './launch.js';
+import { imageGone, withRefs, type VmRow, type VmsLog } from './model.js';
+import type { VmRecords } from './records.js';
+
+const REMOVAL_ORDER: Record<Vm['state'], number> = { failed: 0, stopped: 1, booting: 2, running: 3 };
+
+export function createPoolSizer(deps: {
+  prisma: PrismaClient;
+  state: Pick<MachineState, 'withdrawVm'>;
+  records: Pick<VmRecords, 'get' | 'record'>;
+  launcher: Pick<Launcher, 'launch'>;
+  /** Withdraws the VM's machine and launches it (the service's `start`/`reset` path for members that are down). */
+  restart(vm: VmRow): Promise<unknown>;
+  /** Stops a VM and forgets it. */
+  destroy(vm: VmRow): Promise<void>;
+  node: string;
+  log: VmsLog;
+}) {
+  const { prisma, state, records, launcher, restart, destroy, node, log } = deps;
+
+  return async function resizePool(imageId: string, size: number): Promise<{ image: Image; vms: VmRow[] }> {
+    const image = await prisma.image.findUnique({ where: { id: imageId } });
+    if (!image) throw new AppError('image_not_found', 'no such image');
+    if (size > 0 && image.status !== 'ready') throw new AppError('image_not_ready', `the image ${image.name} is ${image.status}`);
+    const { created, removed } = await prisma
+      .$transaction(async (tx) => {
+        await tx.$queryRaw`SELECT id FROM images WHERE id = ${imageId} FOR UPDATE`;
+        const vms = await tx.vm.findMany({ where: { imageId }, include: withRefs });
+        const removed: VmRow[] = [];
+        const created: string[] = [];
+        if (vms.length > size) {
+          const free = vms
+            .filter((v) => !v.machine?.reservationId && v.machine?.status !== 'reserved')
+            .sort((a, b) => REMOVAL_ORDER[a.state] - REMOVAL_ORDER[b.state]);
+          const need = vms.length - size;
+          if (free.length < need) {
+            throw new AppError('pool_reserved', `${vms.length - free.length} VM(s) of ${image.name} are reserved; the pool cannot shrink below that`, {
+              reserved: vms.length - free.length,
+            });
+          }
+          for (const v of free.slice(0, need)) {
+            if (v.node !== node) throw new AppError('vm_on_other_host', `${v.name} runs on ${v.node}; resize from a berth process there`);
+            if (v.machineId && !(await state.withdrawVm(v.machineId, REASONS.vmBeingDeleted, tx))) {
+              throw new AppError('pool_reserved', `${v.name} was reserved meanwhile; try again`);
+            }
+            removed.push(v);
+          }
+        }
+        for (let i = vms.length; i < size; i++) created.push(await records.record(tx, image, {}));
+        await tx.image.update({ where: { id: imageId }, data: { poolSize: size } });
+        return { created, removed };
+      })
+      .catch((err: unknown) => {
+        throw imageGone(err);
+      });
+    await Promise.all(removed.map((v) => destroy(v)));
+    for (const id of created) await launcher.launch(await records.get(id), { discard: true, from: ['stopped'] });
+    const members = await prisma.vm.findMany({ where: { imageId }, include: withRefs });
+    for (const v of members) {
+      if ((v.state === 'failed' || v.state === 'stopped') && v.node === node && !v.machine?.reservationId) {
+        // One that cannot come back now (reserved meanwhile, QEMU refusing) stays as it is;
+        // the resize itself has done its part.
+        await restart(v).catch((err: Error) => log.warn({ vm: v.id, err: err.message }, 'could not restart a pool member'));
+      }
+    }
+    return {
+      image: await prisma.image.findUniqueOrThrow({ where: { id: imageId } }),
+      vms: await prisma.vm.findMany({ where: { imageId }, include: withRefs, orderBy: { name: 'asc' } }),
+    };
+  };
+}

@@ -1,0 +1,131 @@
+// A VM's records: its row and its machine, its keys (a host key pinned by berth, a root key
+// sealed as the machine's credential) and its forwarded port. Nothing here starts QEMU.
+import { randomBytes } from 'node:crypto';
+import type { Image, Prisma, PrismaClient, Vm } from '../../generated/prisma/client.js';
+import { AppError } from '../../errors/app-error.js';
+import { afterName, pageOf } from '../../infra/paging.js';
+import { freePort } from '../../infra/ports.js';
+import type { SecretBox } from '../../infra/secret-box.js';
+import { generateSshKeyPair, parseHostKey } from '../../infra/ssh.js';
+import { REASONS } from '../machines/state.js';
+import { VM_HOST, withRefs, type CreateVmInput, type VmLimits, type VmRow } from './model.js';
+
+export function createVmRecords(deps: { prisma: PrismaClient; secretBox: SecretBox; node: string; limits: VmLimits }) {
+  const { prisma, secretBox, node, limits } = deps;
+
+  /** A free port no VM of this host has recorded (stopped VMs keep theirs). */
+  async function allocatePort(tx: Prisma.TransactionClient): Promise<number> {
+    for (;;) {
+      const port = await freePort();
+      if (!(await tx.vm.findFirst({ where: { node, sshPort: port }, select: { id: true } }))) return port;
+    }
+  }
+
+  return {
+    async get(id: string): Promise<VmRow> {
+      const vm = await prisma.vm.findUnique({ where: { id }, include: withRefs });
+      if (!vm) throw new AppError('vm_not_found', 'no such VM');
+      return vm;
+    },
+
+    async list(q: { image?: string; state?: Vm['state']; limit: number; cursor?: string }) {
+      const rows = await prisma.vm.findMany({
+        where: {
+          ...(q.state && { state: q.state }),
+          ...(q.image && { image: { OR: [{ id: q.image }, { name: q.image }] } }),
+          ...afterName(q.cursor),
+        },
+        include: withRefs,
+        orderBy: { name: 'asc' },
+        take: q.limit + 1,
+      });
+      return pageOf(rows, q.limit, (v) => v.name);
+    },
+
+    /** VMs belong to the host whose QEMU runs them: only processes there touch them. */
+    ownedHere(vm: Vm): void {
+      if (vm.node !== node) throw new AppError('vm_on_other_host', `${vm.name} runs on ${vm.node}; ask a berth process on that host`);
+    },
+
+    async readyImage(ref: string): Promise<Image> {
+      const image = await prisma.image.findFirst({ where: { OR: [{ id: ref }, { name: ref }] } });
+      if (!image) throw new AppError('image_not_found', `no image ${ref}`);
+      if (image.status !== 'ready') throw new AppError('image_not_ready', `the image ${image.name} is ${image.status}; VMs boot only from a ready image`);
+      return image;
+    },
+
+    checkLimits(input: { cpus?: number; memory_mb?: number }): void {
+      if (input.cpus !== undefined && input.cpus > limits.maxCpus) {
+        throw new AppError('vm_limits_exceeded', `cpus must be at most ${limits.maxCpus} on this host`);
+      }
+      if (input.memory_mb !== undefined && input.memory_mb > limits.maxMemoryMb) {
+        throw new AppError('vm_limits_exceeded', `memory_mb must be at most ${limits.maxMemoryMb} on this host`);
+      }
+    },
+
+    /** Records a new VM and its machine (not yet booted); its id. */
+    async record(tx: Prisma.TransactionClient, image: Image, input: Omit<CreateVmInput, 'image'>): Promise<string> {
+      const name = input.name ?? `${image.name.slice(0, 56)}-${randomBytes(3).toString('hex')}`;
+      if (await tx.machine.findUnique({ where: { name }, select: { id: true } })) {
+        throw new AppError('vm_exists', `a machine or VM named ${name} exists`);
+      }
+      const hostKey = generateSshKeyPair();
+      const rootKey = generateSshKeyPair(`berth root key for ${name}`);
+      const fingerprint = parseHostKey(hostKey.public)!;
+      const sshPort = await allocatePort(tx);
+      const machine = await tx.machine.create({
+        data: {
+          name,
+          host: VM_HOST,
+          port: sshPort,
+          username: 'root',
+          credentialKind: 'private_key',
+          credential: secretBox.seal(rootKey.private),
+          hostKeyFingerprint: fingerprint,
+          type: 'vm',
+          tags: { image: image.name },
+          // The VM is reset after every reservation: sudo cannot leave anything behind.
+          allowSudo: true,
+          status: 'offline',
+          statusReason: REASONS.vmBooting,
+        },
+      });
+      const vm = await tx.vm.create({
+        data: {
+          name,
+          imageId: image.id,
+          machineId: machine.id,
+          state: 'stopped',
+          node,
+          cpus: input.cpus ?? limits.defaultCpus,
+          memoryMb: input.memory_mb ?? limits.defaultMemoryMb,
+          sshPort,
+          hostKeyFingerprint: fingerprint,
+          hostKeyPublic: hostKey.public.trim(),
+          hostKeySealed: secretBox.seal(hostKey.private),
+          rootKeyPublic: rootKey.public.trim(),
+        },
+      });
+      return vm.id;
+    },
+
+    /** Gives the VM a new SSH host key, pinned on its machine. */
+    async newHostKey(vm: Pick<Vm, 'id' | 'machineId'>): Promise<Pick<Vm, 'hostKeyFingerprint' | 'hostKeyPublic' | 'hostKeySealed'>> {
+      const key = generateSshKeyPair();
+      const fields = { hostKeyFingerprint: parseHostKey(key.public)!, hostKeyPublic: key.public.trim(), hostKeySealed: secretBox.seal(key.private) };
+      await prisma.vm.update({ where: { id: vm.id }, data: fields });
+      if (vm.machineId) await prisma.machine.update({ where: { id: vm.machineId }, data: { hostKeyFingerprint: fields.hostKeyFingerprint } });
+      return fields;
+    },
+
+    /** Moves the VM to another free port (its old one was taken while it was stopped); the new port. */
+    async newPort(vm: Pick<Vm, 'id' | 'machineId'>): Promise<number> {
+      const sshPort = await prisma.$transaction((tx) => allocatePort(tx));
+      await prisma.vm.update({ where: { id: vm.id }, data: { sshPort } });
+      if (vm.machineId) await prisma.machine.update({ where: { id: vm.machineId }, data: { port: sshPort } });
+      return sshPort;
+    },
+  };
+}
+
+export type VmRecords = ReturnType<typeof createVmRecords>;
