@@ -14,6 +14,8 @@ import { Keyring } from '../../src/modules/identity/keyring.js';
 /** The address the committed client artefacts name: Caddy's default site (docker-compose.yml, the Caddyfile). */
 export const ARTEFACT_PUBLIC_URL = 'https://localhost';
 
+// The document as generators read it: any JSON, with its paths.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type OpenApiDocument = Record<string, any> & { paths: Record<string, Record<string, any>> };
 
 export async function buildOpenApiDocument(publicUrl = ARTEFACT_PUBLIC_URL): Promise<OpenApiDocument> {

@@ -34,7 +34,7 @@ async function compose(files: string[], args: string[], extraEnv: Record<string,
     return await run('docker-compose', argv, { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...extraEnv }, maxBuffer: 64 << 20 });
   } catch (err) {
     const e = err as Error & { stdout?: string; stderr?: string };
-    throw new Error(`docker-compose ${args.join(' ')} failed:\n${(e.stderr ?? '').slice(-4000)}\n${(e.stdout ?? '').slice(-2000)}`);
+    throw new Error(`docker-compose ${args.join(' ')} failed:\n${(e.stderr ?? '').slice(-4000)}\n${(e.stdout ?? '').slice(-2000)}`, { cause: err });
   }
 }
 
@@ -56,7 +56,7 @@ async function login(username: string, password: string): Promise<string> {
 /** Waits until berth answers ready through Caddy (the CA must be trusted already). */
 async function ready(timeoutMs = 3 * MINUTE): Promise<Record<string, any>> {
   const deadline = Date.now() + timeoutMs;
-  let last = '';
+  let last: string;
   for (;;) {
     try {
       const res = await call('/readyz');

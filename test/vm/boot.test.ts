@@ -33,7 +33,7 @@ async function sshReady(timeoutMs = 150_000) {
       if (Date.now() > deadline) {
         // What the guest printed tells a slow boot from a stuck one.
         const consoleLog = fs.readFileSync(path.join(spec.dir, 'console.log'), 'utf8').split('\n').slice(-15).join('\n');
-        throw new Error(`${(err as Error).message}\nguest console (last lines):\n${consoleLog}`);
+        throw new Error(`${(err as Error).message}\nguest console (last lines):\n${consoleLog}`, { cause: err });
       }
       await new Promise((r) => setTimeout(r, 200));
     }

@@ -23,7 +23,7 @@ export async function createPasswordHasher(params: Argon2Parameters): Promise<Pa
   return {
     hash: (password) => argon2.hash(password, options),
     async verify(hash, password) {
-      let ok = false;
+      let ok: boolean;
       try {
         ok = await argon2.verify(hash, password);
       } catch {

@@ -64,7 +64,7 @@ function bearerToken(request: FastifyRequest): string | null {
 /** The username a login or registration names, for the per-account throttle; names no user can have share one bucket. */
 function attemptedUsername(request: FastifyRequest): string {
   const body = request.body as { username?: unknown } | undefined;
-  let name = '';
+  let name: string;
   if (body && typeof body.username === 'string') name = body.username;
   else {
     try {
@@ -73,8 +73,8 @@ function attemptedUsername(request: FastifyRequest): string {
       name = '';
     }
   }
-  name = name.trim().toLowerCase();
-  return USERNAME_PATTERN.test(name) ? name : '(not a username)';
+  const canonical = name.trim().toLowerCase();
+  return USERNAME_PATTERN.test(canonical) ? canonical : '(not a username)';
 }
 
 export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async (app, opts) => {

@@ -2,7 +2,7 @@
 // and pool statistics. Reservations claim and release machines through their own service.
 import { isUniqueViolation } from '../../infra/database.js';
 import { z } from 'zod';
-import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
+import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { parseHostKey } from '../../infra/ssh.js';
 import { AppError } from '../../errors/app-error.js';

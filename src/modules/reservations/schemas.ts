@@ -26,6 +26,7 @@ export const createReservationBody = z
       .string()
       .min(8)
       .max(256)
+      // eslint-disable-next-line no-control-regex -- control characters are exactly what it refuses
       .regex(/^[^\x00-\x1f\x7f]+$/, 'must not contain control characters')
       .optional()
       .meta({ description: 'the account password; generated (and returned once) when neither password nor ssh_public_key is given' }),

@@ -78,7 +78,7 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
       }
       return true;
     } catch (err) {
-      throw new Error(`QEMU did not start: ${(err as Error).message}`);
+      throw new Error(`QEMU did not start: ${(err as Error).message}`, { cause: err });
     }
   }
 

@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { bearerSecurity, idParams, problemResponses } from '../../http/common-schemas.js';
-import { page } from '../../http/common-schemas.js';
+import { bearerSecurity, idParams, page, problemResponses } from '../../http/common-schemas.js';
 import { viewerOf } from '../../http/principal.js';
 import * as s from './schemas.js';
 import type { VmRow, VmsService } from './service.js';
