@@ -9,7 +9,7 @@ import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-z
 import type { Config } from './config.js';
 import type { PrismaClient } from './generated/prisma/client.js';
 import type { Keyring } from './modules/identity/keyring.js';
-import { createPasswordHasher } from './modules/identity/passwords.js';
+import { createPasswordHasher, type PasswordHasher } from './modules/identity/passwords.js';
 import { identityRoutes } from './modules/identity/routes.js';
 import { createIdentityService } from './modules/identity/service.js';
 import { createSessionChecker } from './modules/identity/session-check.js';
@@ -75,6 +75,8 @@ export interface AppDeps {
   logStream?: NodeJS.WritableStream;
   /** Names this process in reservation leases; default host:pid:random. */
   instanceId?: string;
+  /** The password hasher, when the caller made one already (the server, for the admin bootstrap). */
+  hasher?: PasswordHasher;
 }
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -135,7 +137,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
 
   const { prisma, keyring } = deps;
-  const hasher = await createPasswordHasher(config.argon2);
+  const hasher = deps.hasher ?? (await createPasswordHasher(config.argon2));
   const checker = createSessionChecker(prisma, { cacheMs: config.sessions.cacheMs });
   const sessions = createSessionStore(prisma, checker, config.sessions);
   const issuer = createTokenIssuer(keyring, config.jwt);

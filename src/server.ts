@@ -50,12 +50,14 @@ async function main() {
     say(`signing keys reloaded; signing with ${keyring.signingKey.kid}`);
   });
 
+  // One hasher for the process: making one computes a dummy hash (the cost of a login).
+  const hasher = await createPasswordHasher(config.argon2);
   const admin = await ensureAdmin(
-    { prisma: db.prisma, hasher: await createPasswordHasher(config.argon2) },
+    { prisma: db.prisma, hasher },
     { username: config.admin.username, password: config.admin.password, dataDir: config.dataDir },
   );
 
-  const app = await buildApp(config, { prisma: db.prisma, keyring });
+  const app = await buildApp(config, { prisma: db.prisma, keyring, hasher });
   // SIGHUP means "reload the signing keys" and SIGINT/SIGTERM are handled above;
   // close-with-grace covers the rest: fatal errors, other signals.
   const grace = closeWithGrace({ delay: 10_000, skip: ['SIGHUP', 'SIGINT', 'SIGTERM'] }, async ({ signal, err }) => {

@@ -10,7 +10,7 @@ import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSshKeyPair, parseHostKey, sshConnect } from '../../src/infra/ssh.js';
 import { prepareBootArtifacts, type BootArtifacts } from '../../src/infra/vm/boot-artifacts.js';
-import { bootVm, probeKvm, resetVm, runningPid, stopVm, type VmSpec } from '../../src/infra/vm/qemu.js';
+import { bootVm, discardVm, probeKvm, runningPid, stopVm, type VmSpec } from '../../src/infra/vm/qemu.js';
 import { ImageNotBootableError, imageToExt4 } from '../../src/infra/vm/rootfs.js';
 import { BASE_IMAGE, freePort, rootKey } from '../helpers/ssh-machines.js';
 
@@ -79,15 +79,17 @@ describe('an image as a VM', () => {
     let ssh = await sshReady();
     const bootMs = performance.now() - started;
     // A new berth process knows only the directory: it finds the same VM.
-    expect(runningPid(spec.dir)).toBe(pid);
+    expect(await runningPid(spec.dir)).toBe(pid);
     expect(ssh.fingerprint).toBe(parseHostKey(spec.hostKey.public));
     const uname = await ssh.runScript('uname -r; echo precious > /root/file; sync', []);
     expect(uname.stdout.trim()).toBe(artifacts.kernelVersion);
     ssh.close();
     expect(fs.readFileSync(path.join(spec.dir, 'console.log'), 'utf8')).toContain('berth-init: sshd started');
 
+    // A reset as berth makes one: discard (kill, drop the writable layer), then boot.
     started = performance.now();
-    await resetVm(spec);
+    await discardVm(spec.dir);
+    await bootVm(spec);
     ssh = await sshReady();
     const resetMs = performance.now() - started;
     const after = await ssh.runScript('cat /root/file 2>/dev/null || echo gone', []);
@@ -97,7 +99,7 @@ describe('an image as a VM', () => {
     console.log(`boot to SSH ${Math.round(bootMs)} ms, reset to SSH ${Math.round(resetMs)} ms (TCG)`);
 
     await stopVm(spec.dir);
-    expect(runningPid(spec.dir)).toBeNull();
+    expect(await runningPid(spec.dir)).toBeNull();
     // Two boots under software emulation, sharing 2 cores with the rest of the suite.
   }, 180_000);
 

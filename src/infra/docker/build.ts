@@ -3,6 +3,7 @@
 // log file as it comes so it can be streamed while the build runs.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -22,14 +23,14 @@ export interface BuildResult {
 
 /** A build context holding just this Dockerfile. */
 export async function dockerfileContext(dockerfile: string): Promise<Readable> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-context-'));
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'berth-context-'));
   try {
-    fs.writeFileSync(path.join(dir, 'Dockerfile'), dockerfile);
+    await fsp.writeFile(path.join(dir, 'Dockerfile'), dockerfile);
     const tarball = path.join(dir, 'context.tar');
     await run('tar', ['-C', dir, '--owner=0', '--group=0', '-cf', tarball, 'Dockerfile']);
-    return Readable.from([fs.readFileSync(tarball)]);
+    return Readable.from([await fsp.readFile(tarball)]);
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    await fsp.rm(dir, { recursive: true, force: true });
   }
 }
 

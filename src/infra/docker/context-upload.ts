@@ -31,7 +31,7 @@ export async function spoolUpload(body: NodeJS.ReadableStream, maxBytes: number)
     await pipeline(body, limit, fs.createWriteStream(file, { mode: 0o600 }));
     return file;
   } catch (err) {
-    fs.rmSync(file, { force: true });
+    await fs.promises.rm(file, { force: true });
     throw err instanceof AppError ? err : new AppError('malformed_body', `the upload broke off: ${(err as Error).message}`);
   }
 }

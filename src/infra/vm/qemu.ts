@@ -4,7 +4,7 @@
 // keys and /berth/init), console.log and qemu.pid. QEMU is daemonized, so VMs outlive a
 // berth restart; `runningPid` finds them again. Reset = stop, discard the overlay, boot.
 import { execFile, spawn } from 'node:child_process';
-import fs from 'node:fs';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -78,20 +78,20 @@ export function guestInit(spec: Pick<VmSpec, 'name' | 'command'>): string {
 
 async function writeSeed(spec: VmSpec): Promise<string> {
   const staging = path.join(spec.dir, 'seed');
-  fs.rmSync(staging, { recursive: true, force: true });
-  fs.mkdirSync(path.join(staging, 'etc/ssh'), { recursive: true });
-  fs.mkdirSync(path.join(staging, 'root/.ssh'), { recursive: true, mode: 0o700 });
-  fs.mkdirSync(path.join(staging, 'berth'), { recursive: true });
-  fs.writeFileSync(path.join(staging, 'etc/ssh/ssh_host_ed25519_key'), spec.hostKey.private, { mode: 0o600 });
-  fs.writeFileSync(path.join(staging, 'etc/ssh/ssh_host_ed25519_key.pub'), `${spec.hostKey.public}\n`, { mode: 0o644 });
-  fs.writeFileSync(path.join(staging, 'root/.ssh/authorized_keys'), spec.authorizedKeys.join('\n') + '\n', { mode: 0o600 });
-  fs.writeFileSync(path.join(staging, 'berth/init'), guestInit(spec), { mode: 0o755 });
+  await fs.rm(staging, { recursive: true, force: true });
+  await fs.mkdir(path.join(staging, 'etc/ssh'), { recursive: true });
+  await fs.mkdir(path.join(staging, 'root/.ssh'), { recursive: true, mode: 0o700 });
+  await fs.mkdir(path.join(staging, 'berth'), { recursive: true });
+  await fs.writeFile(path.join(staging, 'etc/ssh/ssh_host_ed25519_key'), spec.hostKey.private, { mode: 0o600 });
+  await fs.writeFile(path.join(staging, 'etc/ssh/ssh_host_ed25519_key.pub'), `${spec.hostKey.public}\n`, { mode: 0o644 });
+  await fs.writeFile(path.join(staging, 'root/.ssh/authorized_keys'), spec.authorizedKeys.join('\n') + '\n', { mode: 0o600 });
+  await fs.writeFile(path.join(staging, 'berth/init'), guestInit(spec), { mode: 0o755 });
   const seed = path.join(spec.dir, 'seed.tar');
   await run('tar', ['-C', staging, '--owner=0', '--group=0', '--numeric-owner', '-cf', seed, '.']);
-  fs.rmSync(staging, { recursive: true, force: true });
+  await fs.rm(staging, { recursive: true, force: true });
   // A block device is read in 512-byte sectors.
-  const size = fs.statSync(seed).size;
-  fs.truncateSync(seed, Math.ceil(size / 512) * 512);
+  const { size } = await fs.stat(seed);
+  await fs.truncate(seed, Math.ceil(size / 512) * 512);
   return seed;
 }
 
@@ -101,12 +101,12 @@ async function writeSeed(spec: VmSpec): Promise<string> {
  * for good. Telling it the (host's) TSC rate skips the calibration: measured 8 boots
  * with one hang before, 10 of 10 after, and ~0.5 s faster.
  */
-function tscKernelArgs(): string {
-  const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1];
+async function tscKernelArgs(): Promise<string> {
+  const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(await fs.readFile('/proc/cpuinfo', 'utf8'))?.[1];
   return mhz ? ` tsc_early_khz=${Math.round(Number(mhz) * 1000)} tsc=reliable` : '';
 }
 
-function qemuArgs(spec: VmSpec, seed: string): string[] {
+async function qemuArgs(spec: VmSpec, seed: string): Promise<string[]> {
   const accel = spec.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max'];
   return [
     '-M', 'microvm', ...accel,
@@ -114,7 +114,7 @@ function qemuArgs(spec: VmSpec, seed: string): string[] {
     '-nodefaults', '-no-user-config', '-display', 'none',
     // Appending (O_APPEND): berth cuts the log's oldest bytes in place while QEMU writes.
     '-chardev', `file,id=console,path=${path.join(spec.dir, 'console.log')},append=on`, '-serial', 'chardev:console',
-    '-kernel', spec.kernel, '-initrd', spec.initramfs, '-append', `console=ttyS0 quiet panic=-1${spec.accel === 'tcg' ? tscKernelArgs() : ''}`,
+    '-kernel', spec.kernel, '-initrd', spec.initramfs, '-append', `console=ttyS0 quiet panic=-1${spec.accel === 'tcg' ? await tscKernelArgs() : ''}`,
     '-drive', `id=root,file=${path.join(spec.dir, 'overlay.qcow2')},format=qcow2,if=none`,
     '-device', 'virtio-blk-device,drive=root',
     '-drive', `id=seed,file=${seed},format=raw,if=none,readonly=on`,
@@ -127,22 +127,27 @@ function qemuArgs(spec: VmSpec, seed: string): string[] {
 
 /** Boots the VM; keeps an existing overlay (a restart), creates one when missing. */
 export async function bootVm(spec: VmSpec): Promise<number> {
-  fs.mkdirSync(spec.dir, { recursive: true, mode: 0o700 });
+  await fs.mkdir(spec.dir, { recursive: true, mode: 0o700 });
   const overlay = path.join(spec.dir, 'overlay.qcow2');
-  if (!fs.existsSync(overlay)) await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', spec.base, overlay]);
+  const hasOverlay = await fs.access(overlay).then(
+    () => true,
+    () => false,
+  );
+  if (!hasOverlay) await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', spec.base, overlay]);
   const seed = await writeSeed(spec);
-  fs.rmSync(path.join(spec.dir, 'console.log'), { force: true });
-  await run('qemu-system-x86_64', qemuArgs(spec, seed));
-  const pid = runningPid(spec.dir);
+  await fs.rm(path.join(spec.dir, 'console.log'), { force: true });
+  await run('qemu-system-x86_64', await qemuArgs(spec, seed));
+  const pid = await runningPid(spec.dir);
   if (pid === null) throw new Error(`QEMU did not start for ${spec.dir}`);
   return pid;
 }
 
 /** The QEMU process of a VM directory if it is alive (also after a berth restart). */
-export function runningPid(dir: string): number | null {
+export async function runningPid(dir: string): Promise<number | null> {
   try {
-    const pid = Number(fs.readFileSync(path.join(dir, 'qemu.pid'), 'utf8').trim());
-    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const pid = Number((await fs.readFile(path.join(dir, 'qemu.pid'), 'utf8')).trim());
+    // A pid file outlives its QEMU, and pids are reused: the process must be this VM's.
+    const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8');
     return cmdline.includes(path.join(dir, 'overlay.qcow2')) ? pid : null;
   } catch {
     return null;
@@ -150,7 +155,7 @@ export function runningPid(dir: string): number | null {
 }
 
 export async function stopVm(dir: string, timeoutMs = 5000): Promise<void> {
-  const pid = runningPid(dir);
+  const pid = await runningPid(dir);
   if (pid === null) return;
   // It may exit on its own between the look and the signal (ESRCH): that is fine.
   const signal = (sig: NodeJS.Signals) => {
@@ -160,16 +165,19 @@ export async function stopVm(dir: string, timeoutMs = 5000): Promise<void> {
   };
   signal('SIGTERM');
   const deadline = Date.now() + timeoutMs;
-  while (runningPid(dir) !== null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  if (runningPid(dir) !== null) signal('SIGKILL');
-  while (runningPid(dir) !== null) await new Promise((r) => setTimeout(r, 20));
+  while ((await runningPid(dir)) !== null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if ((await runningPid(dir)) !== null) signal('SIGKILL');
+  while ((await runningPid(dir)) !== null) await new Promise((r) => setTimeout(r, 20));
 }
 
-/** Discards everything the VM wrote and boots it from the pristine base. */
-export async function resetVm(spec: VmSpec): Promise<number> {
-  await stopVm(spec.dir);
-  fs.rmSync(path.join(spec.dir, 'overlay.qcow2'), { force: true });
-  return bootVm(spec);
+/**
+ * The first half of a reset: QEMU is killed at once (what is thrown away needs no clean
+ * shutdown) and the writable layer deleted, so nothing the VM wrote survives. The next
+ * `bootVm` starts from the pristine base (with a new host key: the caller's part).
+ */
+export async function discardVm(dir: string): Promise<void> {
+  await stopVm(dir, 0);
+  await fs.rm(path.join(dir, 'overlay.qcow2'), { force: true });
 }
 
 /**
@@ -177,7 +185,7 @@ export async function resetVm(spec: VmSpec): Promise<number> {
  * Boots the kernel with KVM for at most `timeoutMs` and looks for its first words.
  */
 export async function probeKvm(kernel: string, timeoutMs = 5000): Promise<boolean> {
-  if (!fs.existsSync('/dev/kvm')) return false;
+  if (!(await fs.access('/dev/kvm').then(() => true, () => false))) return false;
   return new Promise((resolve) => {
     // Under `timeout`, so the probe ends even if berth exits first (a guest that hangs
     // under KVM spins a core for as long as its QEMU lives); `timeout` passes our SIGTERM on.

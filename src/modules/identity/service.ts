@@ -57,25 +57,27 @@ export function createIdentityService({ prisma, hasher, issuer, sessions, regist
     };
   }
 
+  async function createUser(input: { username: string; password: string; email?: string | null; role?: 'user' | 'admin' }): Promise<UserRecord> {
+    const passwordHash = await hasher.hash(input.password);
+    try {
+      return await prisma.user.create({
+        data: { username: input.username, email: input.email ?? null, passwordHash, role: input.role ?? 'user' },
+        select: userSelect,
+      });
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AppError('username_taken', `the username ${input.username} is taken`);
+      throw err;
+    }
+  }
+
   return {
-    async createUser(input: { username: string; password: string; email?: string | null; role?: 'user' | 'admin' }): Promise<UserRecord> {
-      const passwordHash = await hasher.hash(input.password);
-      try {
-        return await prisma.user.create({
-          data: { username: input.username, email: input.email ?? null, passwordHash, role: input.role ?? 'user' },
-          select: userSelect,
-        });
-      } catch (err) {
-        if (isUniqueViolation(err)) throw new AppError('username_taken', `the username ${input.username} is taken`);
-        throw err;
-      }
-    },
+    createUser,
 
     async register(input: { username: string; password: string; email?: string }): Promise<UserRecord> {
       if (registration === 'closed') {
         throw new AppError('registration_closed', 'registration is closed on this server; ask an administrator for an account');
       }
-      return this.createUser(input);
+      return createUser(input);
     },
 
     /** Same answer and the same work (one argon2 verify) for an unknown user and a wrong password. */

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
@@ -58,7 +59,7 @@ const createRoute: FastifyPluginAsyncZod<ImagesRouteOptions> = async (app, { ima
   // Whatever the answer, a spooled file no build took over is removed before it is sent
   // (and, should the client go away first, once the request ends).
   const removeSpool = async (request: { buildContextFile: string | null }) => {
-    if (request.buildContextFile) fs.rmSync(request.buildContextFile, { force: true });
+    if (request.buildContextFile) await fsp.rm(request.buildContextFile, { force: true });
     request.buildContextFile = null;
   };
   app.addHook('onSend', async (request, _reply, payload) => {
@@ -97,7 +98,7 @@ const createRoute: FastifyPluginAsyncZod<ImagesRouteOptions> = async (app, { ima
         started = await images.create(request.query.name, fs.createReadStream(file));
         // The build owns the file now, and removes it when it ends.
         request.buildContextFile = null;
-        void started.done.finally(() => fs.rmSync(file, { force: true }));
+        void started.done.finally(() => fsp.rm(file, { force: true }));
       } else {
         started = await images.create(body.name, await dockerfileContext(body.dockerfile));
       }

@@ -4,7 +4,6 @@
 // readable, and followable, while it grows. A build whose process died stops
 // heartbeating and is marked failed by the next process that looks.
 import { isUniqueViolation } from '../../infra/database.js';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -66,7 +65,7 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
       const inspected = await docker.getImage(dockerTag(image)).inspect();
       const c = inspected.Config ?? {};
       const converted = await imageToExt4(docker, dockerTag(image), p.base);
-      fs.appendFileSync(
+      await fsp.appendFile(
         p.log,
         `berth: exported the filesystem in ${converted.exportMs} ms; made a ${Math.round(converted.sizeBytes / 1048576)} MiB ext4 base in ${converted.ext4Ms} ms\n`,
       );
@@ -84,7 +83,7 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
       });
     } catch (err) {
       const message = (err as Error).message;
-      fs.appendFileSync(p.log, `berth: the image failed: ${message}\n`);
+      await fsp.appendFile(p.log, `berth: the image failed: ${message}\n`);
       await prisma.image
         .update({ where: { id: image.id }, data: { status: 'failed', error: message.slice(0, 2048), heartbeatAt: null } })
         .catch((e: unknown) => log.error({ err: e, image: image.id }, 'could not record a failed build'));
@@ -107,8 +106,8 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
         }
         throw err;
       }
-      fs.mkdirSync(paths(image.id).dir, { recursive: true });
-      fs.writeFileSync(paths(image.id).log, '');
+      await fsp.mkdir(paths(image.id).dir, { recursive: true });
+      await fsp.writeFile(paths(image.id).log, '');
       return { image, done: run(image, context) };
     },
 
@@ -170,10 +169,10 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
         throw err;
       }
       await docker.getImage(dockerTag(image)).remove({ force: true }).catch(() => {});
-      fs.rmSync(paths(id).dir, { recursive: true, force: true });
+      await fsp.rm(paths(id).dir, { recursive: true, force: true });
     },
 
-    /** Marks builds whose process stopped heartbeating as failed (start-up and the job tick). */
+    /** Marks builds whose process stopped heartbeating as failed: the image watch, at start-up and every BERTH_IMAGE_WATCH_SECONDS. */
     async failInterrupted(): Promise<number> {
       const { count } = await prisma.image.updateMany({
         where: { status: 'building', heartbeatAt: { lt: new Date(Date.now() - STALE_MS) } },

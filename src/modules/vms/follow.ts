@@ -87,7 +87,7 @@ export function createBootFollower({ prisma, secretBox, state, limits, vmDir, lo
     let sshdStarted = false;
     try {
       while (!abort.signal.aborted) {
-        if (runningPid(dir) === null) return await markFailed(vm, `QEMU exited while booting${await consoleTail(vm.id)}`);
+        if ((await runningPid(dir)) === null) return await markFailed(vm, `QEMU exited while booting${await consoleTail(vm.id)}`);
         if (Date.now() > deadline) {
           await stopVm(dir);
           return await markFailed(vm, `no SSH within ${Math.round(limits.bootTimeoutMs / 1000)} s of boot${await consoleTail(vm.id)}`);

@@ -4,13 +4,11 @@
 // the writable layer and the host key are new, then starts QEMU and follows the boot in
 // the background. Launches in progress are tracked until QEMU has started: the watch
 // leaves them alone, and stopping or deleting waits for them.
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import type { Image, PrismaClient, Vm } from '../../generated/prisma/client.js';
 import { AppError } from '../../errors/app-error.js';
 import { portIsFree } from '../../infra/ports.js';
 import type { SecretBox } from '../../infra/secret-box.js';
-import { bootVm, stopVm, type GuestCommand } from '../../infra/vm/qemu.js';
+import { bootVm, discardVm, stopVm, type GuestCommand } from '../../infra/vm/qemu.js';
 import type { VmRuntimeProvider } from '../../infra/vm/runtime.js';
 import type { BootFollower } from './follow.js';
 import type { VmRow, VmsLog } from './model.js';
@@ -110,11 +108,12 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
       // is discarded needs no clean shutdown: a reset kills QEMU outright.
       const cleared = (async () => {
         await previous;
-        await stopVm(dir, opts.discard ? 0 : 5000);
         if (opts.discard) {
-          await fs.rm(path.join(dir, 'overlay.qcow2'), { force: true });
+          await discardVm(dir);
           // A new host key too: the last user, root inside, could read the old one.
           booting = { ...booting, ...(await records.newHostKey(vm)) };
+        } else {
+          await stopVm(dir);
         }
       })().catch((err: Error) => {
         throw new Error(`could not stop the old QEMU: ${err.message}`);

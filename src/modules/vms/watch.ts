@@ -31,7 +31,7 @@ export function createVmWatch(deps: {
     const vms = await prisma.vm.findMany({ where: { node, state: { in: ['booting', 'running'] } }, include: withRefs });
     for (const vm of vms) {
       if (launcher.isStarting(vm.id)) continue;
-      const pid = runningPid(vmDir(vm.id));
+      const pid = await runningPid(vmDir(vm.id));
       if (pid === null) {
         const launchedRecently = vm.pid === null && vm.bootStartedAt && Date.now() - vm.bootStartedAt.getTime() < LAUNCH_GRACE_MS;
         if (!launchedRecently) {
