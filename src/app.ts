@@ -7,7 +7,7 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Config } from './config.js';
-import type { PrismaClient } from './generated/prisma/client.js';
+import type { Database } from './infra/database.js';
 import type { Keyring } from './modules/identity/keyring.js';
 import { createPasswordHasher, type PasswordHasher } from './modules/identity/passwords.js';
 import { identityRoutes } from './modules/identity/routes.js';
@@ -69,7 +69,7 @@ async function dockerStatus(docker: Docker): Promise<{ available: boolean; versi
 }
 
 export interface AppDeps {
-  prisma: PrismaClient;
+  prisma: Database;
   keyring: Keyring;
   /** Where logs go (default stdout); tests capture them to prove secrets are redacted. */
   logStream?: NodeJS.WritableStream;

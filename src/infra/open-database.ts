@@ -2,12 +2,12 @@
 // directory. Either way it is migrated before anything else touches it.
 import path from 'node:path';
 import type { Config } from '../config.js';
-import { createPrisma, describeTarget, parseDatabaseUrl, type DatabaseTarget, type PrismaClient } from './database.js';
+import { createPrisma, describeTarget, parseDatabaseUrl, type Database, type DatabaseTarget } from './database.js';
 import { startEmbeddedMariaDb } from './embedded-mariadb.js';
 import { migrate } from './migrations.js';
 
 export interface OpenDatabase {
-  prisma: PrismaClient;
+  prisma: Database;
   target: DatabaseTarget;
   close(): Promise<void>;
 }

@@ -1,8 +1,10 @@
 // List pages, and opaque cursors for lists ordered newest first by (created_at, id).
 import { AppError } from '../errors/app-error.js';
+import { isoOf, type Timestamp } from '../shared/timestamps.js';
+import type { Condition } from './sql-where.js';
 
-export function encodeCursor(row: { createdAt: Date; id: string }): string {
-  return Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString('base64url');
+export function encodeCursor(row: { createdAt: Timestamp; id: string }): string {
+  return Buffer.from(`${isoOf(row.createdAt)}|${row.id}`).toString('base64url');
 }
 
 export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
@@ -17,6 +19,18 @@ export function afterCursor(cursor: string | undefined) {
   if (!cursor) return {};
   const after = decodeCursor(cursor);
   return { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] };
+}
+
+/**
+ * The same condition in SQL, for `alias`.created_at and `alias`.id. The time is bound as
+ * UTC text ('YYYY-MM-DD HH:MM:SS.mmm'), as berth stores it: a Date would be sent in the
+ * process's time zone.
+ */
+export function afterCursorSql(cursor: string | undefined, alias: string): Condition {
+  if (!cursor) return null;
+  const after = decodeCursor(cursor);
+  const at = after.createdAt.toISOString().slice(0, 23).replace('T', ' ');
+  return [`${alias}.created_at < ? OR (${alias}.created_at = ? AND ${alias}.id < ?)`, at, at, after.id];
 }
 
 /**

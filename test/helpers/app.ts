@@ -8,7 +8,7 @@ import Docker from 'dockerode';
 import { buildApp } from '../../src/app.js';
 import { dockerTag } from '../../src/modules/images/service.js';
 import { loadConfig, type Config } from '../../src/config.js';
-import { createPrisma, type DatabaseTarget, type PrismaClient } from '../../src/infra/database.js';
+import { createPrisma, type Database, type DatabaseTarget } from '../../src/infra/database.js';
 import { Keyring } from '../../src/modules/identity/keyring.js';
 import { createPasswordHasher } from '../../src/modules/identity/passwords.js';
 import { createMigratedDatabase } from './db.js';
@@ -17,7 +17,7 @@ import { stopVm } from '../../src/infra/vm/qemu.js';
 export interface TestApp {
   app: FastifyInstance;
   target: DatabaseTarget;
-  prisma: PrismaClient;
+  prisma: Database;
   config: Config;
   keyring: Keyring;
   dataDir: string;

@@ -5,9 +5,8 @@ import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { bearerSecurity, idParams, page, problemResponses } from '../../http/common-schemas.js';
-import type { Image } from '../../generated/prisma/client.js';
 import * as s from './schemas.js';
-import type { ImagesService } from './service.js';
+import type { ImagesService, ImageView } from './service.js';
 import { dockerfileContext } from '../../infra/docker/build.js';
 import { BUILD_CONTEXT_TYPES, checkBuildContext, spoolUpload } from '../../infra/docker/context-upload.js';
 import { AppError } from '../../errors/app-error.js';
@@ -19,7 +18,7 @@ declare module 'fastify' {
   }
 }
 
-export function toImageDto(i: Image) {
+export function toImageDto(i: ImageView) {
   return {
     id: i.id,
     name: i.name,

@@ -27,6 +27,22 @@ export interface ImagesDeps {
 }
 
 const notFound = () => new AppError('image_not_found', 'no such image');
+
+/** What the API shows of an image (not the engine's id, nor the build's heartbeat). */
+const imageViewSelect = {
+  id: true,
+  name: true,
+  status: true,
+  error: true,
+  sizeBytes: true,
+  buildMs: true,
+  convertMs: true,
+  poolSize: true,
+  config: true,
+  createdAt: true,
+  updatedAt: true,
+} satisfies Prisma.ImageSelect;
+export type ImageView = Prisma.ImageGetPayload<{ select: typeof imageViewSelect }>;
 /** The most of a log one read takes. */
 const LOG_READ_BYTES = 64 * 1024;
 
@@ -116,6 +132,7 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
         where: { ...(q.status && { status: q.status }), ...afterName(q.cursor) },
         orderBy: { name: 'asc' },
         take: q.limit + 1,
+        select: imageViewSelect,
       });
       return pageOf(rows, q.limit, (i) => i.name);
     },

@@ -5,12 +5,12 @@ import { YamlError, parseYamlBounded } from '../../infra/bounded-yaml.js';
 import { viewerOf } from '../../http/principal.js';
 import { AppError } from '../../errors/app-error.js';
 import { neutralReason } from './state.js';
-import type { MachineRow } from './access.js';
+import { isoOf } from '../../shared/timestamps.js';
 import * as s from './schemas.js';
-import type { MachinesService } from './service.js';
+import type { MachinesService, MachineView } from './service.js';
 
 /** The machine as `viewer` may see it: reasons and reservation ids are for admins. */
-export function toMachineDto(m: MachineRow, viewer: { admin: boolean }) {
+export function toMachineDto(m: MachineView, viewer: { admin: boolean }) {
   return {
     id: m.id,
     name: m.name,
@@ -24,9 +24,9 @@ export function toMachineDto(m: MachineRow, viewer: { admin: boolean }) {
     status_reason: viewer.admin ? m.statusReason : neutralReason(m),
     host_key_fingerprint: m.hostKeyFingerprint,
     reservation_id: viewer.admin ? m.reservationId : null,
-    last_checked_at: m.lastCheckedAt?.toISOString() ?? null,
-    created_at: m.createdAt.toISOString(),
-    updated_at: m.updatedAt.toISOString(),
+    last_checked_at: m.lastCheckedAt === null ? null : isoOf(m.lastCheckedAt),
+    created_at: isoOf(m.createdAt),
+    updated_at: isoOf(m.updatedAt),
   };
 }
 

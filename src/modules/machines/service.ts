@@ -2,14 +2,16 @@
 // and pool statistics. Reservations claim and release machines through their own service.
 import { isUniqueViolation } from '../../infra/database.js';
 import { z } from 'zod';
-import type { PrismaClient } from '../../generated/prisma/client.js';
+import type { Database } from '../../infra/database.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { parseHostKey } from '../../infra/ssh.js';
 import { AppError } from '../../errors/app-error.js';
 import type { MachineAccess, MachineRow } from './access.js';
 import type { MachineState } from './state.js';
 import { createMachineBody } from './schemas.js';
-import { afterName, pageOf } from '../../infra/paging.js';
+import { pageOf } from '../../infra/paging.js';
+import { whereAll } from '../../infra/sql-where.js';
+import type { Timestamp } from '../../shared/timestamps.js';
 
 type MachineInput = z.output<typeof createMachineBody>;
 export interface MachinePatch {
@@ -24,6 +26,29 @@ export interface MachinePatch {
   allow_sudo?: boolean;
 }
 
+/** A machine as the API shows it: no credential; times as Prisma gives them or as the list reads them. */
+export type MachineView = Omit<MachineRow, 'credential' | 'credentialKind' | 'lastCheckedAt' | 'createdAt' | 'updatedAt'> & {
+  lastCheckedAt: Timestamp | null;
+  createdAt: Timestamp;
+  updatedAt: Timestamp;
+};
+
+/** The columns of a MachineView, under its names. */
+const MACHINE_VIEW_COLUMNS = `id, name, host, port, username, type, tags, allow_sudo AS allowSudo, status, status_reason AS statusReason,
+  host_key_fingerprint AS hostKeyFingerprint, reservation_id AS reservationId, last_checked_at AS lastCheckedAt,
+  created_at AS createdAt, updated_at AS updatedAt`;
+
+/**
+ * tag=key:value as Prisma's JSON filter `{ path, equals }` writes it: the value at the key
+ * and the JSON string contain each other, i.e. they are equal.
+ */
+function tagCondition(filter: string) {
+  const i = filter.indexOf(':');
+  const path = `$."${filter.slice(0, i)}"`;
+  const value = JSON.stringify(filter.slice(i + 1));
+  return ['JSON_CONTAINS(JSON_EXTRACT(tags, ?), ?) AND JSON_CONTAINS(?, JSON_EXTRACT(tags, ?))', path, value, value, path] as const;
+}
+
 const notFound = (name: string) => new AppError('machine_not_found', `no machine named ${name}`);
 
 function hostKeyFingerprint(hostKey: string | undefined | null): string | null {
@@ -34,7 +59,7 @@ function hostKeyFingerprint(hostKey: string | undefined | null): string | null {
 }
 
 export function createMachinesService(deps: {
-  prisma: PrismaClient;
+  prisma: Database;
   secretBox: SecretBox;
   access: MachineAccess;
   state: MachineState;
@@ -130,21 +155,18 @@ export function createMachinesService(deps: {
       return result;
     },
 
+    /** One page in name order: one SELECT of the columns the answer shows. */
     async list(filter: { status?: MachineRow['status']; type?: string; tag: string[]; limit: number; cursor?: string }) {
-      const tagFilters = filter.tag.map((t) => {
-        const i = t.indexOf(':');
-        return { tags: { path: `$."${t.slice(0, i)}"`, equals: t.slice(i + 1) } };
-      });
-      const rows = await prisma.machine.findMany({
-        where: {
-          ...(filter.status && { status: filter.status }),
-          ...(filter.type && { type: filter.type }),
-          ...afterName(filter.cursor),
-          AND: tagFilters,
-        },
-        orderBy: { name: 'asc' },
-        take: filter.limit + 1,
-      });
+      const where = whereAll([
+        filter.status ? ['status = ?', filter.status] : null,
+        filter.type ? ['type = ?', filter.type] : null,
+        ...filter.tag.map(tagCondition),
+        filter.cursor ? ['name > ?', filter.cursor] : null,
+      ]);
+      const rows = await prisma.$rows<MachineView>(`SELECT ${MACHINE_VIEW_COLUMNS} FROM machines ${where.sql} ORDER BY name LIMIT ?`, [
+        ...where.values,
+        filter.limit + 1,
+      ]);
       return pageOf(rows, filter.limit, (m) => m.name);
     },
 
@@ -233,12 +255,14 @@ export function createMachinesService(deps: {
     },
 
     async pool() {
-      const groups = await prisma.machine.groupBy({ by: ['type', 'status'], _count: { _all: true } });
+      const groups = await prisma.$rows<{ type: string; status: MachineRow['status']; n: bigint }>(
+        'SELECT type, status, COUNT(*) AS n FROM machines GROUP BY type, status',
+      );
       const empty = () => ({ total: 0, available: 0, reserved: 0, maintenance: 0, offline: 0 });
       const total = empty();
       const byType: Record<string, ReturnType<typeof empty>> = {};
       for (const g of groups) {
-        const n = g._count._all;
+        const n = Number(g.n);
         const t = (byType[g.type] ??= empty());
         t[g.status] += n;
         t.total += n;

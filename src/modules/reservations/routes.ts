@@ -2,10 +2,11 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { bearerSecurity, idParams, page, problemResponses } from '../../http/common-schemas.js';
 import { principalOf } from '../../http/principal.js';
 import * as s from './schemas.js';
-import type { ReservationRow, ReservationsService } from './service.js';
+import { isoOf, millisOf } from '../../shared/timestamps.js';
+import type { ReservationView, ReservationsService } from './service.js';
 
-export function toReservationDto(r: ReservationRow, password?: string) {
-  const remaining = r.status === 'active' && r.expiresAt ? Math.max(0, Math.floor((r.expiresAt.getTime() - Date.now()) / 1000)) : 0;
+export function toReservationDto(r: ReservationView, password?: string) {
+  const remaining = r.status === 'active' && r.expiresAt ? Math.max(0, Math.floor((millisOf(r.expiresAt) - Date.now()) / 1000)) : 0;
   return {
     id: r.id,
     status: r.status,
@@ -15,12 +16,12 @@ export function toReservationDto(r: ReservationRow, password?: string) {
       .map(({ machine }) => ({ name: machine.name, host: machine.host, port: machine.port }))
       .sort((a, b) => a.name.localeCompare(b.name)),
     duration_minutes: r.durationMinutes,
-    created_at: r.createdAt.toISOString(),
-    activated_at: r.activatedAt?.toISOString() ?? null,
-    expires_at: r.expiresAt?.toISOString() ?? null,
-    max_expires_at: r.maxExpiresAt.toISOString(),
+    created_at: isoOf(r.createdAt),
+    activated_at: r.activatedAt === null ? null : isoOf(r.activatedAt),
+    expires_at: r.expiresAt === null ? null : isoOf(r.expiresAt),
+    max_expires_at: isoOf(r.maxExpiresAt),
     seconds_remaining: remaining,
-    released_at: r.releasedAt?.toISOString() ?? null,
+    released_at: r.releasedAt === null ? null : isoOf(r.releasedAt),
     release_reason: r.releaseReason,
     failure_reason: r.failureReason,
   };

@@ -1,16 +1,55 @@
 // A VM's records: its row and its machine, its keys (a host key pinned by berth, a root key
 // sealed as the machine's credential) and its forwarded port. Nothing here starts QEMU.
 import { randomBytes } from 'node:crypto';
-import type { Image, Prisma, PrismaClient, Vm } from '../../generated/prisma/client.js';
+import type { Image, Machine, Prisma, Vm } from '../../generated/prisma/client.js';
 import { AppError } from '../../errors/app-error.js';
-import { afterName, pageOf } from '../../infra/paging.js';
+import type { Database } from '../../infra/database.js';
+import { pageOf } from '../../infra/paging.js';
+import { whereAll } from '../../infra/sql-where.js';
+import type { Timestamp } from '../../shared/timestamps.js';
 import { freePort } from '../../infra/ports.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { generateSshKeyPair, parseHostKey } from '../../infra/ssh.js';
 import { REASONS } from '../machines/state.js';
 import { VM_HOST, withRefs, type CreateVmInput, type VmLimits, type VmRow } from './model.js';
 
-export function createVmRecords(deps: { prisma: PrismaClient; secretBox: SecretBox; node: string; limits: VmLimits }) {
+/**
+ * A VM as the API shows it: a VmRow, or what the list reads (times as ISO 8601 strings, and
+ * of its machine only what the answer shows, never its credential).
+ */
+export type VmView = Omit<Vm, 'createdAt' | 'updatedAt' | 'hostKeyPublic' | 'hostKeySealed' | 'rootKeyPublic' | 'pid' | 'bootStartedAt'> & {
+  image: Pick<Image, 'id' | 'name'>;
+  machine: Pick<Machine, 'host' | 'name' | 'status'> | null;
+  createdAt: Timestamp;
+  updatedAt: Timestamp;
+};
+
+/**
+ * The columns of a VmView with its image and machine flat (made into objects here: cheaper
+ * than JSON_OBJECT, measured). STRAIGHT_JOIN reads the VMs in name order from their index:
+ * MariaDB otherwise starts from images and sorts the join in a temporary table.
+ */
+const VM_VIEW_SELECT = `SELECT v.id, v.name, v.image_id AS imageId, v.machine_id AS machineId, v.state, v.state_reason AS stateReason,
+  v.node, v.cpus, v.memory_mb AS memoryMb, v.ssh_port AS sshPort, v.host_key_fingerprint AS hostKeyFingerprint, v.boot_ms AS bootMs,
+  v.created_at AS createdAt, v.updated_at AS updatedAt, i.name AS imageName, m.host AS machineHost, m.name AS machineName,
+  m.status AS machineStatus
+  FROM vms v STRAIGHT_JOIN images i ON i.id = v.image_id LEFT JOIN machines m ON m.id = v.machine_id`;
+type VmListRow = Omit<VmView, 'image' | 'machine'> & {
+  imageName: string;
+  machineHost: string | null;
+  machineName: string | null;
+  machineStatus: Machine['status'] | null;
+};
+
+function vmView({ imageName, machineHost, machineName, machineStatus, ...vm }: VmListRow): VmView {
+  return {
+    ...vm,
+    image: { id: vm.imageId, name: imageName },
+    machine: machineName === null ? null : { host: machineHost!, name: machineName, status: machineStatus! },
+  };
+}
+
+export function createVmRecords(deps: { prisma: Database; secretBox: SecretBox; node: string; limits: VmLimits }) {
   const { prisma, secretBox, node, limits } = deps;
 
   /** A free port no VM of this host has recorded (stopped VMs keep theirs). */
@@ -29,17 +68,13 @@ export function createVmRecords(deps: { prisma: PrismaClient; secretBox: SecretB
     },
 
     async list(q: { image?: string; state?: Vm['state']; limit: number; cursor?: string }) {
-      const rows = await prisma.vm.findMany({
-        where: {
-          ...(q.state && { state: q.state }),
-          ...(q.image && { image: { OR: [{ id: q.image }, { name: q.image }] } }),
-          ...afterName(q.cursor),
-        },
-        include: withRefs,
-        orderBy: { name: 'asc' },
-        take: q.limit + 1,
-      });
-      return pageOf(rows, q.limit, (v) => v.name);
+      const where = whereAll([
+        q.state ? ['v.state = ?', q.state] : null,
+        q.image ? ['i.id = ? OR i.name = ?', q.image, q.image] : null,
+        q.cursor ? ['v.name > ?', q.cursor] : null,
+      ]);
+      const rows = await prisma.$rows<VmListRow>(`${VM_VIEW_SELECT} ${where.sql} ORDER BY v.name LIMIT ?`, [...where.values, q.limit + 1]);
+      return pageOf(rows.map(vmView), q.limit, (v) => v.name);
     },
 
     /** VMs belong to the host whose QEMU runs them: only processes there touch them. */

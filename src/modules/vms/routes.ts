@@ -2,11 +2,13 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { bearerSecurity, idParams, page, problemResponses } from '../../http/common-schemas.js';
 import { viewerOf } from '../../http/principal.js';
+import { isoOf } from '../../shared/timestamps.js';
+import type { VmView } from './records.js';
 import * as s from './schemas.js';
 import type { VmRow, VmsService } from './service.js';
 
 /** The VM as `viewer` may see it: why it failed (its console's last lines, the tenant's output) is for admins. */
-export function toVmDto(v: VmRow, viewer: { admin: boolean }) {
+export function toVmDto(v: VmView, viewer: { admin: boolean }) {
   return {
     id: v.id,
     name: v.name,
@@ -20,8 +22,8 @@ export function toVmDto(v: VmRow, viewer: { admin: boolean }) {
     machine_name: v.machine?.name ?? null,
     machine_status: v.machine?.status ?? null,
     node: v.node,
-    created_at: v.createdAt.toISOString(),
-    updated_at: v.updatedAt.toISOString(),
+    created_at: isoOf(v.createdAt),
+    updated_at: isoOf(v.updatedAt),
   };
 }
 

@@ -12,7 +12,8 @@
 // machine state module, so a VM is never taken from under a reservation.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Machine, PrismaClient } from '../../generated/prisma/client.js';
+import type { Machine } from '../../generated/prisma/client.js';
+import type { Database } from '../../infra/database.js';
 import { AppError } from '../../errors/app-error.js';
 import { isUniqueViolation } from '../../infra/database.js';
 import type { SecretBox } from '../../infra/secret-box.js';
@@ -29,7 +30,7 @@ import { createVmWatch } from './watch.js';
 export type { CreateVmInput, VmLimits, VmRow } from './model.js';
 
 export interface VmsDeps {
-  prisma: PrismaClient;
+  prisma: Database;
   secretBox: SecretBox;
   state: MachineState;
   runtime: VmRuntimeProvider;

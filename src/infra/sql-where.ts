@@ -1,0 +1,12 @@
+// WHERE clauses for the plain list queries (SqlReads in database.ts): conditions that apply
+// only when a filter was given, each with the values of its `?` placeholders.
+
+/** A condition with the values of its placeholders; false, null or undefined when its filter is absent. */
+export type Condition = readonly [sql: string, ...values: unknown[]] | false | null | undefined;
+
+/** `WHERE a AND b …` of the conditions present (or nothing), with their values in order. */
+export function whereAll(conditions: Condition[]): { sql: string; values: unknown[] } {
+  const present = conditions.filter((c): c is readonly [string, ...unknown[]] => Boolean(c));
+  if (present.length === 0) return { sql: '', values: [] };
+  return { sql: `WHERE ${present.map(([sql]) => `(${sql})`).join(' AND ')}`, values: present.flatMap(([, ...values]) => values) };
+}
