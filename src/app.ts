@@ -26,7 +26,8 @@ import { createJobRunner, type JobRunner } from './infra/jobs.js';
 import { reservationsRoutes } from './modules/reservations/routes.js';
 import { createReservationsService } from './modules/reservations/service.js';
 import { createSecretBox, loadSecretKey } from './infra/secret-box.js';
-import Docker from 'dockerode';
+import { dockerEngine } from './infra/docker/engine.js';
+import type Docker from 'dockerode';
 import path from 'node:path';
 import { imagesRoutes } from './modules/images/routes.js';
 import { createImagesService, imageBasePath } from './modules/images/service.js';
@@ -143,7 +144,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const issuer = createTokenIssuer(keyring, config.jwt);
   const identity = createIdentityService({ prisma, hasher, issuer, sessions, registration: config.registration });
   const secretKey = loadSecretKey(config.secretKey, config.dataDir);
-  const docker = new Docker({ socketPath: config.dockerSocket });
+  const docker = dockerEngine(config.dockerSocket);
   const secretBox = createSecretBox(secretKey);
   const state = createMachineState(prisma);
   const access = createMachineAccess({ prisma, state, secretBox, timeouts: config.ssh });
@@ -194,7 +195,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     readiness: {
       // A probe must answer quickly even when the pool would keep retrying for longer.
       database: () => withTimeout(prisma.$queryRaw`SELECT 1`, READINESS_TIMEOUT_MS),
-      capabilities: async () => ({ ssh: { client: 'ssh2' }, docker: await dockerStatus(docker), vm: vmRuntime.status() }),
+      capabilities: async () => ({ ssh: { client: 'ssh2' }, docker: await dockerStatus(docker()), vm: vmRuntime.status() }),
     },
   });
   await app.register(identityRoutes, { identity, keyring, throttles: config.throttles });

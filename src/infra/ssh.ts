@@ -3,8 +3,18 @@
 // Secrets (passwords, keys) travel on stdin, never on a command line. What a machine
 // sends back is bounded: a machine's root cannot make berth buffer without end.
 import { createHash } from 'node:crypto';
-import ssh2 from 'ssh2';
+import { createRequire } from 'node:module';
+import type ssh2Types from 'ssh2';
 import { BoundedOutput } from './bounded-output.js';
+
+const require = createRequire(import.meta.url);
+let ssh2Module: typeof ssh2Types | undefined;
+/**
+ * ssh2, loaded on the first SSH use rather than at start-up: with its crypto (a 16 MiB
+ * emscripten heap for poly1305) it is about a tenth of an idle berth, and a berth that only
+ * answers reads never needs it.
+ */
+const ssh2 = () => (ssh2Module ??= require('ssh2') as typeof ssh2Types);
 
 export interface SshTarget {
   host: string;
@@ -59,9 +69,9 @@ const ED25519_BLOB_LENGTH = 4 + 11 + 4 + 32;
  */
 export function generateSshKeyPair(comment?: string): { private: string; public: string } {
   for (;;) {
-    const pair = ssh2.utils.generateKeyPairSync('ed25519', comment ? { comment } : undefined);
+    const pair = ssh2().utils.generateKeyPairSync('ed25519', comment ? { comment } : undefined);
     const blob = Buffer.from(pair.public.split(' ')[1] ?? '', 'base64');
-    const parsed = ssh2.utils.parseKey(pair.private);
+    const parsed = ssh2().utils.parseKey(pair.private);
     const own = parsed instanceof Error || Array.isArray(parsed) ? null : parsed.getPublicSSH();
     if (blob.length === ED25519_BLOB_LENGTH && own?.equals(blob)) return { private: pair.private, public: pair.public.trim() };
   }
@@ -98,7 +108,7 @@ const SAFE_ARG = /^[A-Za-z0-9_.:@=+-]*$/;
 export const COMMAND_OUTPUT_MAX_BYTES = 1024 * 1024;
 
 export async function sshConnect(target: SshTarget, timeouts: { connectTimeoutMs: number; commandTimeoutMs: number }): Promise<SshSession> {
-  const client = new ssh2.Client();
+  const client = new (ssh2().Client)();
   let presented: string | undefined;
   // Every error of the connection, now or later (the machine dies, a VM is reset, a late
   // RST after close), lands here: an ssh2 client with no error listener would take the
@@ -148,12 +158,12 @@ export async function sshConnect(target: SshTarget, timeouts: { connectTimeoutMs
 }
 
 /** One command on an open connection, its output bounded, every stream error caught. */
-function exec(client: ssh2.Client, command: string, stdin: string, timeoutMs: number, connectionError: () => Error | undefined): Promise<CommandResult> {
+function exec(client: ssh2Types.Client, command: string, stdin: string, timeoutMs: number, connectionError: () => Error | undefined): Promise<CommandResult> {
   const half = COMMAND_OUTPUT_MAX_BYTES / 2;
   const stdout = new BoundedOutput({ head: half, tail: half });
   const stderr = new BoundedOutput({ head: half, tail: half });
   return new Promise<CommandResult>((resolve, reject) => {
-    let channel: ssh2.ClientChannel | undefined;
+    let channel: ssh2Types.ClientChannel | undefined;
     let settled = false;
     const settle = (outcome: { result?: CommandResult; error?: Error }) => {
       if (settled) return;

@@ -1,8 +1,7 @@
 // The OpenAPI 3.1 document, generated from the routes' zod schemas, served at
 // /openapi.json, with interactive docs (Scalar, bundled locally) at /docs.
 import fastifySwagger from '@fastify/swagger';
-import scalar from '@scalar/fastify-api-reference';
-import type { FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 
@@ -61,6 +60,40 @@ export const TAGS = [
   { name: 'vms', description: 'VMs booted from images; each joins the pool as a machine' },
 ];
 
+const DOCS = '/docs';
+/** Response headers the inner instance sets that belong to its own connection. */
+const HOP_HEADERS = new Set(['content-length', 'connection', 'date', 'keep-alive', 'transfer-encoding']);
+
+/**
+ * /docs: Scalar's API reference, loaded on the first visit instead of at start-up. Its
+ * Fastify plugin carries Scalar's 4 MiB browser bundle as a string (held twice, as module
+ * source and as the string) and an OpenAPI parser: about 35 MB of an idle berth, for a page
+ * few people open. The plugin runs in an inner Fastify instance made on that first visit;
+ * berth's own /docs routes forward to it.
+ */
+function lazyDocs(app: FastifyInstance, configuration: { url: string; title: string }) {
+  let inner: Promise<FastifyInstance> | undefined;
+  const load = async () => {
+    const { default: scalar } = await import('@scalar/fastify-api-reference');
+    const docs = Fastify({ logger: false });
+    await docs.register(scalar, { routePrefix: DOCS, configuration });
+    await docs.ready();
+    return docs;
+  };
+  for (const url of [DOCS, `${DOCS}/`, `${DOCS}/js/scalar.js`]) {
+    app.get(url, { schema: { hide: true } }, async (request, reply) => {
+      // A failed load (it should not) is tried again on the next visit.
+      const docs = await (inner ??= load().catch((err: unknown) => ((inner = undefined), Promise.reject(err))));
+      const res = await docs.inject({ method: 'GET', url: request.url, headers: { host: request.headers.host ?? 'localhost' } });
+      for (const [name, value] of Object.entries(res.headers)) if (!HOP_HEADERS.has(name) && value !== undefined) reply.header(name, value);
+      return reply.code(res.statusCode).send(res.rawPayload);
+    });
+  }
+  app.addHook('onClose', async () => {
+    if (inner) await (await inner.catch(() => null))?.close();
+  });
+}
+
 export default fp(
   async function openapiPlugin(app: FastifyInstance, opts: { version: string; publicUrl?: string }) {
     await app.register(fastifySwagger, {
@@ -88,7 +121,7 @@ export default fp(
     });
 
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-    await app.register(scalar, { routePrefix: '/docs', configuration: { url: '/openapi.json', title: 'berth API' } });
+    lazyDocs(app, { url: '/openapi.json', title: 'berth API' });
   },
   { name: 'openapi' },
 );

@@ -20,7 +20,8 @@ const STALE_MS = 60_000;
 
 export interface ImagesDeps {
   prisma: PrismaClient;
-  docker: Docker;
+  /** The engine's client, made on first use. */
+  docker: () => Docker;
   /** Where each image keeps its build log and ext4 base: <dir>/<id>/. */
   dir: string;
   log: { error(obj: object, msg: string): void };
@@ -77,10 +78,10 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
       void prisma.image.update({ where: { id: image.id }, data: { heartbeatAt: new Date() } }).catch(() => {});
     }, HEARTBEAT_MS);
     try {
-      const built = await buildImage(docker, context, dockerTag(image), p.log);
-      const inspected = await docker.getImage(dockerTag(image)).inspect();
+      const built = await buildImage(docker(), context, dockerTag(image), p.log);
+      const inspected = await docker().getImage(dockerTag(image)).inspect();
       const c = inspected.Config ?? {};
-      const converted = await imageToExt4(docker, dockerTag(image), p.base);
+      const converted = await imageToExt4(docker(), dockerTag(image), p.base);
       await fsp.appendFile(
         p.log,
         `berth: exported the filesystem in ${converted.exportMs} ms; made a ${Math.round(converted.sizeBytes / 1048576)} MiB ext4 base in ${converted.ext4Ms} ms\n`,
@@ -185,7 +186,7 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
         if (err instanceof Prisma.PrismaClientKnownRequestError && ['P2003', 'P2014'].includes(err.code)) throw inUse();
         throw err;
       }
-      await docker.getImage(dockerTag(image)).remove({ force: true }).catch(() => {});
+      await docker().getImage(dockerTag(image)).remove({ force: true }).catch(() => {});
       await fsp.rm(paths(id).dir, { recursive: true, force: true });
     },
 
