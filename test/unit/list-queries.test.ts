@@ -56,24 +56,9 @@ describe('the response serializer', () => {
 
   it('writes what JSON.stringify writes, without the fields the schema does not declare', () => {
     const write = serializerCompiler({ schema: page(machine), method: 'GET', url: '/v1/machines', httpStatus: '200' });
-    const item = {
-      id: '0b6f9a52-6a43-4c55-9f0e-3b0d7f1f2a10',
-      name: 'gpu-01',
-      host: '10.0.0.21',
-      port: 22,
-      username: 'root',
-      type: 'gpu',
-      tags: { gpu: 'a100' },
-      allow_sudo: true,
-      status: 'reserved',
-      status_reason: null,
-      host_key_fingerprint: 'SHA256:wN0vQ5l3o9b0bqk8Yq1l3uYF4mJ3Hq0m7l1YfK9x2aE',
-      reservation_id: '3f1e6a4b-8c2d-4e5f-9a0b-1c2d3e4f5a6b',
-      last_checked_at: null,
-      created_at: '2026-11-21T09:00:00.000Z',
-      updated_at: '2026-11-21T09:30:00.000Z',
-    };
-    const body = { items: [item, { ...item, reservation_id: null, last_checked_at: '2026-11-21T09:30:00.000Z' }], next_cursor: null };
+    // The schema's own example, and the same with the other nullable fields the other way round.
+    const item = (machine.meta() as { examples: Record<string, unknown>[] }).examples[0]!;
+    const body = { items: [item, { ...item, reservation_id: '3f1e6a4b-8c2d-4e5f-9a0b-1c2d3e4f5a6b', last_checked_at: null }], next_cursor: null };
     expect(JSON.parse(write({ ...body, items: body.items.map((i) => ({ ...i, credential: 'sealed' })) }))).toEqual(body);
   });
 });

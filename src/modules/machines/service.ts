@@ -33,10 +33,17 @@ export type MachineView = Omit<MachineRow, 'credential' | 'credentialKind' | 'la
   updatedAt: Timestamp;
 };
 
-/** The columns of a MachineView, under its names. */
-const MACHINE_VIEW_COLUMNS = `id, name, host, port, username, type, tags, allow_sudo AS allowSudo, status, status_reason AS statusReason,
+/** The columns of a MachineView, under its names (bench/reads runs the same SELECT). */
+export const MACHINE_VIEW_COLUMNS = `id, name, host, port, username, type, tags, allow_sudo AS allowSudo, status, status_reason AS statusReason,
   host_key_fingerprint AS hostKeyFingerprint, reservation_id AS reservationId, last_checked_at AS lastCheckedAt,
   created_at AS createdAt, updated_at AS updatedAt`;
+
+/**
+ * Machines by status and type. Grouped in the order of the (status, type) index, MariaDB
+ * counts from the index alone; by (type, status) it sorted a temporary table first, at a
+ * third of the rate (measured).
+ */
+export const POOL_COUNTS = 'SELECT status, type, COUNT(*) AS n FROM machines GROUP BY status, type';
 
 /**
  * tag=key:value as Prisma's JSON filter `{ path, equals }` writes it: the value at the key
@@ -255,9 +262,7 @@ export function createMachinesService(deps: {
     },
 
     async pool() {
-      const groups = await prisma.$rows<{ type: string; status: MachineRow['status']; n: bigint }>(
-        'SELECT type, status, COUNT(*) AS n FROM machines GROUP BY type, status',
-      );
+      const groups = await prisma.$rows<{ status: MachineRow['status']; type: string; n: bigint }>(POOL_COUNTS);
       const empty = () => ({ total: 0, available: 0, reserved: 0, maintenance: 0, offline: 0 });
       const total = empty();
       const byType: Record<string, ReturnType<typeof empty>> = {};

@@ -53,7 +53,7 @@ const notFound = () => new AppError('reservation_not_found', 'no such reservatio
  */
 const UNIT = '\x1f';
 const RECORD = '\x1e';
-const RESERVATION_VIEW_SELECT = `SELECT r.id, r.user_id AS userId, r.owner_username AS ownerUsername, r.status,
+export const RESERVATION_VIEW_SELECT = `SELECT r.id, r.user_id AS userId, r.owner_username AS ownerUsername, r.status,
   r.account_username AS accountUsername, r.duration_minutes AS durationMinutes, r.created_at AS createdAt,
   r.activated_at AS activatedAt, r.expires_at AS expiresAt, r.max_expires_at AS maxExpiresAt, r.released_at AS releasedAt,
   r.release_reason AS releaseReason, r.failure_reason AS failureReason,

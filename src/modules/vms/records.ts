@@ -29,7 +29,7 @@ export type VmView = Omit<Vm, 'createdAt' | 'updatedAt' | 'hostKeyPublic' | 'hos
  * than JSON_OBJECT, measured). STRAIGHT_JOIN reads the VMs in name order from their index:
  * MariaDB otherwise starts from images and sorts the join in a temporary table.
  */
-const VM_VIEW_SELECT = `SELECT v.id, v.name, v.image_id AS imageId, v.machine_id AS machineId, v.state, v.state_reason AS stateReason,
+export const VM_VIEW_SELECT = `SELECT v.id, v.name, v.image_id AS imageId, v.machine_id AS machineId, v.state, v.state_reason AS stateReason,
   v.node, v.cpus, v.memory_mb AS memoryMb, v.ssh_port AS sshPort, v.host_key_fingerprint AS hostKeyFingerprint, v.boot_ms AS bootMs,
   v.created_at AS createdAt, v.updated_at AS updatedAt, i.name AS imageName, m.host AS machineHost, m.name AS machineName,
   m.status AS machineStatus
