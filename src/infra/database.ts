@@ -3,7 +3,8 @@
 // database is down or stopped, an operation fails within `timeoutMs` instead of waiting
 // for it; DatabaseUnavailableError and `isDatabaseUnavailable` name those failures.
 import { PrismaMariaDb } from '@prisma/adapter-mariadb';
-import type { PoolConfig } from 'mariadb';
+import type { EventEmitter } from 'node:events';
+import { createConnection, createPool, type PoolConfig } from 'mariadb';
 import { Prisma, PrismaClient } from '../generated/prisma/client.js';
 
 /** Where the database is: TCP host/port or a unix socket, plus credentials and schema. */
@@ -93,27 +94,94 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return false;
 }
 
+/** An operation that has not answered after this share of the timeout makes berth check the server. */
+const CHECK_AFTER_SHARE = 0.6;
+/** A slow operation on a server that answers is waited for up to this long. */
+const SLOW_OPERATION_MAX_MS = 30_000;
+
+const timeout = <T>(ms: number, error: () => Error) => {
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<T>((_, reject) => {
+    timer = setTimeout(() => reject(error()), ms);
+  });
+  return { promise, clear: () => clearTimeout(timer) };
+};
+
 /**
- * The Prisma client for `target`. Every operation races a deadline: a stopped server
- * (SIGSTOP, a hung host) accepts the query and never answers, and a connection already
- * handed out would wait for ever. The late answer, if any, is dropped.
+ * Whether the server answers a fresh connection's `SELECT 1` within `ms`: a stopped server
+ * accepts connections and never answers; a busy one answers late. Concurrent askers
+ * share one check.
+ */
+function createLivenessCheck(target: DatabaseTarget, ms: number): () => Promise<boolean> {
+  let running: Promise<boolean> | null = null;
+  async function check(): Promise<boolean> {
+    let conn: Awaited<ReturnType<typeof createConnection>> | undefined;
+    const limit = timeout<never>(ms, () => new Error('no answer'));
+    try {
+      await Promise.race([
+        (async () => {
+          conn = await createConnection({ ...poolConfig(target), connectTimeout: ms });
+          await conn.query('SELECT 1');
+        })(),
+        limit.promise,
+      ]);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      limit.clear();
+      conn?.destroy();
+    }
+  }
+  return () => (running ??= check().finally(() => (running = null)));
+}
+
+/**
+ * The Prisma client for `target`. A stopped server (SIGSTOP, a hung host) accepts queries
+ * and never answers, and a connection already handed out would wait for ever: an
+ * operation that has not answered after most of `timeoutMs` makes berth check whether the
+ * server answers at all. If it does not, the operation fails within `timeoutMs` with
+ * DatabaseUnavailableError (its late answer, if any, is dropped); if it does, the server is
+ * only busy, and the operation is waited for (up to 30 s).
  */
 export function createPrisma(target: DatabaseTarget, timeoutMs = DEFAULT_DATABASE_TIMEOUT_MS): PrismaClient {
+  const pool = createPool({ ...poolConfig(target, { acquireTimeout: timeoutMs, connectTimeout: Math.min(1000, timeoutMs) }), prepareCacheLength: 0 });
+  // When the server goes away (killed, restarted, shut down under berth), the pool and
+  // its connections emit 'error': with no listener, that ends the whole process. The
+  // failure is answered where it matters: the query that meets it fails (503).
+  const events = pool as unknown as EventEmitter;
+  events.on('error', () => {});
+  events.on('connection', (conn: EventEmitter) => conn.on('error', () => {}));
   const base = new PrismaClient({
-    adapter: new PrismaMariaDb(poolConfig(target, { acquireTimeout: timeoutMs, connectTimeout: Math.min(1000, timeoutMs) })),
+    // berth's pool, ended by $disconnect (prepareCacheLength 0: what the adapter sets on pools it makes itself).
+    adapter: new PrismaMariaDb(pool, { disposeExternalPool: true }),
     transactionOptions: { maxWait: timeoutMs },
   });
+  const checkAfterMs = Math.round(timeoutMs * CHECK_AFTER_SHARE);
+  const serverAnswers = createLivenessCheck(target, timeoutMs - checkAfterMs);
+  const unavailable = (why: string) => () => new DatabaseUnavailableError(why);
   const client = base.$extends({
     query: {
       async $allOperations({ args, query }) {
-        let timer: NodeJS.Timeout | undefined;
-        const deadline = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new DatabaseUnavailableError(`the database did not answer within ${timeoutMs} ms`)), timeoutMs);
-        });
+        const answer = query(args);
+        const first = timeout<'check'>(checkAfterMs, () => new Error('check'));
         try {
-          return await Promise.race([query(args), deadline]);
+          return await Promise.race([answer, first.promise]);
+        } catch (err) {
+          if (!(err instanceof Error && err.message === 'check')) throw err;
         } finally {
-          clearTimeout(timer);
+          first.clear();
+        }
+        // Unanswered so far: down, or only busy?
+        if (!(await serverAnswers())) {
+          void answer.catch(() => {});
+          throw new DatabaseUnavailableError(`the database did not answer within ${timeoutMs} ms`);
+        }
+        const cap = timeout<never>(SLOW_OPERATION_MAX_MS, unavailable(`a database operation took more than ${SLOW_OPERATION_MAX_MS} ms`));
+        try {
+          return await Promise.race([answer, cap.promise]);
+        } finally {
+          cap.clear();
         }
       },
     },
