@@ -79,6 +79,19 @@ if [[ ! -f $client_stamp || $(cat "$client_stamp") != "$client_hash" ]]; then
   echo "$client_hash" >"$client_stamp"
 fi
 
+# --- the command line (clients/cli) ------------------------------------------------------
+# `berth`, compiled to dist/ when its sources (or the client it is typed against) change, so
+# the command runs on plain Node: `npx berth` here, or `npm install -g ./clients/cli`.
+cli_hash=$( { echo "$client_hash"; find clients/cli/src -name '*.ts' -print0 | sort -z | xargs -0 cat;
+  cat clients/cli/package.json clients/cli/tsconfig.json; } | sha256sum | cut -d' ' -f1)
+cli_stamp=clients/cli/dist/.source-hash
+if [[ ! -f $cli_stamp || $(cat "$cli_stamp") != "$cli_hash" ]]; then
+  say "building the command line (clients/cli)"
+  rm -rf clients/cli/dist
+  npm run --silent build --workspace @berth/cli
+  echo "$cli_hash" >"$cli_stamp"
+fi
+
 # --- VM kernel ---------------------------------------------------------------------------
 # Debian's kernel for the VMs, fetched and unpacked into the cache once per machine (never
 # installed into /boot). Without it berth still runs; only VMs are unavailable.
