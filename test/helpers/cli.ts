@@ -14,13 +14,20 @@ export interface CliResult {
   stderr: string;
 }
 
+export interface RunOptions {
+  input?: string;
+  env?: Record<string, string>;
+  /** Sees stdout as it arrives (to tell output streamed live from output printed at the end). */
+  onStdout?: (chunk: string) => void;
+}
+
 export interface CliUser {
   home: string;
   env: Record<string, string>;
   /** Runs `berth ARGS…` with `input` on stdin (stdin is closed either way). */
-  run(args: string[], options?: { input?: string; env?: Record<string, string> }): Promise<CliResult>;
+  run(args: string[], options?: RunOptions): Promise<CliResult>;
   /** The same, failing the test unless berth exits 0. */
-  ok(args: string[], options?: { input?: string; env?: Record<string, string> }): Promise<string>;
+  ok(args: string[], options?: RunOptions): Promise<string>;
   /** --json output, parsed. */
   json<T = any>(args: string[], options?: { input?: string }): Promise<T>;
   sessionsFile: string;
@@ -44,7 +51,10 @@ export function cliUser(server: { url: string; caPath?: string }): CliUser {
       const child = spawn(BERTH_BIN, args, { env: { ...env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
+      child.stdout.on('data', (d) => {
+        stdout += d;
+        options.onStdout?.(String(d));
+      });
       child.stderr.on('data', (d) => (stderr += d));
       child.once('error', reject);
       child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));

@@ -22,7 +22,8 @@ export const EXIT_CODES_HELP = `Exit codes:
   0  success
   1  the command ran and what it did failed (e.g. an image build failed, a host key did not match)
   2  usage error: unknown command or option, bad value, missing argument
-  3  authentication: not logged in, session ended (log in again), wrong username or password
+  3  authentication: not logged in, session ended (log in again), wrong username or password,
+     account disabled
   4  refused by the server: not allowed, not found, conflict, limit reached (any 4xx but 401)
   5  the server failed (5xx) or could not be reached (network, TLS)
   berth ssh exits with ssh's own status (the remote command's, or 255 when ssh fails)`;
@@ -41,9 +42,12 @@ export class CliError extends Error {
 export const usageError = (message: string) => new CliError(message, EXIT.usage);
 export const authError = (message: string) => new CliError(message, EXIT.auth);
 
-/** The exit code for an HTTP status berth answered with. */
-export function exitCodeForStatus(status: number): number {
-  if (status === 401) return EXIT.auth;
+/** Refusals that mean "you cannot be this user", whatever their status. */
+const AUTH_CODES = new Set(['account_disabled']);
+
+/** The exit code for an HTTP status (and problem code) berth answered with. */
+export function exitCodeForStatus(status: number, code?: unknown): number {
+  if (status === 401 || (typeof code === 'string' && AUTH_CODES.has(code))) return EXIT.auth;
   if (status >= 400 && status < 500) return EXIT.refused;
   return EXIT.unavailable;
 }
@@ -87,7 +91,7 @@ function networkReason(err: Error): string {
 /** Turns anything a command threw into the message and exit code berth leaves with. */
 export function toCliError(err: unknown, serverUrl?: string): CliError {
   if (err instanceof CliError) return err;
-  if (err instanceof BerthProblemError) return new CliError(describeProblem(err.problem, err.status), exitCodeForStatus(err.status));
+  if (err instanceof BerthProblemError) return new CliError(describeProblem(err.problem, err.status), exitCodeForStatus(err.status, err.problem.code));
   if (err instanceof BerthHttpError) {
     // A problem with a code newer than this client, or a proxy's own error page.
     const body = err.body;
@@ -95,7 +99,7 @@ export function toCliError(err: unknown, serverUrl?: string): CliError {
       typeof body === 'object' && body !== null && 'code' in body
         ? describeProblem(body as ProblemLike, err.status)
         : `HTTP ${err.status} ${err.response.statusText}${typeof body === 'string' && body.trim() ? `: ${oneLine(body.trim()).slice(0, 200)}` : ''}`;
-    return new CliError(message, exitCodeForStatus(err.status));
+    return new CliError(message, exitCodeForStatus(err.status, (body as ProblemLike | null)?.code));
   }
   if (err instanceof TypeError && err.message === 'fetch failed') {
     return new CliError(`cannot reach ${serverUrl ?? 'the server'}: ${networkReason(err)}`, EXIT.unavailable);

@@ -75,7 +75,8 @@ export function registerPoolCommands(program: Command): void {
         const image = await resolveImage(ctx, imageRef);
         const set = unwrap(await ctx.api.PUT('/v1/images/{id}/pool', { params: { path: { id: image.id } }, body: { size } }));
         const vms = opts.wait ? await waitForPool(ctx, image, size, opts.timeout) : set.vms;
-        ctx.print({ ...set, vms }, () => `${image.name}: pool of ${size}${opts.wait ? ', all running' : ''}${vms.length ? `\n${vmsTable(vms)}` : ''}`);
+        const state = !opts.wait ? 'set' : size === 0 ? 'emptied' : 'all running';
+        ctx.print({ ...set, vms }, () => `${image.name}: pool of ${size}, ${state}${vms.length ? `\n${vmsTable(vms)}` : ''}`);
       }),
     'berth pool set devbox 3',
     'berth pool set devbox 0 --no-wait',

@@ -19,7 +19,7 @@ export const vmsTable = (vms: Vm[]) =>
   );
 
 const ACTIONS = {
-  reset: { path: '/v1/vms/{id}/reset', done: 'reset (booting clean)', help: 'discard the writable layer and boot clean' },
+  reset: { path: '/v1/vms/{id}/reset', done: 'reset', help: 'discard the writable layer and boot clean' },
   stop: { path: '/v1/vms/{id}/stop', done: 'stopped', help: 'stop (the writable layer is kept)' },
   start: { path: '/v1/vms/{id}/start', done: 'started', help: 'start a stopped or failed VM' },
 } as const;
@@ -67,7 +67,7 @@ export function registerVmCommands(program: Command): void {
           } finally {
             progress.done();
           }
-          ctx.print(done, () => done.map((v) => `${v.name} ${action.done}: ${v.state}`).join('\n'));
+          ctx.print(done, () => done.map((v) => `${v.name} ${action.done} (${v.state})`).join('\n'));
         }),
       `berth vms ${name} devbox-3f9a1c`,
     );
