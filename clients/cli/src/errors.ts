@@ -39,6 +39,8 @@ export class CliError extends Error {
   }
 }
 
+export const LOG_IN_AGAIN = 'log in again with `berth login`';
+
 export const usageError = (message: string) => new CliError(message, EXIT.usage);
 export const authError = (message: string) => new CliError(message, EXIT.auth);
 
@@ -91,7 +93,12 @@ function networkReason(err: Error): string {
 /** Turns anything a command threw into the message and exit code berth leaves with. */
 export function toCliError(err: unknown, serverUrl?: string): CliError {
   if (err instanceof CliError) return err;
-  if (err instanceof BerthProblemError) return new CliError(describeProblem(err.problem, err.status), exitCodeForStatus(err.status, err.problem.code));
+  if (err instanceof BerthProblemError) {
+    const message = describeProblem(err.problem, err.status);
+    // A token refused mid-run (the session was revoked meanwhile): the way out is the same.
+    const hint = err.status === 401 && err.problem.code !== 'invalid_credentials' ? `: ${LOG_IN_AGAIN}` : '';
+    return new CliError(message + hint, exitCodeForStatus(err.status, err.problem.code));
+  }
   if (err instanceof BerthHttpError) {
     // A problem with a code newer than this client, or a proxy's own error page.
     const body = err.body;

@@ -6,7 +6,7 @@ import { createBerthClient, unwrap, type BerthClient } from '@berth/client';
 import { Agent } from 'undici';
 import { readCaFile, type ResolvedSettings } from '../config/settings.js';
 import { sessionStore, withSessionsLock, type SessionStore } from '../config/sessions.js';
-import { authError } from '../errors.js';
+import { authError, LOG_IN_AGAIN } from '../errors.js';
 
 /** Renew the access token this long before it expires (a command may run for minutes: builds, pools). */
 const RENEW_BEFORE_MS = 60_000;
@@ -23,8 +23,6 @@ export interface Connection {
   /** Closes the connections kept alive, so the process can end. */
   close(): Promise<void>;
 }
-
-export const loginAgainHint = 'log in again with `berth login`';
 
 function dispatcherFor(settings: ResolvedSettings): Agent {
   return new Agent({
@@ -63,7 +61,7 @@ export function connect(settings: ResolvedSettings): Connection {
         // The refresh token is dead (expired, revoked, reused, or its user disabled): it can never work again.
         store.remove();
         const code = (result.error as { code?: string } | undefined)?.code ?? `HTTP ${result.response.status}`;
-        throw authError(`your session at ${url} has ended (${code}): ${loginAgainHint}`);
+        throw authError(`your session at ${url} has ended (${code}): ${LOG_IN_AGAIN}`);
       }
       const tokens = unwrap(result);
       store.save({ username: stored.username, refresh_token: tokens.refresh_token, session_id: tokens.session_id });

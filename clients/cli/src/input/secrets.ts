@@ -27,7 +27,10 @@ export async function secretFromStdin(what: string): Promise<string> {
 async function prompt(text: string, silent: boolean): Promise<string> {
   try {
     // Prompts go to stderr: stdout stays the command's output.
-    return await read({ prompt: text, silent, replace: '', output: process.stderr });
+    const answer = await read({ prompt: text, silent, replace: '', output: process.stderr });
+    // The Enter that ended a silent answer was not echoed either: end the prompt's line.
+    if (silent) process.stderr.write('\n');
+    return answer;
   } catch (err) {
     if ((err as Error).message === 'canceled') throw new CliError('canceled', EXIT.interrupted);
     throw err;
