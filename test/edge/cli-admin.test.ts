@@ -179,12 +179,14 @@ describe('images and VMs, as an admin', () => {
   );
 
   it(
-    'resets, stops and starts a VM, then empties the pool (waiting for it), and deletes the images',
+    'resets, stops, starts and deletes a VM, then empties the pool (waiting for it), and deletes the images',
     async () => {
       const [vm] = await admin.json(['vms', '--image', 'cli-devbox']);
       expect(await admin.ok(['vms', 'reset', vm.name])).toMatch(new RegExp(`^${vm.name} reset \\((booting|running)\\)\n$`));
       expect(await admin.ok(['vms', 'stop', vm.id])).toBe(`${vm.name} stopped (stopped)\n`);
       expect((await admin.json(['vms', 'start', vm.name]))[0]).toMatchObject({ name: vm.name, state: 'booting' });
+      expect(await admin.ok(['vms', 'rm', vm.name])).toBe(`deleted ${vm.name}\n`);
+      expect((await admin.json(['vms'])).map((v: { id: string }) => v.id)).not.toContain(vm.id);
       expect(await admin.ok(['pool', 'set', 'cli-devbox', '0'])).toBe('cli-devbox: pool of 0, emptied\n');
       expect(await admin.json(['vms'])).toEqual([]);
       expect(await admin.ok(['images', 'rm', 'cli-devbox', 'cli-broken'])).toBe('deleted cli-devbox\ndeleted cli-broken\n');

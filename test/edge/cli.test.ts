@@ -73,15 +73,35 @@ describe('berth before logging in', () => {
     expect(r.stderr).toBe(`berth: not logged in to ${caddy.url}: run \`berth login\`\n`);
   });
 
-  it('shows --help with examples and the exit codes, exit 0', async () => {
+  it('has --help with examples on every command, and the exit codes at the top (exit 0)', async () => {
     const top = await alice.ok(['--help']);
     expect(top).toContain('Exit codes:');
     expect(top).toMatch(/3 +authentication/);
-    for (const command of ['reserve', 'ssh', 'machines import', 'images build', 'pool set', 'vms console', 'users create']) {
-      const help = await alice.ok([...command.split(' '), '--help']);
-      expect(help, command).toContain('Examples:');
-      expect(help, command).toContain(`berth ${command}`);
+    // Every command and subcommand, found by walking the help itself.
+    const commandsIn = (help: string) =>
+      (help.split('\nCommands:\n')[1] ?? '')
+        .split('\n\n')[0]!
+        .split('\n')
+        .map((line) => /^ {2}([a-z-]+)/.exec(line)?.[1])
+        .filter((name): name is string => Boolean(name) && name !== 'help');
+    const seen: string[] = [];
+    const withoutExamples: string[] = [];
+    let level = commandsIn(top).map((c) => [c]);
+    while (level.length) {
+      const helps = await Promise.all(level.map((path) => alice.ok([...path, '--help'])));
+      const next: string[][] = [];
+      helps.forEach((help, i) => {
+        const path = level[i]!.join(' ');
+        seen.push(path);
+        expect(help, path).toContain(`Usage: berth ${path}`);
+        if (!new RegExp(`Examples:\\n(.*\\n)*  berth ${path}`).test(help)) withoutExamples.push(path);
+        next.push(...commandsIn(help).map((c) => [...level[i]!, c]));
+      });
+      level = next;
     }
+    expect(withoutExamples).toEqual([]);
+    expect(seen).toEqual(expect.arrayContaining(['login', 'reserve', 'ssh', 'machines import', 'images build', 'pool set', 'vms console', 'users create']));
+    expect(seen.length).toBeGreaterThan(40);
   });
 });
 

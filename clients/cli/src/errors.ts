@@ -48,7 +48,7 @@ export const authError = (message: string) => new CliError(message, EXIT.auth);
 const AUTH_CODES = new Set(['account_disabled']);
 
 /** The exit code for an HTTP status (and problem code) berth answered with. */
-export function exitCodeForStatus(status: number, code?: unknown): number {
+function exitCodeForStatus(status: number, code?: unknown): number {
   if (status === 401 || (typeof code === 'string' && AUTH_CODES.has(code))) return EXIT.auth;
   if (status >= 400 && status < 500) return EXIT.refused;
   return EXIT.unavailable;
@@ -62,7 +62,7 @@ interface ProblemLike {
 }
 
 /** One line for a problem document: `code: detail (pointer: message; …)`. */
-export function describeProblem(problem: ProblemLike, status: number): string {
+function describeProblem(problem: ProblemLike, status: number): string {
   const code = typeof problem.code === 'string' ? problem.code : `HTTP ${status}`;
   const detail = typeof problem.detail === 'string' ? problem.detail : typeof problem.title === 'string' ? problem.title : '';
   const fields = Array.isArray(problem.errors)

@@ -7,7 +7,7 @@ export function withExamples<C extends Command>(command: C, ...lines: string[]):
   return command.addHelpText('after', `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}`);
 }
 
-export const CONFIGURATION_HELP = `Configuration (a flag wins over the environment, which wins over the file):
+const CONFIGURATION_HELP = `Configuration (a flag wins over the environment, which wins over the file):
   --url URL, BERTH_URL, or "url" in $XDG_CONFIG_HOME/berth/config.json (~/.config/berth/config.json)
       the berth server, e.g. https://berth.example.com (http:// only for this machine)
   --ca FILE, BERTH_CA, or "ca" in the config file

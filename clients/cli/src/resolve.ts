@@ -6,7 +6,7 @@ import { CliError, EXIT, usageError } from './errors.js';
 import { listAll, PAGE_SIZE } from './http/lists.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export const isUuid = (text: string) => UUID.test(text);
+const isUuid = (text: string) => UUID.test(text);
 
 const notFound = (what: string, name: string) => new CliError(`no ${what} named ${name}`, EXIT.refused);
 

@@ -12,7 +12,11 @@ import { formatFields } from '../output/table.js';
 const keyArgument = () => new Argument('<key>', 'the setting').choices(CONFIG_KEYS);
 
 export function registerConfigCommands(program: Command): void {
-  const config = program.command('config').description('the server URL and CA berth uses, kept in the config file');
+  const config = withExamples(
+    program.command('config').description('the server URL and CA berth uses, kept in the config file'),
+    'berth config                            # the same as berth config show',
+    'berth config set url https://berth.example.com',
+  );
 
   withExamples(
     config
@@ -47,7 +51,8 @@ export function registerConfigCommands(program: Command): void {
         );
       }),
     'berth config',
-    'BERTH_URL=https://staging.example.com berth config --json',
+    'berth config show --json',
+    'BERTH_URL=https://staging.example.com berth config',
   );
 
   withExamples(

@@ -80,7 +80,12 @@ async function followBuild(ctx: Context, id: string, out: NodeJS.WritableStream)
 }
 
 export function registerImageCommands(program: Command): void {
-  const images = program.command('images').description('images VMs boot from (build, rm: admins)');
+  const images = withExamples(
+    program.command('images').description('images VMs boot from (build, rm: admins)'),
+    'berth images                            # the same as berth images list',
+    'berth images build ./devbox --name devbox',
+    'berth images COMMAND --help',
+  );
 
   withExamples(
     images
@@ -103,7 +108,7 @@ export function registerImageCommands(program: Command): void {
         );
       }),
     'berth images',
-    'berth images --status failed',
+    'berth images list --status failed',
   );
 
   withExamples(

@@ -16,7 +16,7 @@ import { formatFields, formatTable } from '../output/table.js';
 type Machine = components['schemas']['Machine'];
 const STATUSES = ['available', 'reserved', 'maintenance', 'offline'] as const;
 
-export const formatTags = (tags: Record<string, string>) =>
+const formatTags = (tags: Record<string, string>) =>
   Object.entries(tags)
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
@@ -51,7 +51,14 @@ async function readInput(file: string): Promise<string> {
 }
 
 export function registerMachineCommands(program: Command): void {
-  const machines = program.command('machines').description('the machines of the pool (import, add, rm, maintenance, check: admins)');
+  const machines = withExamples(
+    program.command('machines').description('the machines of the pool (import, add, rm, maintenance, check: admins)'),
+    'berth machines                          # the same as berth machines list',
+    'berth machines show node-1',
+    'berth machines import machines.yml      # admin',
+    'berth machines maintenance node-1 on --reason "new disk"',
+    'berth machines COMMAND --help',
+  );
 
   withExamples(
     machines
@@ -81,7 +88,7 @@ export function registerMachineCommands(program: Command): void {
         );
       }),
     'berth machines',
-    'berth machines --status available --type gpu --tag rack=r2',
+    'berth machines list --status available --type gpu --tag rack=r2',
     'berth machines --json | jq -r ".[].name"',
   );
 

@@ -40,7 +40,11 @@ async function waitForPool(ctx: Context, image: { id: string; name: string }, si
 }
 
 export function registerPoolCommands(program: Command): void {
-  const pool = program.command('pool').description('free and busy machines by type; VM pools of images (set: admin)');
+  const pool = withExamples(
+    program.command('pool').description('free and busy machines by type; VM pools of images (set: admin)'),
+    'berth pool                              # the same as berth pool show',
+    'berth pool set devbox 3                 # admin',
+  );
 
   withExamples(
     pool
@@ -60,6 +64,7 @@ export function registerPoolCommands(program: Command): void {
         );
       }),
     'berth pool',
+    'berth pool show --json',
   );
 
   withExamples(

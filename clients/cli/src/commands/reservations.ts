@@ -19,7 +19,7 @@ const STATUSES = ['provisioning', 'active', 'releasing', 'released', 'failed'] a
 const expandHome = (file: string) => (file === '~' || file.startsWith('~/') ? os.homedir() + file.slice(1) : file);
 
 /** The public key to install, read from a file; a private key given by mistake is refused, never sent. */
-export function readPublicKey(file: string): string {
+function readPublicKey(file: string): string {
   let text: string;
   try {
     text = fs.readFileSync(expandHome(file), 'utf8').trim();
@@ -107,7 +107,11 @@ export function registerReservationCommands(program: Command): void {
     'berth reserve -m node-1 -m node-2 --username ci-runner',
   );
 
-  const reservations = program.command('reservations').alias('res').description('your reservations');
+  const reservations = withExamples(
+    program.command('reservations').alias('res').description('your reservations'),
+    'berth reservations                      # the same as berth reservations list',
+    'berth res show 3f1e6a4b',
+  );
 
   withExamples(
     reservations
@@ -153,7 +157,7 @@ export function registerReservationCommands(program: Command): void {
         );
       }),
     'berth reservations',
-    'berth reservations --status any',
+    'berth reservations list --status any',
     'berth reservations --all --json        # admin',
   );
 

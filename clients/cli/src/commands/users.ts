@@ -10,7 +10,12 @@ import { formatTable } from '../output/table.js';
 import { resolveUserId } from '../resolve.js';
 
 export function registerUserCommands(program: Command): void {
-  const users = program.command('users').description("berth's user accounts (admin)");
+  const users = withExamples(
+    program.command('users').description("berth's user accounts (admin)"),
+    'berth users                             # the same as berth users list',
+    'berth users create bob --email bob@example.com',
+    'berth users disable bob',
+  );
 
   withExamples(
     users
@@ -39,7 +44,7 @@ export function registerUserCommands(program: Command): void {
         );
       }),
     'berth users',
-    'berth users --role admin',
+    'berth users list --role admin',
     'berth users -q alice',
   );
 

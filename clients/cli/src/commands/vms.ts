@@ -25,7 +25,12 @@ const ACTIONS = {
 } as const;
 
 export function registerVmCommands(program: Command): void {
-  const vms = program.command('vms').description('the VMs booted from images (reset, stop, start, rm, console: admins)');
+  const vms = withExamples(
+    program.command('vms').description('the VMs booted from images (reset, stop, start, rm, console: admins)'),
+    'berth vms                               # the same as berth vms list',
+    'berth vms reset devbox-3f9a1c',
+    'berth vms console devbox-3f9a1c',
+  );
 
   withExamples(
     vms
@@ -46,7 +51,7 @@ export function registerVmCommands(program: Command): void {
         ctx.print(items, () => (items.length ? vmsTable(items) : 'no VMs'));
       }),
     'berth vms',
-    'berth vms --image devbox --state running',
+    'berth vms list --image devbox --state running',
   );
 
   for (const [name, action] of Object.entries(ACTIONS)) {

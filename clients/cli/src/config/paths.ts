@@ -10,7 +10,7 @@ function xdg(variable: string, fallback: string[]): string {
   return path.join(os.homedir(), ...fallback, 'berth');
 }
 
-export const configDir = () => xdg('XDG_CONFIG_HOME', ['.config']);
-export const stateDir = () => xdg('XDG_STATE_HOME', ['.local', 'state']);
+const configDir = () => xdg('XDG_CONFIG_HOME', ['.config']);
+const stateDir = () => xdg('XDG_STATE_HOME', ['.local', 'state']);
 export const configFile = () => path.join(configDir(), 'config.json');
 export const sessionsFile = () => path.join(stateDir(), 'sessions.json');

@@ -17,9 +17,8 @@ export interface Connection {
   client: BerthClient;
   /** Sends no token: register, log in, refresh, log out with the refresh token. */
   anonymous: BerthClient;
+  /** This server's stored session (login and logout change it, under the lock). */
   store: SessionStore;
-  /** The username of the stored session, if logged in. */
-  username(): string | undefined;
   /** Closes the connections kept alive, so the process can end. */
   close(): Promise<void>;
 }
@@ -84,5 +83,5 @@ export function connect(settings: ResolvedSettings): Connection {
     },
   });
 
-  return { url, client, anonymous, store, username: () => store.read()?.username, close: () => dispatcher.close() };
+  return { url, client, anonymous, store, close: () => dispatcher.close() };
 }

@@ -4,7 +4,7 @@
 import { read } from 'read';
 import { CliError, EXIT, usageError } from '../errors.js';
 
-export const stdinIsTerminal = () => Boolean(process.stdin.isTTY);
+const stdinIsTerminal = () => Boolean(process.stdin.isTTY);
 
 async function readAllStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -18,7 +18,7 @@ async function readAllStdin(): Promise<string> {
 }
 
 /** The first line of standard input, without its line ending. */
-export async function secretFromStdin(what: string): Promise<string> {
+async function secretFromStdin(what: string): Promise<string> {
   const text = (await readAllStdin()).split(/\r?\n/)[0] ?? '';
   if (!text) throw usageError(`no ${what} on standard input`);
   return text;

@@ -17,7 +17,7 @@ export interface SshEndpoint {
 }
 
 /** How OpenSSH names a host in known_hosts: bare on port 22, `[host]:port` otherwise. */
-export const knownHostsName = (host: string, port: number) => (port === 22 ? host : `[${host}]:${port}`);
+const knownHostsName = (host: string, port: number) => (port === 22 ? host : `[${host}]:${port}`);
 
 /** The known_hosts text berth's answer carries, when it carries one (reservation first, then the machine's key line). */
 export function knownHostsFromAnswer(reservation: object, machine: SshEndpoint & { host_key?: unknown }): string | null {
