@@ -47,27 +47,49 @@ export function linesWithFingerprint(knownHosts: string, pinned: string): { matc
   return { matching, offered };
 }
 
+/**
+ * One ssh-keyscan of some key types. Each type is a key exchange of its own, slow on an
+ * emulated VM under load: hence one type at a time, and a patient timeout.
+ */
+async function scan(machine: SshEndpoint, types: string): Promise<{ keys: string; notes: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)('ssh-keyscan', ['-T', '30', '-t', types, '-p', String(machine.port), machine.host], {
+      maxBuffer: 1024 * 1024,
+    });
+    return { keys: stdout, notes: stderr };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stdout?: string; stderr?: string };
+    if (e.code === 'ENOENT') throw new CliError('ssh-keyscan was not found: install OpenSSH (Debian: apt-get install openssh-client)');
+    // It exits non-zero when a host gave no key of these types; what it did read still counts.
+    return { keys: e.stdout ?? '', notes: e.stderr ?? '' };
+  }
+}
+
 /** Reads the machine's host keys over the network and keeps only the one berth pinned. */
 export async function knownHostsFromScan(machine: SshEndpoint, pinnedFingerprint: string | null): Promise<string> {
   if (!pinnedFingerprint) {
     throw new CliError(`berth has no pinned host key for ${machine.name}: refusing to connect (an admin can run berth machines check ${machine.name})`);
   }
-  let scanned: string;
-  try {
-    const { stdout } = await promisify(execFile)('ssh-keyscan', ['-T', '10', '-p', String(machine.port), machine.host], { maxBuffer: 1024 * 1024 });
-    scanned = stdout;
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === 'ENOENT') throw new CliError('ssh-keyscan was not found: install OpenSSH (Debian: apt-get install openssh-client)');
-    throw new CliError(`could not read the host key of ${machine.name} (${machine.host}:${machine.port}): ${(e.stderr || e.message).trim()}`, EXIT.unavailable);
+  const offered: string[] = [];
+  const notes: string[] = [];
+  // Ed25519 first: what berth's VMs and most machines pin; the older types only if it is not that.
+  for (const types of ['ed25519', 'ecdsa,rsa']) {
+    const scanned = await scan(machine, types);
+    const found = linesWithFingerprint(scanned.keys, pinnedFingerprint);
+    if (found.matching.length) return `${found.matching.join('\n')}\n`;
+    offered.push(...found.offered);
+    notes.push(scanned.notes.split('\n').filter((line) => line && !line.startsWith('#')).join(' '));
+    // No SSH banner either (ssh-keyscan notes each one as a `# host SSH-2.0-…` line): nobody answered.
+    if (!found.offered.length && !/^# .*SSH-/m.test(scanned.notes)) {
+      throw new CliError(`${machine.name} (${machine.host}:${machine.port}) did not answer SSH`, EXIT.unavailable);
+    }
   }
-  const { matching, offered } = linesWithFingerprint(scanned, pinnedFingerprint);
-  if (offered.length === 0) throw new CliError(`${machine.name} (${machine.host}:${machine.port}) offered no host key`, EXIT.unavailable);
-  if (matching.length === 0) {
-    throw new CliError(
-      `the host key of ${machine.name} (${machine.host}:${machine.port}) is not the one berth pinned (${pinnedFingerprint}); ` +
-        `it offered ${offered.join(', ')}: refusing to connect`,
-    );
+  if (offered.length === 0) {
+    const why = notes.filter(Boolean).join('; ');
+    throw new CliError(`could not read the host key of ${machine.name} (${machine.host}:${machine.port})${why ? `: ${why}` : ''}`, EXIT.unavailable);
   }
-  return `${matching.join('\n')}\n`;
+  throw new CliError(
+    `the host key of ${machine.name} (${machine.host}:${machine.port}) is not the one berth pinned (${pinnedFingerprint}); ` +
+      `it offered ${offered.join(', ')}: refusing to connect`,
+  );
 }
