@@ -25,7 +25,7 @@ A first session:
   berth ssh 3f1e6a4b
   berth release 3f1e6a4b
 
-Every command takes --json (machine-readable output on stdout) and --help.
+Every command takes --help, and every one but ssh --json (machine-readable output on stdout).
 Errors are one line on stderr: the problem's code and detail.
 
 ${CONFIGURATION_HELP}
