@@ -3,6 +3,7 @@
 // and QEMU (TCG here): import machines from YAML, check, maintenance, add, remove; users;
 // build an image from a directory with its log followed live; a VM pool that berth waits
 // for, a VM reserved and logged in to with `berth ssh`, and the pool emptied again.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +12,6 @@ import { startCaddyFor, type Caddy } from '../helpers/caddy.js';
 import { cliUser, type CliUser } from '../helpers/cli.js';
 import { createPool, type Pool } from '../helpers/pool.js';
 import { BASE_IMAGE, rootKey, startMachine, type TestMachine } from '../helpers/ssh-machines.js';
-import { execFileSync } from 'node:child_process';
 
 /** Builds and boots under software emulation share 2 cores with the rest of the suite. */
 const SLOW_MS = 300_000;
