@@ -28,8 +28,11 @@ export interface VmSpec {
   initramfs: string;
   /** The image's read-only ext4 base. */
   base: string;
-  /** 127.0.0.1 port forwarded to the guest's port 22. */
+  /** The host address and port forwarded to the guest's port 22. */
+  sshBind: string;
   sshPort: number;
+  /** What the guest may reach: nothing, or anything but this host (see vm/isolation.ts). */
+  egress: 'none' | 'internet';
   cpus: number;
   memoryMb: number;
   accel: Accel;
@@ -119,7 +122,8 @@ async function qemuArgs(spec: VmSpec, seed: string): Promise<string[]> {
     '-device', 'virtio-blk-device,drive=root',
     '-drive', `id=seed,file=${seed},format=raw,if=none,readonly=on`,
     '-device', 'virtio-blk-device,drive=seed',
-    '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${spec.sshPort}-:22`,
+    // restrict=on: the guest reaches nothing, while its forwarded SSH port still answers.
+    '-netdev', `user,id=n0,restrict=${spec.egress === 'none' ? 'on' : 'off'},hostfwd=tcp:${spec.sshBind}:${spec.sshPort}-:22`,
     '-device', 'virtio-net-device,netdev=n0',
     '-no-reboot', '-daemonize', '-pidfile', path.join(spec.dir, 'qemu.pid'),
   ];

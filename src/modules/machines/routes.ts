@@ -23,6 +23,7 @@ export function toMachineDto(m: MachineRow, viewer: { admin: boolean }) {
     status: m.status,
     status_reason: viewer.admin ? m.statusReason : neutralReason(m),
     host_key_fingerprint: m.hostKeyFingerprint,
+    host_key: m.hostKey,
     reservation_id: viewer.admin ? m.reservationId : null,
     last_checked_at: m.lastCheckedAt?.toISOString() ?? null,
     created_at: m.createdAt.toISOString(),

@@ -34,8 +34,9 @@ export interface ReservationsDeps {
   instanceId: string;
   /** Keys the HMAC of idempotent request bodies (which may hold a password). */
   requestHashKey: Buffer;
-  /** This host's name: only VMs running here are handed out by this process (their SSH is on its loopback). */
+  /** This host's name, and how long a VM host may stay silent before it counts as down. */
   node: string;
+  vmHostDownAfterMs: number;
   /** Resets `machine` when it is a VM (true); false for any other machine (vms service). */
   recycle(machine: MachineRow, reservationId: string): Promise<boolean>;
   log: ReservationLog;
@@ -48,7 +49,7 @@ export function createReservationsService(deps: ReservationsDeps) {
   const leases = createLeases({ prisma, policy, instanceId: deps.instanceId, log });
   const unwinder = createUnwinder({ prisma, access, state, leases, recycle, log });
   const requestHash = createRequestHasher(deps.requestHashKey);
-  const allocate = createAllocator({ prisma, state, policy, leases, requestHash, node: deps.node });
+  const allocate = createAllocator({ prisma, state, policy, leases, requestHash, node: deps.node, vmHostDownAfterMs: deps.vmHostDownAfterMs });
   const create = createProvisioner({ prisma, access, policy, allocate, leases, unwinder, requestHash });
   const reconcile = createReconciler({ prisma, state, leases, unwinder, log });
   const { unwind, cleanupMachine } = unwinder;

@@ -4,21 +4,21 @@ import { randomBytes } from 'node:crypto';
 import type { Image, Prisma, PrismaClient, Vm } from '../../generated/prisma/client.js';
 import { AppError } from '../../errors/app-error.js';
 import { afterName, pageOf } from '../../infra/paging.js';
-import { freePort } from '../../infra/ports.js';
+import { freePortIn } from '../../infra/ports.js';
 import type { SecretBox } from '../../infra/secret-box.js';
-import { generateSshKeyPair, parseHostKey } from '../../infra/ssh.js';
+import { generateSshKeyPair, normalizeKeyLine, parseHostKey } from '../../infra/ssh.js';
 import { REASONS } from '../machines/state.js';
-import { VM_HOST, withRefs, type CreateVmInput, type VmLimits, type VmRow } from './model.js';
+import { withRefs, type CreateVmInput, type VmLimits, type VmNetwork, type VmRow } from './model.js';
 
-export function createVmRecords(deps: { prisma: PrismaClient; secretBox: SecretBox; node: string; limits: VmLimits }) {
-  const { prisma, secretBox, node, limits } = deps;
+export function createVmRecords(deps: { prisma: PrismaClient; secretBox: SecretBox; node: string; limits: VmLimits; network: VmNetwork }) {
+  const { prisma, secretBox, node, limits, network } = deps;
 
-  /** A free port no VM of this host has recorded (stopped VMs keep theirs). */
+  /** A port of BERTH_VM_PORTS that no VM of this host has recorded (stopped VMs keep theirs) and that is free now. */
   async function allocatePort(tx: Prisma.TransactionClient): Promise<number> {
-    for (;;) {
-      const port = await freePort();
-      if (!(await tx.vm.findFirst({ where: { node, sshPort: port }, select: { id: true } }))) return port;
-    }
+    const taken = new Set((await tx.vm.findMany({ where: { node }, select: { sshPort: true } })).map((v) => v.sshPort));
+    const port = await freePortIn(network.ports, network.bind, taken);
+    if (port === null) throw new AppError('vm_ports_exhausted', `every port of ${network.ports.join('-')} is taken on ${node}`);
+    return port;
   }
 
   return {
@@ -76,12 +76,13 @@ export function createVmRecords(deps: { prisma: PrismaClient; secretBox: SecretB
       const machine = await tx.machine.create({
         data: {
           name,
-          host: VM_HOST,
+          host: network.publicHost,
           port: sshPort,
           username: 'root',
           credentialKind: 'private_key',
           credential: secretBox.seal(rootKey.private),
           hostKeyFingerprint: fingerprint,
+          hostKey: normalizeKeyLine(hostKey.public),
           type: 'vm',
           tags: { image: image.name },
           // The VM is reset after every reservation: sudo cannot leave anything behind.
@@ -114,7 +115,9 @@ export function createVmRecords(deps: { prisma: PrismaClient; secretBox: SecretB
       const key = generateSshKeyPair();
       const fields = { hostKeyFingerprint: parseHostKey(key.public)!, hostKeyPublic: key.public.trim(), hostKeySealed: secretBox.seal(key.private) };
       await prisma.vm.update({ where: { id: vm.id }, data: fields });
-      if (vm.machineId) await prisma.machine.update({ where: { id: vm.machineId }, data: { hostKeyFingerprint: fields.hostKeyFingerprint } });
+      if (vm.machineId) {
+        await prisma.machine.update({ where: { id: vm.machineId }, data: { hostKeyFingerprint: fields.hostKeyFingerprint, hostKey: normalizeKeyLine(key.public) } });
+      }
       return fields;
     },
 
