@@ -23,6 +23,7 @@ declare -A PROVIDERS=(
   [cpio]=cpio                  # the VM initramfs
   [xz]=xz-utils                # unpacking the kernel's compressed payload
   [ssh-keygen]=openssh-client  # the key tests check berth's keys with OpenSSH itself
+  [nft]=nftables               # BERTH_VM_EGRESS=internet: guests kept off this host's own addresses
   [caddy]=caddy                # HTTPS in front of berth: the tests go through the committed Caddyfile
   [docker-compose]=docker-compose   # the compose deployment test (Debian has compose v1 only)
 )
@@ -45,6 +46,13 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- the user guests run as ---------------------------------------------------------------
+# Under BERTH_VM_EGRESS=internet QEMU drops root for this user before the guest runs, and
+# one nftables rule refuses its packets to this host's own addresses (src/infra/vm/isolation.ts).
+if [[ $(id -u) -eq 0 ]] && ! id -u berth-vm >/dev/null 2>&1; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin berth-vm
 fi
 
 # --- npm dependencies --------------------------------------------------------------------

@@ -150,7 +150,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const imagesDir = path.join(config.dataDir, 'images');
   // Three watch ticks missed (15 s at least): a VM host's process is gone, not just busy.
   const vmHostDownAfterMs = Math.max(15_000, 3 * config.vms.watchSeconds * 1000);
-  const vmRuntime = createVmRuntime({ cacheDir: config.cacheDir, accel: config.vms.accel });
+  const vmRuntime = createVmRuntime({ cacheDir: config.cacheDir, accel: config.vms.accel, egress: config.vms.egress });
   const vms = createVmsService({
     prisma,
     secretBox,

@@ -7,6 +7,7 @@ import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { egressArgs, type Egress } from './isolation.js';
 
 const run = promisify(execFile);
 
@@ -31,8 +32,8 @@ export interface VmSpec {
   /** The host address and port forwarded to the guest's port 22. */
   sshBind: string;
   sshPort: number;
-  /** What the guest may reach: nothing, or anything but this host (see vm/isolation.ts). */
-  egress: 'none' | 'internet';
+  /** What the guest may reach: nothing, or anything but this host (isolation.ts). */
+  egress: Egress;
   cpus: number;
   memoryMb: number;
   accel: Accel;
@@ -122,10 +123,11 @@ async function qemuArgs(spec: VmSpec, seed: string): Promise<string[]> {
     '-device', 'virtio-blk-device,drive=root',
     '-drive', `id=seed,file=${seed},format=raw,if=none,readonly=on`,
     '-device', 'virtio-blk-device,drive=seed',
-    // restrict=on: the guest reaches nothing, while its forwarded SSH port still answers.
-    '-netdev', `user,id=n0,restrict=${spec.egress === 'none' ? 'on' : 'off'},hostfwd=tcp:${spec.sshBind}:${spec.sshPort}-:22`,
+    // What the guest may reach: see isolation.ts.
+    '-netdev', `user,id=n0,restrict=${egressArgs(spec.egress).restrict},hostfwd=tcp:${spec.sshBind}:${spec.sshPort}-:22`,
     '-device', 'virtio-net-device,netdev=n0',
     '-no-reboot', '-daemonize', '-pidfile', path.join(spec.dir, 'qemu.pid'),
+    ...egressArgs(spec.egress).runAs,
   ];
 }
 
