@@ -40,14 +40,16 @@ export async function enforceEgress(egress: Egress): Promise<void> {
   if (egress === 'none') return;
   try {
     await run('id', ['-u', VM_USER]);
-  } catch {
-    throw new Error(`BERTH_VM_EGRESS=internet needs the user ${VM_USER} (scripts/setup.sh makes it, as root)`);
+  } catch (err) {
+    throw new Error(`BERTH_VM_EGRESS=internet needs the user ${VM_USER} (scripts/setup.sh makes it, as root)`, { cause: err });
   }
   try {
     // Replaced whole: a table left by an older berth never keeps other rules.
     await nft(`add table inet ${TABLE}\ndelete table inet ${TABLE}\n${ruleset}`);
   } catch (err) {
-    throw new Error(`BERTH_VM_EGRESS=internet needs nftables and root to keep guests off this host: ${(err as Error).message.split('\n')[0]}`);
+    throw new Error(`BERTH_VM_EGRESS=internet needs nftables and root to keep guests off this host: ${(err as Error).message.split('\n')[0]}`, {
+      cause: err,
+    });
   }
 }
 
