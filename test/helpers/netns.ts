@@ -23,6 +23,8 @@ export interface Lan {
   subnet: string;
   /** A new host on the LAN: its own namespace, loopback up, one address. */
   addHost(name: string): Promise<NetHost>;
+  /** Puts this process's own namespace on the LAN too (at .254), so the test itself can reach the hosts. */
+  attachTest(): Promise<string>;
   destroy(): Promise<void>;
 }
 
@@ -49,6 +51,7 @@ export async function createLan(octet = 100 + Math.floor(Math.random() * 100)): 
   const lanNs = `${NETNS_PREFIX}lan-${tag}`;
   const subnet = `10.${octet}.0`;
   const namespaces: string[] = [lanNs];
+  const rootLinks: string[] = [];
   await ip('netns', 'add', lanNs);
   await ip('-n', lanNs, 'link', 'set', 'lo', 'up');
   await ip('-n', lanNs, 'link', 'add', 'br0', 'type', 'bridge');
@@ -78,7 +81,18 @@ export async function createLan(octet = 100 + Math.floor(Math.random() * 100)): 
         exec: (argv) => run(wrap(argv)[0]!, wrap(argv).slice(1)),
       };
     },
+    async attachTest() {
+      const [here, there] = [`bt${tag}`.slice(0, 15), `bu${tag}`.slice(0, 15)];
+      await ip('link', 'add', here, 'type', 'veth', 'peer', 'name', there, 'netns', lanNs);
+      rootLinks.push(here);
+      await ip('-n', lanNs, 'link', 'set', there, 'master', 'br0');
+      await ip('-n', lanNs, 'link', 'set', there, 'up');
+      await ip('addr', 'add', `${subnet}.254/24`, 'dev', here);
+      await ip('link', 'set', here, 'up');
+      return `${subnet}.254`;
+    },
     async destroy() {
+      for (const link of rootLinks) spawnSync('ip', ['link', 'del', link]);
       // Processes still inside would keep a namespace's network alive: end them first.
       for (const ns of namespaces) {
         const pids = spawnSync('ip', ['netns', 'pids', ns]).stdout?.toString().trim().split('\n').filter(Boolean) ?? [];

@@ -8,9 +8,10 @@
 //             other addresses. QEMU drops root for an unprivileged user (-runas) before the
 //             guest runs, so every connection the guest makes through it is that user's;
 //             one nftables rule (in this host's network namespace) refuses that user's
-//             packets to any local address, except DNS, which the guest's resolver at
-//             10.0.2.3 forwards to this host's. The forwarded SSH port was opened by QEMU
-//             as root, before the drop: it is not that user's, and keeps answering.
+//             connections to any local address, except DNS, which the guest's resolver at
+//             10.0.2.3 forwards to this host's. Only connections that user opens are
+//             refused (conntrack state new): the answers on connections clients opened to
+//             the forwarded SSH port go out as usual.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
@@ -26,8 +27,8 @@ const ruleset = `
 table inet ${TABLE} {
   chain output {
     type filter hook output priority filter; policy accept;
-    meta skuid "${VM_USER}" fib daddr type local meta l4proto { tcp, udp } th dport 53 accept
-    meta skuid "${VM_USER}" fib daddr type local reject
+    meta skuid "${VM_USER}" ct state new fib daddr type local meta l4proto { tcp, udp } th dport 53 accept
+    meta skuid "${VM_USER}" ct state new fib daddr type local reject
   }
 }
 `;
