@@ -153,7 +153,7 @@ export function createPrisma(target: DatabaseTarget, timeoutMs = DEFAULT_DATABAS
   events.on('error', () => {});
   events.on('connection', (conn: EventEmitter) => conn.on('error', () => {}));
   const base = new PrismaClient({
-    // berth's pool, ended by $disconnect (prepareCacheLength 0: what the adapter sets on pools it makes itself).
+    // berth's own pool (prepareCacheLength 0: what the adapter sets on pools it makes itself).
     adapter: new PrismaMariaDb(pool, { disposeExternalPool: true }),
     transactionOptions: { maxWait: timeoutMs },
   });
@@ -184,6 +184,15 @@ export function createPrisma(target: DatabaseTarget, timeoutMs = DEFAULT_DATABAS
           cap.clear();
         }
       },
+    },
+  });
+  // The pool is berth's: it exists (and keeps the process alive) from here, whether or not
+  // Prisma ever connected, so disconnecting ends it too.
+  const disconnect = base.$disconnect.bind(base);
+  Object.defineProperty(client, '$disconnect', {
+    value: async () => {
+      await disconnect();
+      await pool.end().catch(() => {}); // ended already when Prisma had connected
     },
   });
   // The extension changes no model's shape: callers keep the plain client's type.
