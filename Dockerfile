@@ -12,6 +12,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # npm ci checks the lock against every workspace's manifest.
 COPY clients/typescript/package.json clients/typescript/
+COPY clients/cli/package.json clients/cli/
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json prisma.config.ts ./
 COPY prisma prisma

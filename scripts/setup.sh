@@ -23,6 +23,7 @@ declare -A PROVIDERS=(
   [cpio]=cpio                  # the VM initramfs
   [xz]=xz-utils                # unpacking the kernel's compressed payload
   [ssh-keygen]=openssh-client  # the key tests check berth's keys with OpenSSH itself
+  [nft]=nftables               # BERTH_VM_EGRESS=internet: guests kept off this host's own addresses
   [caddy]=caddy                # HTTPS in front of berth: the tests go through the committed Caddyfile
   [docker-compose]=docker-compose   # the compose deployment test (Debian has compose v1 only)
 )
@@ -47,6 +48,13 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# --- the user guests run as ---------------------------------------------------------------
+# Under BERTH_VM_EGRESS=internet QEMU drops root for this user before the guest runs, and
+# one nftables rule refuses its packets to this host's own addresses (src/infra/vm/isolation.ts).
+if [[ $(id -u) -eq 0 ]] && ! id -u berth-vm >/dev/null 2>&1; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin berth-vm
+fi
+
 # --- npm dependencies --------------------------------------------------------------------
 # npm keeps a copy of the lock it installed in node_modules/.package-lock.json.
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
@@ -66,18 +74,30 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$schema_hash" ]]; then
   echo "$schema_hash" >"$stamp"
 fi
 
-# --- the TypeScript client (clients/typescript) --------------------------------------------
-# Compiled to dist/ when its sources change: the tests, and other packages of this repository,
-# import it as the package @berth/client.
+# --- workspace packages (clients/) ------------------------------------------------------
+# Each is compiled to its dist/ when the hash of its inputs changes (kept in dist/.source-hash).
+#   build_workspace DIR PACKAGE WHAT HASH
+build_workspace() {
+  local stamp=$1/dist/.source-hash
+  if [[ ! -f $stamp || $(cat "$stamp") != "$4" ]]; then
+    say "building $3 ($1)"
+    rm -rf "$1/dist"
+    npm run --silent build --workspace "$2"
+    echo "$4" >"$stamp"
+  fi
+}
+
+# The TypeScript client: the tests, and other packages of this repository, import it as the
+# package @berth/client.
 client_hash=$(cat clients/typescript/package.json clients/typescript/tsconfig.json clients/typescript/src/*.ts \
   clients/typescript/src/generated/*.ts package-lock.json | sha256sum | cut -d' ' -f1)
-client_stamp=clients/typescript/dist/.source-hash
-if [[ ! -f $client_stamp || $(cat "$client_stamp") != "$client_hash" ]]; then
-  say "building the TypeScript client (clients/typescript)"
-  rm -rf clients/typescript/dist
-  npm run --silent build --workspace @berth/client
-  echo "$client_hash" >"$client_stamp"
-fi
+build_workspace clients/typescript @berth/client 'the TypeScript client' "$client_hash"
+
+# `berth`, the command line, rebuilt also when the client it is typed against changes, so the
+# command runs on plain Node: `npx berth` here, or `npm install -g ./clients/cli`.
+cli_hash=$( { echo "$client_hash"; find clients/cli/src -name '*.ts' -print0 | sort -z | xargs -0 cat;
+  cat clients/cli/package.json clients/cli/tsconfig.json; } | sha256sum | cut -d' ' -f1)
+build_workspace clients/cli @berth/cli 'the command line' "$cli_hash"
 
 # --- VM kernel ---------------------------------------------------------------------------
 # Debian's kernel for the VMs, fetched and unpacked into the cache once per machine (never

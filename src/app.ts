@@ -149,7 +149,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const state = createMachineState(prisma);
   const access = createMachineAccess({ prisma, state, secretBox, timeouts: config.ssh });
   const imagesDir = path.join(config.dataDir, 'images');
-  const vmRuntime = createVmRuntime({ cacheDir: config.cacheDir, accel: config.vms.accel });
+  // Three watch ticks missed (15 s at least): a VM host's process is gone, not just busy.
+  const vmHostDownAfterMs = Math.max(15_000, 3 * config.vms.watchSeconds * 1000);
+  const vmRuntime = createVmRuntime({ cacheDir: config.cacheDir, accel: config.vms.accel, egress: config.vms.egress });
   const vms = createVmsService({
     prisma,
     secretBox,
@@ -159,6 +161,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     imageBase: (imageId) => imageBasePath(imagesDir, imageId),
     node: config.nodeName,
     limits: config.vms,
+    network: config.vms,
+    hostDownAfterMs: vmHostDownAfterMs,
     log: app.log,
   });
   const reservations = createReservationsService({
@@ -169,6 +173,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     instanceId: deps.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     requestHashKey: Buffer.from(hkdfSync('sha256', secretKey, Buffer.alloc(0), 'berth idempotency request hash', 32)),
     node: config.nodeName,
+    vmHostDownAfterMs,
     recycle: vms.recycle,
     log: app.log,
   });

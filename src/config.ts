@@ -83,6 +83,18 @@ const environment = z
     BERTH_VM_MAX_MEMORY_MB: z.coerce.number().int().min(128).default(8192),
     BERTH_VM_BOOT_TIMEOUT_SECONDS: seconds(300),
     BERTH_VM_WATCH_SECONDS: z.coerce.number().positive().default(5),
+    BERTH_VM_BIND: z.ipv4({ error: 'must be an IPv4 address (0.0.0.0: every address of this host)' }).default('127.0.0.1'),
+    BERTH_VM_PUBLIC_HOST: z
+      .string()
+      .regex(/^[A-Za-z0-9.:-]{1,255}$/, 'must be a host name or an IP address')
+      .optional(),
+    BERTH_VM_PORTS: z
+      .string()
+      .regex(/^\d{1,5}-\d{1,5}$/, 'must be a port range like 40000-40999')
+      .transform((v) => v.split('-').map(Number) as [number, number])
+      .refine(([from, to]) => from >= 1024 && to <= 65535 && from <= to, 'must be a range within 1024-65535, low-high')
+      .default([40000, 40999]),
+    BERTH_VM_EGRESS: z.enum(['none', 'internet']).default('none'),
   })
   .refine((env) => env.BERTH_SESSION_MAX_TTL_SECONDS >= env.BERTH_ACCESS_TOKEN_TTL_SECONDS, {
     message: 'BERTH_SESSION_MAX_TTL_SECONDS must be at least BERTH_ACCESS_TOKEN_TTL_SECONDS',
@@ -170,6 +182,14 @@ export interface Config {
     maxMemoryMb: number;
     bootTimeoutMs: number;
     watchSeconds: number;
+    /** The address QEMU binds VMs' forwarded SSH ports on. */
+    bind: string;
+    /** Where users connect to those ports: the VM host's name or address as clients see it. */
+    publicHost: string;
+    /** The ports VMs' SSH is forwarded from, [first, last] (a firewall opens exactly these). */
+    ports: [number, number];
+    /** What guests may reach: nothing (`none`), or anything but this host (`internet`). */
+    egress: 'none' | 'internet';
   };
   reservations: {
     expiryIntervalSeconds: number;
@@ -249,6 +269,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       maxMemoryMb: e.BERTH_VM_MAX_MEMORY_MB,
       bootTimeoutMs: e.BERTH_VM_BOOT_TIMEOUT_SECONDS * 1000,
       watchSeconds: e.BERTH_VM_WATCH_SECONDS,
+      bind: e.BERTH_VM_BIND,
+      publicHost: e.BERTH_VM_PUBLIC_HOST ?? (e.BERTH_VM_BIND === '0.0.0.0' ? os.hostname() : e.BERTH_VM_BIND),
+      ports: e.BERTH_VM_PORTS,
+      egress: e.BERTH_VM_EGRESS,
     },
     reservations: {
       expiryIntervalSeconds: e.BERTH_EXPIRY_INTERVAL_SECONDS,

@@ -93,6 +93,7 @@ export const ERROR_CODES = {
   provisioning_failed: { status: 502, description: 'a machine could not be set up; everything was undone; `machine` names it' },
   database_unavailable: { status: 503, description: 'the database does not answer; see Retry-After' },
   vm_unavailable: { status: 503, description: 'VMs cannot boot on this host (no QEMU, no kernel)' },
+  vm_ports_exhausted: { status: 503, description: 'every port of BERTH_VM_PORTS is taken on this host' },
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -3,7 +3,8 @@
 // database is down or stopped, an operation fails within `timeoutMs` instead of waiting
 // for it; DatabaseUnavailableError and `isDatabaseUnavailable` name those failures.
 import { PrismaMariaDb } from '@prisma/adapter-mariadb';
-import type { FieldInfo, Pool, PoolConfig } from 'mariadb';
+import type { EventEmitter } from 'node:events';
+import { createConnection, createPool, type FieldInfo, type PoolConfig } from 'mariadb';
 import { Prisma, PrismaClient } from '../generated/prisma/client.js';
 
 /** Where the database is: TCP host/port or a unix socket, plus credentials and schema. */
@@ -93,17 +94,46 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return false;
 }
 
-/** `work`, or DatabaseUnavailableError once `timeoutMs` passed without an answer (the late answer is dropped). */
-async function withDeadline<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
+/** An operation that has not answered after this share of the timeout makes berth check the server. */
+const CHECK_AFTER_SHARE = 0.6;
+/** A slow operation on a server that answers is waited for up to this long. */
+const SLOW_OPERATION_MAX_MS = 30_000;
+
+const timeout = <T>(ms: number, error: () => Error) => {
   let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DatabaseUnavailableError(`the database did not answer within ${timeoutMs} ms`)), timeoutMs);
+  const promise = new Promise<T>((_, reject) => {
+    timer = setTimeout(() => reject(error()), ms);
   });
-  try {
-    return await Promise.race([work, deadline]);
-  } finally {
-    clearTimeout(timer);
+  return { promise, clear: () => clearTimeout(timer) };
+};
+
+/**
+ * Whether the server answers a fresh connection's `SELECT 1` within `ms`: a stopped server
+ * accepts connections and never answers; a busy one answers late. Concurrent askers
+ * share one check.
+ */
+function createLivenessCheck(target: DatabaseTarget, ms: number): () => Promise<boolean> {
+  let running: Promise<boolean> | null = null;
+  async function check(): Promise<boolean> {
+    let conn: Awaited<ReturnType<typeof createConnection>> | undefined;
+    const limit = timeout<never>(ms, () => new Error('no answer'));
+    try {
+      await Promise.race([
+        (async () => {
+          conn = await createConnection({ ...poolConfig(target), connectTimeout: ms });
+          await conn.query('SELECT 1');
+        })(),
+        limit.promise,
+      ]);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      limit.clear();
+      conn?.destroy();
+    }
   }
+  return () => (running ??= check().finally(() => (running = null)));
 }
 
 /**
@@ -123,16 +153,6 @@ export interface SqlReads {
 
 /** Prisma's client with the plain reads on its own pool. */
 export type Database = PrismaClient & SqlReads;
-
-/** The Prisma adapter, remembering the pool it made, which the plain reads share. */
-class SharedPoolMariaDb extends PrismaMariaDb {
-  pool: Pool | undefined;
-  override async connect() {
-    const adapter = await super.connect();
-    this.pool = adapter.underlyingDriver();
-    return adapter;
-  }
-}
 
 /** 'YYYY-MM-DD HH:MM:SS.mmm' (a DATETIME(3) as the text protocol sends it, UTC) as ISO 8601. */
 const isoFromSql = (value: string) => `${value.slice(0, 10)}T${value.slice(11)}Z`;
@@ -159,18 +179,55 @@ function rowConversions(meta: FieldInfo[]): ((row: Row) => void)[] {
 }
 
 /**
- * The Prisma client for `target`. Every operation races a deadline: a stopped server
- * (SIGSTOP, a hung host) accepts the query and never answers, and a connection already
- * handed out would wait for ever. The late answer, if any, is dropped.
+ * The Prisma client for `target`. A stopped server (SIGSTOP, a hung host) accepts queries
+ * and never answers, and a connection already handed out would wait for ever: an
+ * operation that has not answered after most of `timeoutMs` makes berth check whether the
+ * server answers at all. If it does not, the operation fails within `timeoutMs` with
+ * DatabaseUnavailableError (its late answer, if any, is dropped); if it does, the server is
+ * only busy, and the operation is waited for (up to 30 s).
  */
 export function createPrisma(target: DatabaseTarget, timeoutMs = DEFAULT_DATABASE_TIMEOUT_MS): Database {
-  const adapter = new SharedPoolMariaDb(poolConfig(target, { acquireTimeout: timeoutMs, connectTimeout: Math.min(1000, timeoutMs) }));
-  const base = new PrismaClient({ adapter, transactionOptions: { maxWait: timeoutMs } });
+  const pool = createPool({ ...poolConfig(target, { acquireTimeout: timeoutMs, connectTimeout: Math.min(1000, timeoutMs) }), prepareCacheLength: 0 });
+  // When the server goes away (killed, restarted, shut down under berth), the pool and
+  // its connections emit 'error': with no listener, that ends the whole process. The
+  // failure is answered where it matters: the query that meets it fails (503).
+  const events = pool as unknown as EventEmitter;
+  events.on('error', () => {});
+  events.on('connection', (conn: EventEmitter) => conn.on('error', () => {}));
+  const base = new PrismaClient({
+    // berth's own pool (prepareCacheLength 0: what the adapter sets on pools it makes itself).
+    adapter: new PrismaMariaDb(pool, { disposeExternalPool: true }),
+    transactionOptions: { maxWait: timeoutMs },
+  });
+  const checkAfterMs = Math.round(timeoutMs * CHECK_AFTER_SHARE);
+  const serverAnswers = createLivenessCheck(target, timeoutMs - checkAfterMs);
+  const unavailable = (why: string) => () => new DatabaseUnavailableError(why);
+
+  /** `answer`, or DatabaseUnavailableError when the server does not answer (see above). */
+  async function inTime<T>(answer: Promise<T>): Promise<T> {
+    const first = timeout<never>(checkAfterMs, () => new Error('check'));
+    try {
+      return await Promise.race([answer, first.promise]);
+    } catch (err) {
+      if (!(err instanceof Error && err.message === 'check')) throw err;
+    } finally {
+      first.clear();
+    }
+    // Unanswered so far: down, or only busy?
+    if (!(await serverAnswers())) {
+      void answer.catch(() => {});
+      throw new DatabaseUnavailableError(`the database did not answer within ${timeoutMs} ms`);
+    }
+    const cap = timeout<never>(SLOW_OPERATION_MAX_MS, unavailable(`a database operation took more than ${SLOW_OPERATION_MAX_MS} ms`));
+    try {
+      return await Promise.race([answer, cap.promise]);
+    } finally {
+      cap.clear();
+    }
+  }
 
   async function rows<T>(sql: string, values: unknown[] = []): Promise<T[]> {
-    // Prisma makes its pool on connecting, and a new one after a disconnect.
-    if (!adapter.pool || adapter.pool.closed) await base.$connect();
-    const result = (await adapter.pool!.query({ sql, dateStrings: true }, values)) as Row[] & { meta: FieldInfo[] };
+    const result = (await pool.query({ sql, dateStrings: true }, values)) as Row[] & { meta: FieldInfo[] };
     const conversions = rowConversions(result.meta);
     if (conversions.length > 0) for (const row of result) for (const convert of conversions) convert(row);
     return result as T[];
@@ -178,13 +235,22 @@ export function createPrisma(target: DatabaseTarget, timeoutMs = DEFAULT_DATABAS
 
   const client = base.$extends({
     query: {
-      $allOperations: ({ args, query }) => withDeadline(query(args), timeoutMs),
+      $allOperations: ({ args, query }) => inTime(query(args)),
     },
     client: {
-      $rows: <T>(sql: string, values?: unknown[]) => withDeadline(rows<T>(sql, values), timeoutMs),
+      $rows: <T>(sql: string, values?: unknown[]) => inTime(rows<T>(sql, values)),
     },
   });
-  // The extension changes no model's shape: callers keep the plain client's type.
+  // The pool is berth's: it exists (and keeps the process alive) from here, whether or not
+  // Prisma ever connected, so disconnecting ends it too.
+  const disconnect = base.$disconnect.bind(base);
+  Object.defineProperty(client, '$disconnect', {
+    value: async () => {
+      await disconnect();
+      await pool.end().catch(() => {}); // ended already when Prisma had connected
+    },
+  });
+  // The extension changes no model's shape: callers keep the plain client's type, plus $rows.
   return client as unknown as Database;
 }
 

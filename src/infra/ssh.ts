@@ -45,17 +45,28 @@ export function fingerprintOfKeyBlob(blob: Buffer): string {
   return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
 }
 
+/** The OpenSSH public key line of a key blob ("ssh-ed25519 AAAA…"), from the type the blob names. */
+export function keyLineOfBlob(blob: Buffer): string {
+  const typeLength = blob.length >= 4 ? blob.readUInt32BE(0) : 0;
+  return `${blob.subarray(4, 4 + typeLength).toString()} ${blob.toString('base64')}`;
+}
+
+/** An OpenSSH public key line, checked and without its comment: "type base64"; null when garbled. */
+export function normalizeKeyLine(value: string): string | null {
+  const m = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|ssh-dss)\s+([A-Za-z0-9+/]+={0,2})(\s.*)?$/.exec(value.trim());
+  if (!m) return null;
+  const blob = Buffer.from(m[2]!, 'base64');
+  // The blob starts with its own key type; a mismatch means the line was garbled.
+  const line = keyLineOfBlob(blob);
+  return line.startsWith(`${m[1]} `) ? line : null;
+}
+
 /** Accepts an OpenSSH public key line ("ssh-ed25519 AAAA… comment") or a "SHA256:…" fingerprint. */
 export function parseHostKey(value: string): string | null {
   const v = value.trim();
   if (/^SHA256:[A-Za-z0-9+/]{43}$/.test(v)) return v;
-  const m = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|ssh-dss)\s+([A-Za-z0-9+/]+={0,2})(\s.*)?$/.exec(v);
-  if (!m) return null;
-  const blob = Buffer.from(m[2]!, 'base64');
-  // The blob starts with its own key type; a mismatch means the line was garbled.
-  const typeLength = blob.length >= 4 ? blob.readUInt32BE(0) : 0;
-  if (blob.subarray(4, 4 + typeLength).toString() !== m[1]) return null;
-  return fingerprintOfKeyBlob(blob);
+  const line = normalizeKeyLine(v);
+  return line ? fingerprintOfKeyBlob(Buffer.from(line.split(' ')[1]!, 'base64')) : null;
 }
 
 /** Length of an ssh-ed25519 public key blob: "ssh-ed25519" and 32 bytes of key, each length-prefixed. */
@@ -86,6 +97,8 @@ export interface CommandResult {
 export interface SshSession {
   /** The fingerprint the server presented (equal to the pinned one when there was one). */
   fingerprint: string;
+  /** The host key it presented, as an OpenSSH public key line. */
+  hostKey: string;
   /**
    * Runs a fixed script with bash, as root (through `sudo -n` when logged in as another
    * user). Fails with SshError when the connection breaks, the command outlives the
@@ -110,6 +123,7 @@ export const COMMAND_OUTPUT_MAX_BYTES = 1024 * 1024;
 export async function sshConnect(target: SshTarget, timeouts: { connectTimeoutMs: number; commandTimeoutMs: number }): Promise<SshSession> {
   const client = new (ssh2().Client)();
   let presented: string | undefined;
+  let presentedKey: Buffer | undefined;
   // Every error of the connection, now or later (the machine dies, a VM is reset, a late
   // RST after close), lands here: an ssh2 client with no error listener would take the
   // whole process down. A command in flight fails on its own (channel close, timeout).
@@ -131,6 +145,7 @@ export async function sshConnect(target: SshTarget, timeouts: { connectTimeoutMs
         readyTimeout: timeouts.connectTimeoutMs,
         tryKeyboard: false,
         hostVerifier: (key: Buffer) => {
+          presentedKey = key;
           presented = fingerprintOfKeyBlob(key);
           return target.hostKeyFingerprint === null || presented === target.hostKeyFingerprint;
         },
@@ -146,6 +161,7 @@ export async function sshConnect(target: SshTarget, timeouts: { connectTimeoutMs
   const asRoot = target.username === 'root' ? '' : 'sudo -n ';
   return {
     fingerprint: presented!,
+    hostKey: keyLineOfBlob(presentedKey!),
     async runScript(script, args, opts = {}) {
       const name = opts.name ?? 'berth';
       for (const a of [name, ...args]) if (!SAFE_ARG.test(a)) throw new SshError(`refusing unsafe argument ${JSON.stringify(a)}`);

@@ -29,6 +29,8 @@ export default async function setup(project: TestProject) {
   execFileSync('bash', ['scripts/build-base-image.sh', path.resolve('.data')], { stdio: 'inherit' });
   const { removeAllTestMachines } = await import('./ssh-machines.js');
   await removeAllTestMachines();
+  const { removeStrayNamespaces } = await import('./netns.js');
+  removeStrayNamespaces();
   // VMs of an earlier run of this checkout that died before stopping them (their files are in its TMPDIR).
   // (pkill itself, not a shell: a shell's command line would match the pattern and be killed too)
   const stopStrayVms = () => spawnSync('pkill', ['-KILL', '-f', `qemu-system-x86_64 .*${tmp}/`]);

@@ -20,8 +20,10 @@ export async function callJson(baseUrl: string, method: string, url: string, tok
   return { status: res.status, body: (await res.json().catch(() => null)) as any };
 }
 
-export async function startServer(env: Record<string, string>, timeoutMs = 60_000): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+/** Starts berth; `wrap` runs it some other way (e.g. `ip netns exec NS …`: on another host). */
+export async function startServer(env: Record<string, string>, timeoutMs = 60_000, wrap = (argv: string[]) => argv): Promise<ServerProcess> {
+  const [command, ...args] = wrap([process.execPath, '--import', 'tsx', 'src/server.ts']);
+  const child = spawn(command!, args, {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', PORT: '0', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

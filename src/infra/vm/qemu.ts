@@ -7,6 +7,7 @@ import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { egressArgs, type Egress } from './isolation.js';
 
 const run = promisify(execFile);
 
@@ -28,8 +29,11 @@ export interface VmSpec {
   initramfs: string;
   /** The image's read-only ext4 base. */
   base: string;
-  /** 127.0.0.1 port forwarded to the guest's port 22. */
+  /** The host address and port forwarded to the guest's port 22. */
+  sshBind: string;
   sshPort: number;
+  /** What the guest may reach: nothing, or anything but this host (isolation.ts). */
+  egress: Egress;
   cpus: number;
   memoryMb: number;
   accel: Accel;
@@ -44,7 +48,7 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
  * PID 1 of the guest after switch_root: sshd with the handed-in host key, then the image's
  * own command (as the image's user, in its workdir, with its env), then reap children.
  */
-export function guestInit(spec: Pick<VmSpec, 'name' | 'command'>): string {
+export function guestInit(spec: Pick<VmSpec, 'name' | 'command' | 'egress'>): string {
   const lines = [
     '#!/bin/sh',
     'mount -t proc proc /proc 2>/dev/null',
@@ -53,7 +57,11 @@ export function guestInit(spec: Pick<VmSpec, 'name' | 'command'>): string {
     'mount -t devpts -o gid=5,mode=620 devpts /dev/pts 2>/dev/null',
     'mount -t tmpfs tmpfs /dev/shm 2>/dev/null',
     `hostname ${shellQuote(spec.name)} 2>/dev/null; echo ${shellQuote(spec.name)} >/etc/hostname`,
-    '/usr/sbin/sshd -o HostKey=/etc/ssh/ssh_host_ed25519_key -o PermitRootLogin=prohibit-password -o UsePAM=no \\',
+    // A host that knows its own name (sudo, hostname -f), and a resolver only where there is a network.
+    `printf '127.0.0.1\\tlocalhost\\n127.0.1.1\\t%s\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n' ${shellQuote(spec.name)} >/etc/hosts`,
+    spec.egress === 'internet' ? `echo 'nameserver 10.0.2.3' >/etc/resolv.conf` : ': >/etc/resolv.conf',
+    // UseDNS no: a login is never slowed by a reverse lookup of the client.
+    '/usr/sbin/sshd -o HostKey=/etc/ssh/ssh_host_ed25519_key -o PermitRootLogin=prohibit-password -o UsePAM=no -o UseDNS=no \\',
     '  && echo "berth-init: sshd started" || echo "berth-init: sshd failed to start"',
   ];
   const c = spec.command;
@@ -119,9 +127,11 @@ async function qemuArgs(spec: VmSpec, seed: string): Promise<string[]> {
     '-device', 'virtio-blk-device,drive=root',
     '-drive', `id=seed,file=${seed},format=raw,if=none,readonly=on`,
     '-device', 'virtio-blk-device,drive=seed',
-    '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${spec.sshPort}-:22`,
+    // What the guest may reach: see isolation.ts.
+    '-netdev', `user,id=n0,restrict=${egressArgs(spec.egress).restrict},hostfwd=tcp:${spec.sshBind}:${spec.sshPort}-:22`,
     '-device', 'virtio-net-device,netdev=n0',
     '-no-reboot', '-daemonize', '-pidfile', path.join(spec.dir, 'qemu.pid'),
+    ...egressArgs(spec.egress).runAs,
   ];
 }
 

@@ -37,7 +37,13 @@ export function createMachineAccess(deps: {
           // First contact: trust on first use, and from now on only this key.
           await prisma.machine.updateMany({
             where: { id: machine.id, hostKeyFingerprint: null },
-            data: { hostKeyFingerprint: session.fingerprint },
+            data: { hostKeyFingerprint: session.fingerprint, hostKey: session.hostKey },
+          });
+        } else if (!machine.hostKey) {
+          // Pinned by its fingerprint only: the key that matched it is the one clients need.
+          await prisma.machine.updateMany({
+            where: { id: machine.id, hostKeyFingerprint: session.fingerprint, hostKey: null },
+            data: { hostKey: session.hostKey },
           });
         }
         return session;

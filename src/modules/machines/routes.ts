@@ -23,6 +23,7 @@ export function toMachineDto(m: MachineView, viewer: { admin: boolean }) {
     status: m.status,
     status_reason: viewer.admin ? m.statusReason : neutralReason(m),
     host_key_fingerprint: m.hostKeyFingerprint,
+    host_key: m.hostKey,
     reservation_id: viewer.admin ? m.reservationId : null,
     last_checked_at: m.lastCheckedAt === null ? null : isoOf(m.lastCheckedAt),
     created_at: isoOf(m.createdAt),

@@ -4,7 +4,7 @@ import { isUniqueViolation } from '../../infra/database.js';
 import { z } from 'zod';
 import type { Database } from '../../infra/database.js';
 import type { SecretBox } from '../../infra/secret-box.js';
-import { parseHostKey } from '../../infra/ssh.js';
+import { normalizeKeyLine, parseHostKey } from '../../infra/ssh.js';
 import { AppError } from '../../errors/app-error.js';
 import type { MachineAccess, MachineRow } from './access.js';
 import type { MachineState } from './state.js';
@@ -35,7 +35,7 @@ export type MachineView = Omit<MachineRow, 'credential' | 'credentialKind' | 'la
 
 /** The columns of a MachineView, under its names (bench/reads runs the same SELECT). */
 export const MACHINE_VIEW_COLUMNS = `id, name, host, port, username, type, tags, allow_sudo AS allowSudo, status, status_reason AS statusReason,
-  host_key_fingerprint AS hostKeyFingerprint, reservation_id AS reservationId, last_checked_at AS lastCheckedAt,
+  host_key_fingerprint AS hostKeyFingerprint, host_key AS hostKey, reservation_id AS reservationId, last_checked_at AS lastCheckedAt,
   created_at AS createdAt, updated_at AS updatedAt`;
 
 /**
@@ -58,11 +58,15 @@ function tagCondition(filter: string) {
 
 const notFound = (name: string) => new AppError('machine_not_found', `no machine named ${name}`);
 
-function hostKeyFingerprint(hostKey: string | undefined | null): string | null {
-  if (!hostKey) return null;
-  const fp = parseHostKey(hostKey);
-  if (!fp) throw new AppError('invalid_host_key', 'host_key must be an OpenSSH public key line or a SHA256:… fingerprint');
-  return fp;
+/**
+ * The columns a given host_key pins: its fingerprint, and the key line itself when one was
+ * given (a bare fingerprint leaves the line to be learned on first contact); null forgets both.
+ */
+function pinnedHostKey(hostKey: string | null): { hostKeyFingerprint: string | null; hostKey: string | null } {
+  if (!hostKey) return { hostKeyFingerprint: null, hostKey: null };
+  const fingerprint = parseHostKey(hostKey);
+  if (!fingerprint) throw new AppError('invalid_host_key', 'host_key must be an OpenSSH public key line or a SHA256:… fingerprint');
+  return { hostKeyFingerprint: fingerprint, hostKey: normalizeKeyLine(hostKey) };
 }
 
 export function createMachinesService(deps: {
@@ -105,7 +109,7 @@ export function createMachinesService(deps: {
       type: input.type,
       tags: input.tags,
       allowSudo: input.allow_sudo,
-      ...(input.host_key !== undefined && { hostKeyFingerprint: hostKeyFingerprint(input.host_key) }),
+      ...(input.host_key !== undefined && pinnedHostKey(input.host_key)),
     };
     try {
       const machine = await prisma.machine.create({
@@ -186,7 +190,7 @@ export function createMachinesService(deps: {
           ...(patch.port !== undefined && { port: patch.port }),
           ...(patch.username !== undefined && { username: patch.username }),
           ...sealed(patch),
-          ...(patch.host_key !== undefined && { hostKeyFingerprint: hostKeyFingerprint(patch.host_key) }),
+          ...(patch.host_key !== undefined && pinnedHostKey(patch.host_key)),
           ...(patch.type !== undefined && { type: patch.type }),
           ...(patch.tags !== undefined && { tags: patch.tags }),
           ...(patch.allow_sudo !== undefined && { allowSudo: patch.allow_sudo }),

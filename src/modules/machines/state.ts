@@ -10,6 +10,7 @@
 //   available|offline ──takeOfflineIfIdle / hostKeyChanged──▶ offline
 //   idle ──enterMaintenance──▶ maintenance ──leaveMaintenance──▶ available
 //   VMs: idle ──withdrawVm──▶ offline ──returnVm (VM running)──▶ available
+//        available ──vmHostDown (its host's process is gone)──▶ offline ──returnVm──▶ available
 //        reserved ──recycleVm──▶ offline "vm booting" (reset, then returnVm)
 import type { Machine, Prisma, PrismaClient } from '../../generated/prisma/client.js';
 
@@ -27,6 +28,7 @@ export const REASONS = {
   vmBooting: 'vm booting',
   vmStopped: 'vm stopped',
   vmBeingDeleted: 'vm being deleted',
+  vmHostDown: 'vm host down',
   vmFailed: (why: string) => clip(`vm failed: ${why}`),
   vmToReset: 'cleanup pending: the VM is reset before it is used again',
   cleanupPending: (account: string, reservationId: string, problem: string) =>
@@ -42,7 +44,7 @@ export function neutralReason(m: Pick<Machine, 'status' | 'statusReason'>): stri
   const reason = m.statusReason;
   if (m.status === 'available' || m.status === 'reserved' || !reason) return null;
   if (m.status === 'maintenance') return 'maintenance';
-  if (reason === REASONS.vmBooting || reason === REASONS.vmStopped || reason === REASONS.vmBeingDeleted) return reason;
+  if ([REASONS.vmBooting, REASONS.vmStopped, REASONS.vmBeingDeleted, REASONS.vmHostDown].includes(reason)) return reason;
   if (reason.startsWith('cleanup pending')) return 'cleanup pending';
   if (reason.startsWith('vm failed')) return 'vm failed';
   return 'unreachable';
@@ -147,12 +149,19 @@ export function createMachineState(prisma: PrismaClient) {
       return count === 1;
     },
 
-    /** A VM that booted rejoins the pool, unless something else took its machine out meanwhile. */
+    /** A VM that booted (or whose host is back) rejoins the pool, unless something else took its machine out meanwhile. */
     async returnVm(id: string): Promise<void> {
       await prisma.machine.updateMany({
-        where: { id, status: 'offline', statusReason: REASONS.vmBooting, reservationId: null, vm: { is: { state: 'running' } } },
+        where: { id, status: 'offline', statusReason: { in: [REASONS.vmBooting, REASONS.vmHostDown] }, reservationId: null, vm: { is: { state: 'running' } } },
         data: { status: 'available', statusReason: null, lastCheckedAt: new Date() },
       });
+    },
+
+    /** The VMs' host stopped saying it is alive: its available VMs leave the pool (reserved ones keep their claim). */
+    async vmHostDown(ids: string[]): Promise<number> {
+      if (!ids.length) return 0;
+      const { count } = await prisma.machine.updateMany({ where: { id: { in: ids }, status: 'available' }, data: { status: 'offline', statusReason: REASONS.vmHostDown } });
+      return count;
     },
 
     /** The VM's QEMU died or its boot failed: out of the pool, reserved or not (its reservation keeps the claim). */

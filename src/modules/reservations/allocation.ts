@@ -19,8 +19,9 @@ export interface AllocatorDeps {
   policy: Pick<ReservationPolicy, 'maxMachinesPerUser' | 'maxTotalMinutes'>;
   leases: Pick<Leases, 'leaseUntil'>;
   requestHash: RequestHasher;
-  /** This host's name: only VMs running here are handed out by this process (their SSH is on its loopback). */
+  /** This host's name, and how long a VM host may stay silent before it counts as down. */
   node: string;
+  vmHostDownAfterMs: number;
 }
 
 export interface Allocation {
@@ -33,23 +34,29 @@ export interface Allocation {
 }
 
 /** The conditions a machine must meet for this request, past being available. */
-function matching(input: CreateReservationInput, node: string): Prisma.Sql {
+function matching(input: CreateReservationInput, node: string, vmHostDownAfterMs: number): Prisma.Sql {
   const filters: Prisma.Sql[] = [];
   if (input.machines) filters.push(Prisma.sql`AND name IN (${Prisma.join(input.machines)})`);
   if (input.type) filters.push(Prisma.sql`AND type = ${input.type}`);
   for (const [k, v] of Object.entries(input.tags ?? {})) {
     filters.push(Prisma.sql`AND JSON_UNQUOTE(JSON_EXTRACT(tags, ${`$."${k}"`})) = ${v}`);
   }
-  filters.push(Prisma.sql`AND NOT EXISTS (SELECT 1 FROM vms v WHERE v.machine_id = machines.id AND v.node <> ${node})`);
+  // A VM of another host only while that host is up and its VMs' SSH is published beyond
+  // its loopback (BERTH_VM_PUBLIC_HOST): the account is made, and used, from elsewhere.
+  const upSince = new Date(Date.now() - vmHostDownAfterMs);
+  filters.push(Prisma.sql`AND NOT EXISTS (
+    SELECT 1 FROM vms v LEFT JOIN vm_hosts h ON h.name = v.node
+     WHERE v.machine_id = machines.id AND v.node <> ${node}
+       AND (h.name IS NULL OR h.heartbeat_at < ${upSince} OR h.public_host LIKE '127.%' OR h.public_host = 'localhost'))`);
   return Prisma.join(filters, ' ');
 }
 
-export function createAllocator({ prisma, state, policy, leases, requestHash, node }: AllocatorDeps) {
+export function createAllocator({ prisma, state, policy, leases, requestHash, node, vmHostDownAfterMs }: AllocatorDeps) {
   /** Claims the machines for a new `provisioning` reservation of `actor`; its id. */
   return async function allocate(actor: Principal, a: Allocation): Promise<string> {
     const names = a.input.machines;
     const want = names?.length ?? a.input.count ?? 1;
-    const where = matching(a.input, node);
+    const where = matching(a.input, node, vmHostDownAfterMs);
 
     return prisma.$transaction(async (tx) => {
       // One allocation per user at a time, so two requests cannot both pass the per-user limit.

@@ -31,7 +31,7 @@ type ReservationTimes = 'createdAt' | 'activatedAt' | 'expiresAt' | 'maxExpiresA
  */
 export type ReservationView = Omit<ReservationRow, ReservationTimes | 'machines' | 'leaseOwner' | 'leaseUntil' | 'idempotencyKey' | 'requestHash'> & {
   [K in ReservationTimes]: null extends ReservationRow[K] ? Timestamp | null : Timestamp;
-} & { machines: { machine: Pick<Machine, 'name' | 'host' | 'port'> }[] };
+} & { machines: { machine: Pick<Machine, 'name' | 'host' | 'port' | 'hostKey'> }[] };
 
 /** The states in which a reservation holds its machines. */
 export const LIVE_STATUSES = ['provisioning', 'active', 'releasing'] as const;

@@ -5,16 +5,28 @@ import * as s from './schemas.js';
 import { isoOf, millisOf } from '../../shared/timestamps.js';
 import type { ReservationView, ReservationsService } from './service.js';
 
+/**
+ * known_hosts lines for the machines whose host key berth knows, as OpenSSH writes them:
+ * `host key` on port 22, `[host]:port key` on any other. A client that uses them with
+ * StrictHostKeyChecking=yes logs in with no trust-on-first-use prompt.
+ */
+export function knownHosts(machines: { host: string; port: number; hostKey: string | null }[]): string {
+  return machines
+    .filter((m) => m.hostKey)
+    .map((m) => `${m.port === 22 ? m.host : `[${m.host}]:${m.port}`} ${m.hostKey}\n`)
+    .join('');
+}
+
 export function toReservationDto(r: ReservationView, password?: string) {
   const remaining = r.status === 'active' && r.expiresAt ? Math.max(0, Math.floor((millisOf(r.expiresAt) - Date.now()) / 1000)) : 0;
+  const machines = r.machines.map(({ machine }) => machine).sort((a, b) => a.name.localeCompare(b.name));
   return {
     id: r.id,
     status: r.status,
     owner: r.ownerUsername,
     account: { username: r.accountUsername, ...(password && { password }) },
-    machines: r.machines
-      .map(({ machine }) => ({ name: machine.name, host: machine.host, port: machine.port }))
-      .sort((a, b) => a.name.localeCompare(b.name)),
+    machines: machines.map((m) => ({ name: m.name, host: m.host, port: m.port, host_key: m.hostKey })),
+    known_hosts: knownHosts(machines),
     duration_minutes: r.durationMinutes,
     created_at: isoOf(r.createdAt),
     activated_at: r.activatedAt === null ? null : isoOf(r.activatedAt),

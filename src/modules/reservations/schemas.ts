@@ -52,7 +52,15 @@ export const reservation = z
       username: z.string(),
       password: z.string().optional().meta({ description: 'only in the response that created the reservation, when berth generated it' }),
     }),
-    machines: z.array(z.object({ name: z.string(), host: z.string(), port: z.number().int() })),
+    machines: z.array(
+      z.object({
+        name: z.string(),
+        host: z.string().meta({ description: 'where to connect: the machine, or the VM host that forwards to a VM' }),
+        port: z.number().int(),
+        host_key: z.string().nullable().meta({ description: 'the pinned SSH host key (an OpenSSH public key line); null until berth has met the machine' }),
+      }),
+    ),
+    known_hosts: z.string().meta({ description: 'known_hosts lines for every machine whose host key berth has pinned: ssh -o UserKnownHostsFile=<this> -o StrictHostKeyChecking=yes' }),
     duration_minutes: z.number().int(),
     created_at: timestamp,
     activated_at: timestamp.nullable(),
@@ -72,9 +80,11 @@ export const reservation = z
         owner: 'alice',
         account: { username: 'alice', password: 'Zq3v9xT1bN4mK8pL2wR6yH0s' },
         machines: [
-          { name: 'gpu-01', host: '10.0.0.21', port: 22 },
-          { name: 'gpu-02', host: '10.0.0.22', port: 22 },
+          { name: 'gpu-01', host: '10.0.0.21', port: 22, host_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq8kWnJ2r6Qm9Rk4h0R0xGgK9mNq3vV4v2bT8fJ0sGm' },
+          { name: 'gpu-02', host: '10.0.0.22', port: 22, host_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPp4nYtW0c3v8Qe2s9Lk1a7RzB6xUo5mH3jD0fKq2wVt' },
         ],
+        known_hosts:
+          '10.0.0.21 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq8kWnJ2r6Qm9Rk4h0R0xGgK9mNq3vV4v2bT8fJ0sGm\n10.0.0.22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPp4nYtW0c3v8Qe2s9Lk1a7RzB6xUo5mH3jD0fKq2wVt\n',
         duration_minutes: 120,
         created_at: '2026-11-21T09:30:00.000Z',
         activated_at: '2026-11-21T09:30:01.200Z',

@@ -9,7 +9,7 @@ import { HostKeyMismatchError, sshConnect } from '../../infra/ssh.js';
 import { LogScanner, readTail } from '../../infra/vm/console-log.js';
 import { runningPid, stopVm } from '../../infra/vm/qemu.js';
 import type { MachineState } from '../machines/state.js';
-import { VM_HOST, type VmLimits, type VmRow, type VmsLog } from './model.js';
+import { localAddress, type VmLimits, type VmRow, type VmsLog } from './model.js';
 
 const SSH_POLL_MS = 200;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -19,12 +19,14 @@ export interface BootFollowerDeps {
   secretBox: SecretBox;
   state: Pick<MachineState, 'returnVm' | 'vmFailed'>;
   limits: Pick<VmLimits, 'bootTimeoutMs'>;
+  /** The address VMs' SSH ports are bound on (BERTH_VM_BIND). */
+  bind: string;
   /** A VM's directory (overlay, seed, console log, pid file). */
   vmDir(id: string): string;
   log: VmsLog;
 }
 
-export function createBootFollower({ prisma, secretBox, state, limits, vmDir, log }: BootFollowerDeps) {
+export function createBootFollower({ prisma, secretBox, state, limits, bind, vmDir, log }: BootFollowerDeps) {
   /** Boots this process is following. */
   const following = new Map<string, AbortController>();
   let closed = false;
@@ -61,7 +63,7 @@ export function createBootFollower({ prisma, secretBox, state, limits, vmDir, lo
   async function sshAnswers(vm: VmRow, privateKey: string): Promise<boolean> {
     try {
       const session = await sshConnect(
-        { host: VM_HOST, port: vm.sshPort, username: 'root', privateKey, hostKeyFingerprint: vm.hostKeyFingerprint },
+        { host: localAddress(bind), port: vm.sshPort, username: 'root', privateKey, hostKeyFingerprint: vm.hostKeyFingerprint },
         { connectTimeoutMs: 5000, commandTimeoutMs: 10_000 },
       );
       try {

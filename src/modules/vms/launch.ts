@@ -11,7 +11,7 @@ import type { SecretBox } from '../../infra/secret-box.js';
 import { bootVm, discardVm, stopVm, type GuestCommand } from '../../infra/vm/qemu.js';
 import type { VmRuntimeProvider } from '../../infra/vm/runtime.js';
 import type { BootFollower } from './follow.js';
-import type { VmRow, VmsLog } from './model.js';
+import type { VmNetwork, VmRow, VmsLog } from './model.js';
 import type { VmRecords } from './records.js';
 
 export interface LauncherDeps {
@@ -23,6 +23,7 @@ export interface LauncherDeps {
   /** Where an image's ext4 base is. */
   imageBase(imageId: string): string;
   vmDir(id: string): string;
+  network: VmNetwork;
   log: VmsLog;
 }
 
@@ -33,7 +34,7 @@ function guestCommand(config: unknown): GuestCommand | null {
   return argv.length ? { argv, env: c.env ?? [], user: c.user ?? null, workdir: c.workdir ?? null } : null;
 }
 
-export function createLauncher({ prisma, secretBox, runtime, records, follower, imageBase, vmDir, log }: LauncherDeps) {
+export function createLauncher({ prisma, secretBox, runtime, records, follower, imageBase, vmDir, network, log }: LauncherDeps) {
   /** Launches in progress here, from the state change until QEMU has started. */
   const starting = new Map<string, Promise<void>>();
   /** Work that goes on after a request was answered (starting QEMU, following the boot); closing waits for it. */
@@ -60,7 +61,9 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
         kernel: rt.kernel,
         initramfs: rt.initramfs,
         base: imageBase(vm.imageId),
+        sshBind: network.bind,
         sshPort: booting.sshPort,
+        egress: network.egress,
         cpus: vm.cpus,
         memoryMb: vm.memoryMb,
         accel: rt.accel,
@@ -120,7 +123,7 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
       });
       const start = cleared.then(async () => {
         // A stopped VM's port may have been taken meanwhile: pick another.
-        if (!(await portIsFree(booting.sshPort))) booting = { ...booting, sshPort: await records.newPort(vm) };
+        if (!(await portIsFree(booting.sshPort, network.bind))) booting = { ...booting, sshPort: await records.newPort(vm) };
         return startQemu(vm, image, booting);
       });
       // Waiters only need to know it settled; its failure is recorded below.

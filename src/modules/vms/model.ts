@@ -5,8 +5,16 @@ import { AppError } from '../../errors/app-error.js';
 export type VmRow = Vm & { image: Pick<Image, 'id' | 'name'>; machine: Machine | null };
 export const withRefs = { image: { select: { id: true, name: true } }, machine: true } as const;
 
-/** Where a VM's SSH is forwarded: this host's loopback. */
-export const VM_HOST = '127.0.0.1';
+/** How this host's VMs are reached over the network (BERTH_VM_BIND, _PUBLIC_HOST, _PORTS). */
+export interface VmNetwork {
+  bind: string;
+  publicHost: string;
+  ports: [number, number];
+  egress: 'none' | 'internet';
+}
+
+/** Where berth itself connects to a VM of this host: its bind address, or loopback when that is every address. */
+export const localAddress = (bind: string) => (bind === '0.0.0.0' ? '127.0.0.1' : bind);
 
 export interface VmLimits {
   defaultCpus: number;

@@ -16,14 +16,13 @@ export function createPoolSizer(deps: {
   state: Pick<MachineState, 'withdrawVm'>;
   records: Pick<VmRecords, 'get' | 'record'>;
   launcher: Pick<Launcher, 'launch'>;
-  /** Withdraws the VM's machine and launches it (the service's `start`/`reset` path for members that are down). */
+  /** Brings back a member that is down (here, or through its own host). */
   restart(vm: VmRow): Promise<unknown>;
-  /** Stops a VM and forgets it. */
-  destroy(vm: VmRow): Promise<void>;
-  node: string;
+  /** Deletes a VM whose machine has left the pool (here, or through its own host). */
+  remove(vm: VmRow): Promise<unknown>;
   log: VmsLog;
 }) {
-  const { prisma, state, records, launcher, restart, destroy, node, log } = deps;
+  const { prisma, state, records, launcher, restart, remove, log } = deps;
 
   return async function resizePool(imageId: string, size: number): Promise<{ image: Image; vms: VmRow[] }> {
     const image = await prisma.image.findUnique({ where: { id: imageId } });
@@ -46,7 +45,6 @@ export function createPoolSizer(deps: {
             });
           }
           for (const v of free.slice(0, need)) {
-            if (v.node !== node) throw new AppError('vm_on_other_host', `${v.name} runs on ${v.node}; resize from a berth process there`);
             if (v.machineId && !(await state.withdrawVm(v.machineId, REASONS.vmBeingDeleted, tx))) {
               throw new AppError('pool_reserved', `${v.name} was reserved meanwhile; try again`);
             }
@@ -60,11 +58,11 @@ export function createPoolSizer(deps: {
       .catch((err: unknown) => {
         throw imageGone(err);
       });
-    await Promise.all(removed.map((v) => destroy(v)));
+    await Promise.all(removed.map((v) => remove(v)));
     for (const id of created) await launcher.launch(await records.get(id), { discard: true, from: ['stopped'] });
     const members = await prisma.vm.findMany({ where: { imageId }, include: withRefs });
     for (const v of members) {
-      if ((v.state === 'failed' || v.state === 'stopped') && v.node === node && !v.machine?.reservationId) {
+      if ((v.state === 'failed' || v.state === 'stopped') && !v.pendingAction && !v.machine?.reservationId) {
         // One that cannot come back now (reserved meanwhile, QEMU refusing) stays as it is;
         // the resize itself has done its part.
         await restart(v).catch((err: Error) => log.warn({ vm: v.id, err: err.message }, 'could not restart a pool member'));

@@ -5,19 +5,19 @@ import type { Image, Machine, Prisma, Vm } from '../../generated/prisma/client.j
 import { AppError } from '../../errors/app-error.js';
 import type { Database } from '../../infra/database.js';
 import { pageOf } from '../../infra/paging.js';
+import { freePortIn } from '../../infra/ports.js';
 import { whereAll } from '../../infra/sql-where.js';
 import type { Timestamp } from '../../shared/timestamps.js';
-import { freePort } from '../../infra/ports.js';
 import type { SecretBox } from '../../infra/secret-box.js';
-import { generateSshKeyPair, parseHostKey } from '../../infra/ssh.js';
+import { generateSshKeyPair, normalizeKeyLine, parseHostKey } from '../../infra/ssh.js';
 import { REASONS } from '../machines/state.js';
-import { VM_HOST, withRefs, type CreateVmInput, type VmLimits, type VmRow } from './model.js';
+import { withRefs, type CreateVmInput, type VmLimits, type VmNetwork, type VmRow } from './model.js';
 
 /**
  * A VM as the API shows it: a VmRow, or what the list reads (times as ISO 8601 strings, and
  * of its machine only what the answer shows, never its credential).
  */
-export type VmView = Omit<Vm, 'createdAt' | 'updatedAt' | 'hostKeyPublic' | 'hostKeySealed' | 'rootKeyPublic' | 'pid' | 'bootStartedAt'> & {
+export type VmView = Omit<Vm, 'createdAt' | 'updatedAt' | 'hostKeyPublic' | 'hostKeySealed' | 'rootKeyPublic' | 'pid' | 'pendingSince' | 'bootStartedAt'> & {
   image: Pick<Image, 'id' | 'name'>;
   machine: Pick<Machine, 'host' | 'name' | 'status'> | null;
   createdAt: Timestamp;
@@ -31,7 +31,7 @@ export type VmView = Omit<Vm, 'createdAt' | 'updatedAt' | 'hostKeyPublic' | 'hos
  */
 export const VM_VIEW_SELECT = `SELECT v.id, v.name, v.image_id AS imageId, v.machine_id AS machineId, v.state, v.state_reason AS stateReason,
   v.node, v.cpus, v.memory_mb AS memoryMb, v.ssh_port AS sshPort, v.host_key_fingerprint AS hostKeyFingerprint, v.boot_ms AS bootMs,
-  v.created_at AS createdAt, v.updated_at AS updatedAt, i.name AS imageName, m.host AS machineHost, m.name AS machineName,
+  v.pending_action AS pendingAction, v.created_at AS createdAt, v.updated_at AS updatedAt, i.name AS imageName, m.host AS machineHost, m.name AS machineName,
   m.status AS machineStatus
   FROM vms v STRAIGHT_JOIN images i ON i.id = v.image_id LEFT JOIN machines m ON m.id = v.machine_id`;
 type VmListRow = Omit<VmView, 'image' | 'machine'> & {
@@ -49,15 +49,15 @@ function vmView({ imageName, machineHost, machineName, machineStatus, ...vm }: V
   };
 }
 
-export function createVmRecords(deps: { prisma: Database; secretBox: SecretBox; node: string; limits: VmLimits }) {
-  const { prisma, secretBox, node, limits } = deps;
+export function createVmRecords(deps: { prisma: Database; secretBox: SecretBox; node: string; limits: VmLimits; network: VmNetwork }) {
+  const { prisma, secretBox, node, limits, network } = deps;
 
-  /** A free port no VM of this host has recorded (stopped VMs keep theirs). */
+  /** A port of BERTH_VM_PORTS that no VM of this host has recorded (stopped VMs keep theirs) and that is free now. */
   async function allocatePort(tx: Prisma.TransactionClient): Promise<number> {
-    for (;;) {
-      const port = await freePort();
-      if (!(await tx.vm.findFirst({ where: { node, sshPort: port }, select: { id: true } }))) return port;
-    }
+    const taken = new Set((await tx.vm.findMany({ where: { node }, select: { sshPort: true } })).map((v) => v.sshPort));
+    const port = await freePortIn(network.ports, network.bind, taken);
+    if (port === null) throw new AppError('vm_ports_exhausted', `every port of ${network.ports.join('-')} is taken on ${node}`);
+    return port;
   }
 
   return {
@@ -111,12 +111,13 @@ export function createVmRecords(deps: { prisma: Database; secretBox: SecretBox; 
       const machine = await tx.machine.create({
         data: {
           name,
-          host: VM_HOST,
+          host: network.publicHost,
           port: sshPort,
           username: 'root',
           credentialKind: 'private_key',
           credential: secretBox.seal(rootKey.private),
           hostKeyFingerprint: fingerprint,
+          hostKey: normalizeKeyLine(hostKey.public),
           type: 'vm',
           tags: { image: image.name },
           // The VM is reset after every reservation: sudo cannot leave anything behind.
@@ -149,7 +150,9 @@ export function createVmRecords(deps: { prisma: Database; secretBox: SecretBox; 
       const key = generateSshKeyPair();
       const fields = { hostKeyFingerprint: parseHostKey(key.public)!, hostKeyPublic: key.public.trim(), hostKeySealed: secretBox.seal(key.private) };
       await prisma.vm.update({ where: { id: vm.id }, data: fields });
-      if (vm.machineId) await prisma.machine.update({ where: { id: vm.machineId }, data: { hostKeyFingerprint: fields.hostKeyFingerprint } });
+      if (vm.machineId) {
+        await prisma.machine.update({ where: { id: vm.machineId }, data: { hostKeyFingerprint: fields.hostKeyFingerprint, hostKey: normalizeKeyLine(key.public) } });
+      }
       return fields;
     },
 

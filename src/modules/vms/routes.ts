@@ -7,8 +7,8 @@ import type { VmView } from './records.js';
 import * as s from './schemas.js';
 import type { VmRow, VmsService } from './service.js';
 
-/** The VM as `viewer` may see it: why it failed (its console's last lines, the tenant's output) is for admins. */
-export function toVmDto(v: VmView, viewer: { admin: boolean }) {
+/** The VM as `viewer` may see it (why it failed — its console's last lines, the tenant's output — is for admins), with whether its host is up. */
+export function toVmDto(v: VmView, viewer: { admin: boolean }, upHosts: ReadonlySet<string>) {
   return {
     id: v.id,
     name: v.name,
@@ -22,13 +22,15 @@ export function toVmDto(v: VmView, viewer: { admin: boolean }) {
     machine_name: v.machine?.name ?? null,
     machine_status: v.machine?.status ?? null,
     node: v.node,
+    node_status: upHosts.has(v.node) ? ('up' as const) : ('down' as const),
+    pending_action: v.pendingAction,
     created_at: isoOf(v.createdAt),
     updated_at: isoOf(v.updatedAt),
   };
 }
 
 const ADMIN = { admin: true };
-const accepted = (v: VmRow) => ({ id: v.id, name: v.name, state: v.state });
+const accepted = (v: VmRow) => ({ id: v.id, name: v.name, state: v.state, pending_action: v.pendingAction });
 
 export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app, { vms }) => {
   app.post(
@@ -64,7 +66,8 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
     async (request) => {
       const { items, nextCursor } = await vms.list(request.query);
       const viewer = viewerOf(request);
-      return { items: items.map((v) => toVmDto(v, viewer)), next_cursor: nextCursor };
+      const up = await vms.upHosts();
+      return { items: items.map((v) => toVmDto(v, viewer, up)), next_cursor: nextCursor };
     },
   );
 
@@ -81,7 +84,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
         response: { 200: s.vm, ...problemResponses(400, 401, 404) },
       },
     },
-    async (request) => toVmDto(await vms.get(request.params.id), viewerOf(request)),
+    async (request) => toVmDto(await vms.get(request.params.id), viewerOf(request), await vms.upHosts()),
   );
 
   for (const action of ['reset', 'start'] as const) {
@@ -101,7 +104,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
           response: { 202: s.vmAccepted, ...problemResponses(400, 401, 403, 404, 409, 503) },
         },
       },
-      async (request, reply) => reply.status(202).send(accepted(await vms[action](request.params.id))),
+      async (request, reply) => reply.status(202).send(accepted((await vms[action](request.params.id)).vm!)),
     );
   }
 
@@ -113,12 +116,16 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
         operationId: 'stopVm',
         tags: ['vms'],
         summary: 'Stop a VM (admin); its writable layer is kept; 409 while reserved',
+        description: 'A VM of another host is stopped by that host: 202, with `pending_action` until it is done.',
         security: bearerSecurity,
         params: idParams,
-        response: { 200: s.vm, ...problemResponses(400, 401, 403, 404, 409) },
+        response: { 200: s.vm, 202: s.vm, ...problemResponses(400, 401, 403, 404, 409) },
       },
     },
-    async (request) => toVmDto(await vms.stop(request.params.id), ADMIN),
+    async (request, reply) => {
+      const { vm, handedOver } = await vms.stop(request.params.id);
+      return reply.status(handedOver ? 202 : 200).send(toVmDto(vm!, ADMIN, await vms.upHosts()));
+    },
   );
 
   app.delete(
@@ -129,14 +136,15 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
         operationId: 'deleteVm',
         tags: ['vms'],
         summary: 'Stop a VM and delete it with its machine and writable layer (admin); 409 while reserved',
+        description: 'A VM of another host is deleted by that host: 202, with `pending_action` until it is done.',
         security: bearerSecurity,
         params: idParams,
-        response: { 204: z.null().meta({ description: 'deleted' }), ...problemResponses(400, 401, 403, 404, 409) },
+        response: { 204: z.null().meta({ description: 'deleted' }), 202: s.vm, ...problemResponses(400, 401, 403, 404, 409) },
       },
     },
     async (request, reply) => {
-      await vms.remove(request.params.id);
-      return reply.status(204).send(null);
+      const { vm, handedOver } = await vms.remove(request.params.id);
+      return handedOver ? reply.status(202).send(toVmDto(vm!, ADMIN, await vms.upHosts())) : reply.status(204).send(null);
     },
   );
 
@@ -181,7 +189,8 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
     },
     async (request) => {
       const { image, vms: members } = await vms.resizePool(request.params.id, request.body.size);
-      return { image_id: image.id, image: image.name, size: image.poolSize, vms: members.map((v) => toVmDto(v, ADMIN)) };
+      const up = await vms.upHosts();
+      return { image_id: image.id, image: image.name, size: image.poolSize, vms: members.map((v) => toVmDto(v, ADMIN, up)) };
     },
   );
 };

@@ -19,9 +19,12 @@ export const createVmBody = z
   .strict()
   .meta({ examples: [{ image: 'devbox', name: 'devbox-1', cpus: 1, memory_mb: 512 }] });
 
+export const vmAction = z.enum(['reset', 'start', 'stop', 'delete']);
+const pendingAction = vmAction.nullable().meta({ description: "work another host asked of this VM's own host; done within seconds by that host's berth" });
+
 export const vmAccepted = z
-  .object({ id: uuid, name: z.string(), state: vmState })
-  .meta({ examples: [{ id: EXAMPLE_ID, name: 'devbox-1', state: 'booting' }] });
+  .object({ id: uuid, name: z.string(), state: vmState, pending_action: pendingAction })
+  .meta({ examples: [{ id: EXAMPLE_ID, name: 'devbox-1', state: 'booting', pending_action: null }] });
 
 export const vm = z
   .object({
@@ -37,6 +40,8 @@ export const vm = z
     machine_name: z.string().nullable(),
     machine_status: z.enum(['available', 'reserved', 'maintenance', 'offline']).nullable(),
     node: z.string().meta({ description: 'the host whose QEMU runs it' }),
+    node_status: z.enum(['up', 'down']).meta({ description: "whether that host's berth process is alive; while it is down, its VMs are not handed out" }),
+    pending_action: pendingAction,
     created_at: timestamp,
     updated_at: timestamp,
   })
@@ -56,6 +61,8 @@ export const vm = z
         machine_name: 'devbox-1',
         machine_status: 'available',
         node: 'berth-host-1',
+        node_status: 'up',
+        pending_action: null,
         created_at: '2026-11-21T09:31:00.000Z',
         updated_at: '2026-11-21T09:31:04.000Z',
       },

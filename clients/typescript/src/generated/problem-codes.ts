@@ -69,6 +69,7 @@ export const PROBLEM_CODES = [
   'vm_limits_exceeded',
   'vm_not_found',
   'vm_on_other_host',
+  'vm_ports_exhausted',
   'vm_reserved',
   'vm_state',
   'vm_unavailable',

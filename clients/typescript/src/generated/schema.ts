@@ -521,7 +521,10 @@ export interface paths {
         get: operations["getVm"];
         put?: never;
         post?: never;
-        /** Stop a VM and delete it with its machine and writable layer (admin); 409 while reserved */
+        /**
+         * Stop a VM and delete it with its machine and writable layer (admin); 409 while reserved
+         * @description A VM of another host is deleted by that host: 202, with `pending_action` until it is done.
+         */
         delete: operations["deleteVm"];
         options?: never;
         head?: never;
@@ -571,7 +574,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Stop a VM (admin); its writable layer is kept; 409 while reserved */
+        /**
+         * Stop a VM (admin); its writable layer is kept; 409 while reserved
+         * @description A VM of another host is stopped by that host: 202, with `pending_action` until it is done.
+         */
         post: operations["stopVm"];
         delete?: never;
         options?: never;
@@ -634,7 +640,7 @@ export interface components {
             status: number;
             detail?: string;
             /** @enum {string} */
-            code: "validation_failed" | "malformed_body" | "bad_request" | "bad_url" | "invalid_cursor" | "invalid_yaml" | "yaml_too_complex" | "invalid_host_key" | "invalid_build_context" | "name_required" | "missing_credentials" | "malformed_credentials" | "missing_refresh_token" | "request_timeout" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "route_not_found" | "missing_token" | "invalid_token" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "account_disabled" | "admin_required" | "forbidden" | "field_not_allowed" | "invalid_current_password" | "registration_closed" | "too_many_attempts" | "rate_limited" | "user_not_found" | "session_not_found" | "machine_not_found" | "reservation_not_found" | "image_not_found" | "vm_not_found" | "username_taken" | "cannot_delete_self" | "last_admin" | "password_changed" | "machine_exists" | "machine_reserved" | "machine_is_vm" | "not_in_maintenance" | "insufficient_capacity" | "reservation_not_active" | "reservation_expired" | "reservation_provisioning" | "reservation_changed" | "request_in_progress" | "image_exists" | "image_building" | "image_in_use" | "image_not_ready" | "vm_exists" | "vm_state" | "vm_reserved" | "vm_on_other_host" | "pool_reserved" | "account_name_reserved" | "exceeds_max_duration" | "machine_limit_exceeded" | "idempotency_key_reused" | "password_rejected" | "vm_limits_exceeded" | "internal_error" | "provisioning_failed" | "database_unavailable" | "vm_unavailable";
+            code: "validation_failed" | "malformed_body" | "bad_request" | "bad_url" | "invalid_cursor" | "invalid_yaml" | "yaml_too_complex" | "invalid_host_key" | "invalid_build_context" | "name_required" | "missing_credentials" | "malformed_credentials" | "missing_refresh_token" | "request_timeout" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "route_not_found" | "missing_token" | "invalid_token" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "account_disabled" | "admin_required" | "forbidden" | "field_not_allowed" | "invalid_current_password" | "registration_closed" | "too_many_attempts" | "rate_limited" | "user_not_found" | "session_not_found" | "machine_not_found" | "reservation_not_found" | "image_not_found" | "vm_not_found" | "username_taken" | "cannot_delete_self" | "last_admin" | "password_changed" | "machine_exists" | "machine_reserved" | "machine_is_vm" | "not_in_maintenance" | "insufficient_capacity" | "reservation_not_active" | "reservation_expired" | "reservation_provisioning" | "reservation_changed" | "request_in_progress" | "image_exists" | "image_building" | "image_in_use" | "image_not_ready" | "vm_exists" | "vm_state" | "vm_reserved" | "vm_on_other_host" | "pool_reserved" | "account_name_reserved" | "exceeds_max_duration" | "machine_limit_exceeded" | "idempotency_key_reused" | "password_rejected" | "vm_limits_exceeded" | "internal_error" | "provisioning_failed" | "database_unavailable" | "vm_unavailable" | "vm_ports_exhausted";
             instance?: string;
             errors?: {
                 pointer: string;
@@ -771,6 +777,7 @@ export interface components {
          *       "status": "available",
          *       "status_reason": null,
          *       "host_key_fingerprint": "SHA256:wN0vQ5l3o9b0bqk8Yq1l3uYF4mJ3Hq0m7l1YfK9x2aE",
+         *       "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq8kWnJ2r6Qm9Rk4h0R0xGgK9mNq3vV4v2bT8fJ0sGm",
          *       "reservation_id": null,
          *       "last_checked_at": "2026-11-21T09:30:00.000Z",
          *       "created_at": "2026-11-21T09:00:00.000Z",
@@ -793,6 +800,8 @@ export interface components {
             status: "available" | "reserved" | "maintenance" | "offline";
             status_reason: string | null;
             host_key_fingerprint: string | null;
+            /** @description the pinned host key as an OpenSSH public key line; null until berth has met the machine */
+            host_key: string | null;
             reservation_id: string | null;
             last_checked_at: string | null;
             /**
@@ -819,14 +828,17 @@ export interface components {
          *         {
          *           "name": "gpu-01",
          *           "host": "10.0.0.21",
-         *           "port": 22
+         *           "port": 22,
+         *           "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq8kWnJ2r6Qm9Rk4h0R0xGgK9mNq3vV4v2bT8fJ0sGm"
          *         },
          *         {
          *           "name": "gpu-02",
          *           "host": "10.0.0.22",
-         *           "port": 22
+         *           "port": 22,
+         *           "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPp4nYtW0c3v8Qe2s9Lk1a7RzB6xUo5mH3jD0fKq2wVt"
          *         }
          *       ],
+         *       "known_hosts": "10.0.0.21 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq8kWnJ2r6Qm9Rk4h0R0xGgK9mNq3vV4v2bT8fJ0sGm\n10.0.0.22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPp4nYtW0c3v8Qe2s9Lk1a7RzB6xUo5mH3jD0fKq2wVt\n",
          *       "duration_minutes": 120,
          *       "created_at": "2026-11-21T09:30:00.000Z",
          *       "activated_at": "2026-11-21T09:30:01.200Z",
@@ -851,9 +863,14 @@ export interface components {
             };
             machines: {
                 name: string;
+                /** @description where to connect: the machine, or the VM host that forwards to a VM */
                 host: string;
                 port: number;
+                /** @description the pinned SSH host key (an OpenSSH public key line); null until berth has met the machine */
+                host_key: string | null;
             }[];
+            /** @description known_hosts lines for every machine whose host key berth has pinned: ssh -o UserKnownHostsFile=<this> -o StrictHostKeyChecking=yes */
+            known_hosts: string;
             duration_minutes: number;
             /**
              * Format: date-time
@@ -948,6 +965,8 @@ export interface components {
          *       "machine_name": "devbox-1",
          *       "machine_status": "available",
          *       "node": "berth-host-1",
+         *       "node_status": "up",
+         *       "pending_action": null,
          *       "created_at": "2026-11-21T09:31:00.000Z",
          *       "updated_at": "2026-11-21T09:31:04.000Z"
          *     }
@@ -977,6 +996,13 @@ export interface components {
             machine_status: ("available" | "reserved" | "maintenance" | "offline") | null;
             /** @description the host whose QEMU runs it */
             node: string;
+            /**
+             * @description whether that host's berth process is alive; while it is down, its VMs are not handed out
+             * @enum {string}
+             */
+            node_status: "up" | "down";
+            /** @description work another host asked of this VM's own host; done within seconds by that host's berth */
+            pending_action: ("reset" | "start" | "stop" | "delete") | null;
             /**
              * Format: date-time
              * @example 2026-11-21T09:30:00.000Z
@@ -1128,6 +1154,7 @@ export interface components {
          *       "status": "available",
          *       "status_reason": null,
          *       "host_key_fingerprint": "SHA256:wN0vQ5l3o9b0bqk8Yq1l3uYF4mJ3Hq0m7l1YfK9x2aE",
+         *       "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq8kWnJ2r6Qm9Rk4h0R0xGgK9mNq3vV4v2bT8fJ0sGm",
          *       "reservation_id": null,
          *       "last_checked_at": "2026-11-21T09:30:00.000Z",
          *       "created_at": "2026-11-21T09:00:00.000Z",
@@ -1150,6 +1177,8 @@ export interface components {
             status: "available" | "reserved" | "maintenance" | "offline";
             status_reason: string | null;
             host_key_fingerprint: string | null;
+            /** @description the pinned host key as an OpenSSH public key line; null until berth has met the machine */
+            host_key: string | null;
             reservation_id: string | null;
             last_checked_at: string | null;
             /**
@@ -1176,14 +1205,17 @@ export interface components {
          *         {
          *           "name": "gpu-01",
          *           "host": "10.0.0.21",
-         *           "port": 22
+         *           "port": 22,
+         *           "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq8kWnJ2r6Qm9Rk4h0R0xGgK9mNq3vV4v2bT8fJ0sGm"
          *         },
          *         {
          *           "name": "gpu-02",
          *           "host": "10.0.0.22",
-         *           "port": 22
+         *           "port": 22,
+         *           "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPp4nYtW0c3v8Qe2s9Lk1a7RzB6xUo5mH3jD0fKq2wVt"
          *         }
          *       ],
+         *       "known_hosts": "10.0.0.21 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq8kWnJ2r6Qm9Rk4h0R0xGgK9mNq3vV4v2bT8fJ0sGm\n10.0.0.22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPp4nYtW0c3v8Qe2s9Lk1a7RzB6xUo5mH3jD0fKq2wVt\n",
          *       "duration_minutes": 120,
          *       "created_at": "2026-11-21T09:30:00.000Z",
          *       "activated_at": "2026-11-21T09:30:01.200Z",
@@ -1208,9 +1240,14 @@ export interface components {
             };
             machines: {
                 name: string;
+                /** @description where to connect: the machine, or the VM host that forwards to a VM */
                 host: string;
                 port: number;
+                /** @description the pinned SSH host key (an OpenSSH public key line); null until berth has met the machine */
+                host_key: string | null;
             }[];
+            /** @description known_hosts lines for every machine whose host key berth has pinned: ssh -o UserKnownHostsFile=<this> -o StrictHostKeyChecking=yes */
+            known_hosts: string;
             duration_minutes: number;
             /**
              * Format: date-time
@@ -1305,6 +1342,8 @@ export interface components {
          *       "machine_name": "devbox-1",
          *       "machine_status": "available",
          *       "node": "berth-host-1",
+         *       "node_status": "up",
+         *       "pending_action": null,
          *       "created_at": "2026-11-21T09:31:00.000Z",
          *       "updated_at": "2026-11-21T09:31:04.000Z"
          *     }
@@ -1334,6 +1373,13 @@ export interface components {
             machine_status: ("available" | "reserved" | "maintenance" | "offline") | null;
             /** @description the host whose QEMU runs it */
             node: string;
+            /**
+             * @description whether that host's berth process is alive; while it is down, its VMs are not handed out
+             * @enum {string}
+             */
+            node_status: "up" | "down";
+            /** @description work another host asked of this VM's own host; done within seconds by that host's berth */
+            pending_action: ("reset" | "start" | "stop" | "delete") | null;
             /**
              * Format: date-time
              * @example 2026-11-21T09:30:00.000Z
@@ -4155,7 +4201,8 @@ export interface operations {
                      * @example {
                      *       "id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
                      *       "name": "devbox-1",
-                     *       "state": "booting"
+                     *       "state": "booting",
+                     *       "pending_action": null
                      *     }
                      */
                     "application/json": {
@@ -4164,6 +4211,8 @@ export interface operations {
                         name: string;
                         /** @enum {string} */
                         state: "booting" | "running" | "stopped" | "failed";
+                        /** @description work another host asked of this VM's own host; done within seconds by that host's berth */
+                        pending_action: ("reset" | "start" | "stop" | "delete") | null;
                     };
                 };
             };
@@ -4301,6 +4350,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description Default Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Vm"];
+                };
+            };
             /** @description deleted */
             204: {
                 headers: {
@@ -4385,7 +4443,8 @@ export interface operations {
                      * @example {
                      *       "id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
                      *       "name": "devbox-1",
-                     *       "state": "booting"
+                     *       "state": "booting",
+                     *       "pending_action": null
                      *     }
                      */
                     "application/json": {
@@ -4394,6 +4453,8 @@ export interface operations {
                         name: string;
                         /** @enum {string} */
                         state: "booting" | "running" | "stopped" | "failed";
+                        /** @description work another host asked of this VM's own host; done within seconds by that host's berth */
+                        pending_action: ("reset" | "start" | "stop" | "delete") | null;
                     };
                 };
             };
@@ -4474,7 +4535,8 @@ export interface operations {
                      * @example {
                      *       "id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
                      *       "name": "devbox-1",
-                     *       "state": "booting"
+                     *       "state": "booting",
+                     *       "pending_action": null
                      *     }
                      */
                     "application/json": {
@@ -4483,6 +4545,8 @@ export interface operations {
                         name: string;
                         /** @enum {string} */
                         state: "booting" | "running" | "stopped" | "failed";
+                        /** @description work another host asked of this VM's own host; done within seconds by that host's berth */
+                        pending_action: ("reset" | "start" | "stop" | "delete") | null;
                     };
                 };
             };
@@ -4555,6 +4619,15 @@ export interface operations {
         responses: {
             /** @description Default Response */
             200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Vm"];
+                };
+            };
+            /** @description Default Response */
+            202: {
                 headers: {
                     [name: string]: unknown;
                 };
