@@ -9,6 +9,7 @@ import mariadb from 'mariadb';
 import { MACHINE_VIEW_COLUMNS, POOL_COUNTS } from '../../src/modules/machines/service.js';
 import { RESERVATION_VIEW_SELECT } from '../../src/modules/reservations/service.js';
 import { VM_VIEW_SELECT } from '../../src/modules/vms/records.js';
+import { sqlTime } from '../../src/infra/sql-where.js';
 
 const pool = mariadb.createPool({
   socketPath: process.env.BENCH_DB_SOCKET,
@@ -32,7 +33,8 @@ app.get('/', async () => ({ status: 'ok' }));
 app.get<{ Querystring: { limit?: string } }>('/machines', async (request) => pool.query(MACHINES, [pageRows(request.query.limit)]));
 app.get('/pool', async () => pool.query(POOL_COUNTS));
 app.get<{ Querystring: { user: string } }>('/reservations', async (request) => pool.query(RESERVATIONS, [request.query.user, pageRows(50)]));
-app.get('/vms', async () => pool.query(VMS, [pageRows(50)]));
+// Each VM's host status, as berth reads it: up when its heartbeat is from the last 30 s.
+app.get('/vms', async () => pool.query(VMS, [sqlTime(new Date(Date.now() - 30_000)), pageRows(50)]));
 
 const address = await app.listen({ port: 0, host: '127.0.0.1' });
 console.log(`listening on ${address}`);

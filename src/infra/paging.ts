@@ -1,7 +1,7 @@
 // List pages, and opaque cursors for lists ordered newest first by (created_at, id).
 import { AppError } from '../errors/app-error.js';
 import { isoOf, type Timestamp } from '../shared/timestamps.js';
-import type { Condition } from './sql-where.js';
+import { sqlTime, type Condition } from './sql-where.js';
 
 export function encodeCursor(row: { createdAt: Timestamp; id: string }): string {
   return Buffer.from(`${isoOf(row.createdAt)}|${row.id}`).toString('base64url');
@@ -21,15 +21,11 @@ export function afterCursor(cursor: string | undefined) {
   return { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] };
 }
 
-/**
- * The same condition in SQL, for `alias`.created_at and `alias`.id. The time is bound as
- * UTC text ('YYYY-MM-DD HH:MM:SS.mmm'), as berth stores it: a Date would be sent in the
- * process's time zone.
- */
+/** The same condition in SQL, for `alias`.created_at and `alias`.id. */
 export function afterCursorSql(cursor: string | undefined, alias: string): Condition {
   if (!cursor) return null;
   const after = decodeCursor(cursor);
-  const at = after.createdAt.toISOString().slice(0, 23).replace('T', ' ');
+  const at = sqlTime(after.createdAt);
   return [`${alias}.created_at < ? OR (${alias}.created_at = ? AND ${alias}.id < ?)`, at, at, after.id];
 }
 

@@ -1,6 +1,12 @@
 // WHERE clauses for the plain list queries (SqlReads in database.ts): conditions that apply
 // only when a filter was given, each with the values of its `?` placeholders.
 
+/**
+ * A moment as a bound value: UTC text ('YYYY-MM-DD HH:MM:SS.mmm'), as berth stores it (a Date
+ * would be sent in the process's time zone).
+ */
+export const sqlTime = (t: Date) => t.toISOString().slice(0, 23).replace('T', ' ');
+
 /** A condition with the values of its placeholders; false, null or undefined when its filter is absent. */
 export type Condition = readonly [sql: string, ...values: unknown[]] | false | null | undefined;
 

@@ -11,6 +11,8 @@ export function createVmHosts(deps: { prisma: PrismaClient; node: string; public
 
   return {
     downAfterMs,
+    /** A host whose last heartbeat is older than this is down. */
+    upSince,
 
     /** This process is alive, and its VMs' SSH is reached at `publicHost`. */
     async heartbeat(): Promise<void> {

@@ -6,7 +6,7 @@ import { AppError } from '../../errors/app-error.js';
 import type { Database } from '../../infra/database.js';
 import { pageOf } from '../../infra/paging.js';
 import { freePortIn } from '../../infra/ports.js';
-import { whereAll } from '../../infra/sql-where.js';
+import { sqlTime, whereAll } from '../../infra/sql-where.js';
 import type { Timestamp } from '../../shared/timestamps.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { generateSshKeyPair, normalizeKeyLine, parseHostKey } from '../../infra/ssh.js';
@@ -24,24 +24,29 @@ export type VmView = Omit<Vm, 'createdAt' | 'updatedAt' | 'hostKeyPublic' | 'hos
   updatedAt: Timestamp;
 };
 
+/** Whether the VM's host said lately that it is alive (hosts.ts). */
+export type NodeStatus = 'up' | 'down';
+
 /**
  * The columns of a VmView with its image and machine flat (made into objects here: cheaper
- * than JSON_OBJECT, measured). STRAIGHT_JOIN reads the VMs in name order from their index:
- * MariaDB otherwise starts from images and sorts the join in a temporary table.
+ * than JSON_OBJECT, measured), and its host's status: `up` when the host's heartbeat is no
+ * older than the one `?` (the first placeholder). STRAIGHT_JOIN reads the VMs in name order
+ * from their index: MariaDB otherwise starts from images and sorts the join in a temporary table.
  */
 export const VM_VIEW_SELECT = `SELECT v.id, v.name, v.image_id AS imageId, v.machine_id AS machineId, v.state, v.state_reason AS stateReason,
   v.node, v.cpus, v.memory_mb AS memoryMb, v.ssh_port AS sshPort, v.host_key_fingerprint AS hostKeyFingerprint, v.boot_ms AS bootMs,
   v.pending_action AS pendingAction, v.created_at AS createdAt, v.updated_at AS updatedAt, i.name AS imageName, m.host AS machineHost, m.name AS machineName,
-  m.status AS machineStatus
-  FROM vms v STRAIGHT_JOIN images i ON i.id = v.image_id LEFT JOIN machines m ON m.id = v.machine_id`;
+  m.status AS machineStatus, IF(h.heartbeat_at >= ?, 'up', 'down') AS nodeStatus
+  FROM vms v STRAIGHT_JOIN images i ON i.id = v.image_id LEFT JOIN machines m ON m.id = v.machine_id LEFT JOIN vm_hosts h ON h.name = v.node`;
 type VmListRow = Omit<VmView, 'image' | 'machine'> & {
+  nodeStatus: NodeStatus;
   imageName: string;
   machineHost: string | null;
   machineName: string | null;
   machineStatus: Machine['status'] | null;
 };
 
-function vmView({ imageName, machineHost, machineName, machineStatus, ...vm }: VmListRow): VmView {
+function vmView({ imageName, machineHost, machineName, machineStatus, ...vm }: VmListRow): VmView & { nodeStatus: NodeStatus } {
   return {
     ...vm,
     image: { id: vm.imageId, name: imageName },
@@ -67,13 +72,18 @@ export function createVmRecords(deps: { prisma: Database; secretBox: SecretBox; 
       return vm;
     },
 
-    async list(q: { image?: string; state?: Vm['state']; limit: number; cursor?: string }) {
+    /** A page of VMs, each with its host's status: up when its heartbeat is from `upSince` or later. */
+    async list(q: { image?: string; state?: Vm['state']; limit: number; cursor?: string }, upSince: Date) {
       const where = whereAll([
         q.state ? ['v.state = ?', q.state] : null,
         q.image ? ['i.id = ? OR i.name = ?', q.image, q.image] : null,
         q.cursor ? ['v.name > ?', q.cursor] : null,
       ]);
-      const rows = await prisma.$rows<VmListRow>(`${VM_VIEW_SELECT} ${where.sql} ORDER BY v.name LIMIT ?`, [...where.values, q.limit + 1]);
+      const rows = await prisma.$rows<VmListRow>(`${VM_VIEW_SELECT} ${where.sql} ORDER BY v.name LIMIT ?`, [
+        sqlTime(upSince),
+        ...where.values,
+        q.limit + 1,
+      ]);
       return pageOf(rows.map(vmView), q.limit, (v) => v.name);
     },
 

@@ -3,12 +3,12 @@ import { z } from 'zod';
 import { bearerSecurity, idParams, page, problemResponses } from '../../http/common-schemas.js';
 import { viewerOf } from '../../http/principal.js';
 import { isoOf } from '../../shared/timestamps.js';
-import type { VmView } from './records.js';
+import type { NodeStatus, VmView } from './records.js';
 import * as s from './schemas.js';
 import type { VmRow, VmsService } from './service.js';
 
 /** The VM as `viewer` may see it (why it failed — its console's last lines, the tenant's output — is for admins), with whether its host is up. */
-export function toVmDto(v: VmView, viewer: { admin: boolean }, upHosts: ReadonlySet<string>) {
+export function toVmDto(v: VmView, viewer: { admin: boolean }, nodeStatus: NodeStatus) {
   return {
     id: v.id,
     name: v.name,
@@ -22,7 +22,7 @@ export function toVmDto(v: VmView, viewer: { admin: boolean }, upHosts: Readonly
     machine_name: v.machine?.name ?? null,
     machine_status: v.machine?.status ?? null,
     node: v.node,
-    node_status: upHosts.has(v.node) ? ('up' as const) : ('down' as const),
+    node_status: nodeStatus,
     pending_action: v.pendingAction,
     created_at: isoOf(v.createdAt),
     updated_at: isoOf(v.updatedAt),
@@ -30,9 +30,14 @@ export function toVmDto(v: VmView, viewer: { admin: boolean }, upHosts: Readonly
 }
 
 const ADMIN = { admin: true };
+
+const nodeStatusOf = (v: VmView, upHosts: ReadonlySet<string>): NodeStatus => (upHosts.has(v.node) ? 'up' : 'down');
 const accepted = (v: VmRow) => ({ id: v.id, name: v.name, state: v.state, pending_action: v.pendingAction });
 
 export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app, { vms }) => {
+  /** One VM's answer, with its host's status read now. */
+  const withNodeStatus = async (v: VmView, viewer: { admin: boolean }) => toVmDto(v, viewer, nodeStatusOf(v, await vms.upHosts()));
+
   app.post(
     '/v1/vms',
     {
@@ -66,8 +71,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
     async (request) => {
       const { items, nextCursor } = await vms.list(request.query);
       const viewer = viewerOf(request);
-      const up = await vms.upHosts();
-      return { items: items.map((v) => toVmDto(v, viewer, up)), next_cursor: nextCursor };
+      return { items: items.map((v) => toVmDto(v, viewer, v.nodeStatus)), next_cursor: nextCursor };
     },
   );
 
@@ -84,7 +88,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
         response: { 200: s.vm, ...problemResponses(400, 401, 404) },
       },
     },
-    async (request) => toVmDto(await vms.get(request.params.id), viewerOf(request), await vms.upHosts()),
+    async (request) => withNodeStatus(await vms.get(request.params.id), viewerOf(request)),
   );
 
   for (const action of ['reset', 'start'] as const) {
@@ -124,7 +128,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
     },
     async (request, reply) => {
       const { vm, handedOver } = await vms.stop(request.params.id);
-      return reply.status(handedOver ? 202 : 200).send(toVmDto(vm!, ADMIN, await vms.upHosts()));
+      return reply.status(handedOver ? 202 : 200).send(await withNodeStatus(vm!, ADMIN));
     },
   );
 
@@ -144,7 +148,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
     },
     async (request, reply) => {
       const { vm, handedOver } = await vms.remove(request.params.id);
-      return handedOver ? reply.status(202).send(toVmDto(vm!, ADMIN, await vms.upHosts())) : reply.status(204).send(null);
+      return handedOver ? reply.status(202).send(await withNodeStatus(vm!, ADMIN)) : reply.status(204).send(null);
     },
   );
 
@@ -190,7 +194,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
     async (request) => {
       const { image, vms: members } = await vms.resizePool(request.params.id, request.body.size);
       const up = await vms.upHosts();
-      return { image_id: image.id, image: image.name, size: image.poolSize, vms: members.map((v) => toVmDto(v, ADMIN, up)) };
+      return { image_id: image.id, image: image.name, size: image.poolSize, vms: members.map((v) => toVmDto(v, ADMIN, nodeStatusOf(v, up))) };
     },
   );
 };

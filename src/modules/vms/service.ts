@@ -121,7 +121,7 @@ export function createVmsService(deps: VmsDeps) {
 
   return {
     get: records.get,
-    list: records.list,
+    list: (q: Parameters<typeof records.list>[0]) => records.list(q, hosts.upSince()),
     upHosts: hosts.upHosts,
     watch: createVmWatch({ prisma, state, hosts, perform, follower, launcher, node, vmDir, log }),
     resizePool: createPoolSizer({ prisma, state, records, launcher, restart, remove: (vm) => act(vm, 'delete'), log }),
