@@ -1,5 +1,6 @@
 // Images: a Dockerfile (or a tar build context) built by the engine, then converted into
-// the read-only ext4 base VMs boot from. The work runs in the background; the row says
+// the read-only ext4 base VMs boot from (or, when the engine hands back an image berth has
+// converted already, sharing that base: a hard link). The work runs in the background; the row says
 // where it is (`building` → `ready` | `failed` with the reason) and the log file is
 // readable, and followable, while it grows. A build whose process died stops
 // heartbeating and is marked failed by the next process that looks.
@@ -25,6 +26,8 @@ export interface ImagesDeps {
   /** Where each image keeps its build log and ext4 base: <dir>/<id>/. */
   dir: string;
   log: { error(obj: object, msg: string): void };
+  /** Told when an image is ready; `sharedWith` is the image whose base it shares, if any. */
+  onReady?(image: Image, sharedWith: Image | null): void;
 }
 
 const notFound = () => new AppError('image_not_found', 'no such image');
@@ -63,7 +66,7 @@ export const dockerTag = (image: Pick<Image, 'id'>) => `berth/image-${image.id}:
 /** The read-only ext4 base VMs of this image boot from. */
 export const imageBasePath = (imagesDir: string, imageId: string) => path.join(imagesDir, imageId, 'base.ext4');
 
-export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
+export function createImagesService({ prisma, docker, dir, log, onReady }: ImagesDeps) {
   const paths = (id: string) => ({ dir: path.join(dir, id), log: path.join(dir, id, 'build.log'), base: imageBasePath(dir, id) });
 
   async function get(id: string): Promise<Image> {
@@ -81,23 +84,30 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
       const built = await buildImage(docker(), context, dockerTag(image), p.log);
       const inspected = await docker().getImage(dockerTag(image)).inspect();
       const c = inspected.Config ?? {};
-      const converted = await imageToExt4(docker(), dockerTag(image), p.base);
-      await fsp.appendFile(
-        p.log,
-        `berth: exported the filesystem in ${converted.exportMs} ms; made a ${Math.round(converted.sizeBytes / 1048576)} MiB ext4 base in ${converted.ext4Ms} ms\n`,
-      );
-      await prisma.image.update({
+      const shared = await shareConvertedBase(image, built.imageId);
+      let converted: { sizeBytes: number; ms: number };
+      if (shared) {
+        await fsp.appendFile(p.log, `berth: the engine image is that of ${shared.image.name}, converted already: its base is shared, nothing exported (${shared.ms} ms)\n`);
+        converted = { sizeBytes: Number(shared.image.sizeBytes), ms: shared.ms };
+      } else {
+        const made = await imageToExt4(docker(), dockerTag(image), p.base);
+        const how = made.source === 'layers' ? "mounted the engine's layers" : 'exported the filesystem';
+        await fsp.appendFile(p.log, `berth: ${how} in ${made.readMs} ms; made a ${Math.round(made.sizeBytes / 1048576)} MiB ext4 base in ${made.ext4Ms} ms\n`);
+        converted = { sizeBytes: made.sizeBytes, ms: made.readMs + made.ext4Ms };
+      }
+      const ready = await prisma.image.update({
         where: { id: image.id },
         data: {
           status: 'ready',
           dockerId: built.imageId,
           buildMs: built.buildMs,
-          convertMs: converted.exportMs + converted.ext4Ms,
+          convertMs: converted.ms,
           sizeBytes: BigInt(converted.sizeBytes),
           config: { entrypoint: c.Entrypoint ?? null, cmd: c.Cmd ?? null, env: c.Env ?? [], user: c.User || null, workdir: c.WorkingDir || null },
           heartbeatAt: null,
         },
       });
+      onReady?.(ready, shared?.image ?? null);
     } catch (err) {
       const message = (err as Error).message;
       await fsp.appendFile(p.log, `berth: the image failed: ${message}\n`);
@@ -107,6 +117,24 @@ export function createImagesService({ prisma, docker, dir, log }: ImagesDeps) {
     } finally {
       clearInterval(heartbeat);
     }
+  }
+
+  /**
+   * The same engine image converted for another ready image: its base, hard-linked (it lives
+   * as long as either image does). Null when there is none (or it went away meanwhile).
+   */
+  async function shareConvertedBase(image: Image, dockerId: string): Promise<{ image: Image; ms: number } | null> {
+    const started = performance.now();
+    const twins = await prisma.image.findMany({ where: { dockerId, status: 'ready', NOT: { id: image.id } }, orderBy: { createdAt: 'asc' } });
+    for (const twin of twins) {
+      try {
+        await fsp.link(paths(twin.id).base, paths(image.id).base);
+        return { image: twin, ms: Math.round(performance.now() - started) };
+      } catch {
+        // Deleted meanwhile: the next one, or a conversion.
+      }
+    }
+    return null;
   }
 
   return {
