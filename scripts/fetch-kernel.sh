@@ -13,7 +13,10 @@ fi
 [[ -n $meta ]] || { echo "[setup] cannot resolve linux-image-amd64 (apt-get update?)" >&2; exit 1; }
 version=${meta#linux-image-}            # e.g. 6.1.0-56-amd64
 out="$cache/$version"
-if [[ -s $out/vmlinux && -f $out/modules/ext4.ko ]]; then echo "$out"; exit 0; fi
+# The modules the VM initramfs loads (src/infra/vm/boot-artifacts.ts loads them in this order).
+modules=(virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net virtio_console crc16 crc32c_generic mbcache jbd2 ext4)
+complete() { [[ -s $out/vmlinux ]] || return 1; for m in "${modules[@]}"; do [[ -f $out/modules/$m.ko ]] || return 1; done; }
+if complete; then echo "$out"; exit 0; fi
 
 echo "[setup] fetching kernel $version (once per machine)" >&2
 work=$(mktemp -d /tmp/berth-kernel.XXXXXX)
@@ -26,7 +29,7 @@ vmlinuz=$(ls "$work"/root/boot/vmlinuz-*)
 offset=$(LC_ALL=C grep -obUaP '\xfd\x37\x7a\x58\x5a\x00' "$vmlinuz" | head -1 | cut -d: -f1)
 tail -c +$((offset + 1)) "$vmlinuz" | xz -dc >"$out.tmp/vmlinux" 2>/dev/null || true
 [[ $(head -c 4 "$out.tmp/vmlinux" | od -An -c | tr -d ' ') == '177ELF' ]] || { echo "[setup] could not extract vmlinux" >&2; exit 1; }
-for m in virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net crc16 crc32c_generic mbcache jbd2 ext4; do
+for m in "${modules[@]}"; do
   find "$work/root/lib/modules" -name "$m.ko" -exec cp {} "$out.tmp/modules/" \;
 done
 echo "$version" >"$out.tmp/version"

@@ -26,6 +26,8 @@ declare -A PROVIDERS=(
   [nft]=nftables               # BERTH_VM_EGRESS=internet: guests kept off this host's own addresses
   [caddy]=caddy                # HTTPS in front of berth: the tests go through the committed Caddyfile
   [docker-compose]=docker-compose   # the compose deployment test (Debian has compose v1 only)
+  [gcc]=gcc                    # berth-guest, the static tool that applies a VM's identity inside it
+  [strace]=strace              # its test watches what it asks of the kernel
 )
 missing=()
 for cmd in "${!PROVIDERS[@]}"; do

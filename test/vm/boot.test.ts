@@ -8,37 +8,18 @@ import os from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateSshKeyPair, parseHostKey, sshConnect } from '../../src/infra/ssh.js';
+import { generateSshKeyPair, parseHostKey } from '../../src/infra/ssh.js';
 import { prepareBootArtifacts, type BootArtifacts } from '../../src/infra/vm/boot-artifacts.js';
 import { bootVm, discardVm, probeKvm, runningPid, stopVm, type VmSpec } from '../../src/infra/vm/qemu.js';
 import { ImageNotBootableError, imageToExt4 } from '../../src/infra/vm/rootfs.js';
 import { BASE_IMAGE, freePort, rootKey } from '../helpers/ssh-machines.js';
+import { vmLogin } from '../helpers/vm-login.js';
 
 const docker = new Docker({ socketPath: '/var/run/docker.sock' });
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-vm-test-'));
 const base = path.join(work, 'base.ext4');
 let artifacts: BootArtifacts;
 let spec: VmSpec;
-
-/** Time from now until the VM's SSH answers with the host key it was given, and a session on it. */
-async function sshReady(timeoutMs = 150_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await sshConnect(
-        { host: '127.0.0.1', port: spec.sshPort, username: 'root', privateKey: rootKey.private, hostKeyFingerprint: parseHostKey(spec.hostKey.public) },
-        { connectTimeoutMs: 3000, commandTimeoutMs: 10_000 },
-      );
-    } catch (err) {
-      if (Date.now() > deadline) {
-        // What the guest printed tells a slow boot from a stuck one.
-        const consoleLog = fs.readFileSync(path.join(spec.dir, 'console.log'), 'utf8').split('\n').slice(-15).join('\n');
-        throw new Error(`${(err as Error).message}\nguest console (last lines):\n${consoleLog}`, { cause: err });
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-}
 
 const hashHead = (file: string) => createHash('sha256').update(fs.readFileSync(file).subarray(0, 8 << 20)).digest('hex');
 
@@ -80,7 +61,7 @@ describe('an image as a VM', () => {
     const before = hashHead(base);
     let started = performance.now();
     const pid = await bootVm(spec);
-    let ssh = await sshReady();
+    let ssh = await vmLogin(spec);
     const bootMs = performance.now() - started;
     // A new berth process knows only the directory: it finds the same VM.
     expect(await runningPid(spec.dir)).toBe(pid);
@@ -94,7 +75,7 @@ describe('an image as a VM', () => {
     started = performance.now();
     await discardVm(spec.dir);
     await bootVm(spec);
-    ssh = await sshReady();
+    ssh = await vmLogin(spec);
     const resetMs = performance.now() - started;
     const after = await ssh.runScript('cat /root/file 2>/dev/null || echo gone', []);
     ssh.close();

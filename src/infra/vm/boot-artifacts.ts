@@ -1,8 +1,9 @@
 // What every VM boots: Debian's kernel (scripts/fetch-kernel.sh, cached in the data
-// directory) and an initramfs generated here from its modules and a static busybox. The
-// init mounts the VM's disk (a copy-on-write overlay over the read-only image base),
-// unpacks the seed disk berth hands in (host key, authorized keys, /berth/init),
-// configures QEMU's user-mode network and switches to the image's root.
+// directory) and an initramfs generated here from its modules, a static busybox and
+// berth-guest (scripts/guest/berth-guest.c, compiled here). The init mounts the VM's disk
+// (a copy-on-write overlay over the read-only image base), puts busybox, berth-guest and
+// the seed disk's files (/berth/init, and a cold boot's identity) on a private tmpfs at
+// /berth, configures QEMU's user-mode network and switches to the image's root.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -14,7 +15,8 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const SCRIPTS = fileURLToPath(new URL('../../../scripts', import.meta.url));
 /** Load order that works with Debian's 6.1 kernel (virtio, block, net, ext4 are modules). */
-export const MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'virtio_blk', 'failover', 'net_failover', 'virtio_net', 'crc16', 'crc32c_generic', 'mbcache', 'jbd2', 'ext4'];
+export const MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'virtio_blk', 'failover', 'net_failover', 'virtio_net', 'virtio_console', 'crc16', 'crc32c_generic', 'mbcache', 'jbd2', 'ext4'];
+const GUEST_TOOL_SOURCE = path.join(SCRIPTS, 'guest/berth-guest.c');
 
 const INIT = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -24,7 +26,9 @@ mount -t devtmpfs devtmpfs /dev
 for m in ${MODULES.join(' ')}; do insmod /lib/modules/$m.ko || echo "berth-init: could not load $m"; done
 for i in $(seq 1 200); do [ -b /dev/vda ] && [ -b /dev/vdb ] && break; sleep 0.02; done
 mount -t ext4 -o rw /dev/vda /newroot || { echo "berth-init: cannot mount the root disk"; poweroff -f; }
-tar -xf /dev/vdb -C /newroot || echo "berth-init: no seed disk"
+mkdir -p /newroot/berth && mount -t tmpfs -o mode=0700,size=16m berth /newroot/berth
+mkdir /newroot/berth/bin && cp /bin/busybox /bin/berth-guest /newroot/berth/bin/
+tar -xf /dev/vdb -C /newroot/berth || echo "berth-init: no seed disk"
 ip link set lo up
 ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
@@ -39,6 +43,8 @@ export interface BootArtifacts {
   kernel: string;
   initramfs: string;
   kernelVersion: string;
+  /** Changes whenever anything a guest boots with does: kernel, initramfs (and so its init, busybox, berth-guest). */
+  fingerprint: string;
 }
 
 /** The kernel (fetched into `cacheDir` once per machine) and an initramfs made to go with it. */
@@ -50,7 +56,8 @@ export async function prepareBootArtifacts(cacheDir: string): Promise<BootArtifa
   const kernelDir = stdout.trim().split('\n').pop()!;
   const kernelVersion = fs.readFileSync(path.join(kernelDir, 'version'), 'utf8').trim();
   const busybox = '/bin/busybox';
-  const hash = createHash('sha256').update(INIT).update(fs.readFileSync(busybox)).digest('hex').slice(0, 12);
+  const guestTool = await compileGuestTool(kernelDir);
+  const hash = createHash('sha256').update(INIT).update(fs.readFileSync(busybox)).update(fs.readFileSync(guestTool)).digest('hex').slice(0, 12);
   const initramfs = path.join(kernelDir, `initramfs-${hash}.cpio.gz`);
   if (!fs.existsSync(initramfs)) {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-initrd-'));
@@ -58,6 +65,8 @@ export async function prepareBootArtifacts(cacheDir: string): Promise<BootArtifa
       for (const d of ['bin', 'lib/modules', 'proc', 'sys', 'dev', 'newroot']) fs.mkdirSync(path.join(root, d), { recursive: true });
       fs.copyFileSync(busybox, path.join(root, 'bin/busybox'));
       fs.chmodSync(path.join(root, 'bin/busybox'), 0o755);
+      fs.copyFileSync(guestTool, path.join(root, 'bin/berth-guest'));
+      fs.chmodSync(path.join(root, 'bin/berth-guest'), 0o755);
       for (const m of MODULES) fs.copyFileSync(path.join(kernelDir, 'modules', `${m}.ko`), path.join(root, 'lib/modules', `${m}.ko`));
       fs.writeFileSync(path.join(root, 'init'), INIT, { mode: 0o755 });
       await run('bash', ['-c', `cd "${root}" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "${initramfs}.tmp" && mv "${initramfs}.tmp" "${initramfs}"`]);
@@ -65,5 +74,19 @@ export async function prepareBootArtifacts(cacheDir: string): Promise<BootArtifa
       fs.rmSync(root, { recursive: true, force: true });
     }
   }
-  return { kernel: path.join(kernelDir, 'vmlinux'), initramfs, kernelVersion };
+  const kernel = path.join(kernelDir, 'vmlinux');
+  const k = fs.statSync(kernel);
+  const fingerprint = createHash('sha256').update(`${kernelVersion} ${k.size} ${k.mtimeMs} ${hash}`).digest('hex').slice(0, 16);
+  return { kernel, initramfs, kernelVersion, fingerprint };
+}
+
+/** berth-guest, compiled into `dir` once per source (a static binary without libc: it runs on any image). */
+export async function compileGuestTool(dir: string): Promise<string> {
+  const source = fs.readFileSync(GUEST_TOOL_SOURCE);
+  const out = path.join(dir, `berth-guest-${createHash('sha256').update(source).digest('hex').slice(0, 12)}`);
+  if (!fs.existsSync(out)) {
+    await run('gcc', ['-static', '-nostdlib', '-no-pie', '-Os', '-s', '-fno-stack-protector', '-fno-builtin', '-fno-asynchronous-unwind-tables', '-o', `${out}.tmp`, GUEST_TOOL_SOURCE]);
+    fs.renameSync(`${out}.tmp`, out);
+  }
+  return out;
 }

@@ -8,7 +8,8 @@ import type { Image, PrismaClient, Vm } from '../../generated/prisma/client.js';
 import { AppError } from '../../errors/app-error.js';
 import { portIsFree } from '../../infra/ports.js';
 import type { SecretBox } from '../../infra/secret-box.js';
-import { bootVm, discardVm, stopVm, type GuestCommand } from '../../infra/vm/qemu.js';
+import { imageCommand } from '../../infra/vm/guest-init.js';
+import { bootVm, discardVm, stopVm } from '../../infra/vm/qemu.js';
 import type { VmRuntimeProvider } from '../../infra/vm/runtime.js';
 import type { BootFollower } from './follow.js';
 import type { VmNetwork, VmRow, VmsLog } from './model.js';
@@ -25,13 +26,6 @@ export interface LauncherDeps {
   vmDir(id: string): string;
   network: VmNetwork;
   log: VmsLog;
-}
-
-/** What the image itself runs (its Docker config), started in the guest after sshd. */
-function guestCommand(config: unknown): GuestCommand | null {
-  const c = (config ?? {}) as { entrypoint?: string[] | null; cmd?: string[] | null; env?: string[]; user?: string | null; workdir?: string | null };
-  const argv = [...(c.entrypoint ?? []), ...(c.cmd ?? [])];
-  return argv.length ? { argv, env: c.env ?? [], user: c.user ?? null, workdir: c.workdir ?? null } : null;
 }
 
 export function createLauncher({ prisma, secretBox, runtime, records, follower, imageBase, vmDir, network, log }: LauncherDeps) {
@@ -69,7 +63,7 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
         accel: rt.accel,
         hostKey: { private: secretBox.open(booting.hostKeySealed), public: booting.hostKeyPublic },
         authorizedKeys: [vm.rootKeyPublic],
-        command: guestCommand(image.config),
+        command: imageCommand(image.config),
       });
       const recorded = await prisma.vm.updateMany({ where: { id: vm.id, bootStartedAt: booting.bootStartedAt, state: 'booting' }, data: { pid } });
       // Stopped, deleted or relaunched while QEMU was starting: this QEMU is nobody's.
