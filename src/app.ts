@@ -7,6 +7,7 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Config } from './config.js';
+import type { Image } from './generated/prisma/client.js';
 import type { Database } from './infra/database.js';
 import type { Keyring } from './modules/identity/keyring.js';
 import { createPasswordHasher, type PasswordHasher } from './modules/identity/passwords.js';
@@ -33,7 +34,10 @@ import { imagesRoutes } from './modules/images/routes.js';
 import { createImagesService, imageBasePath } from './modules/images/service.js';
 import { vmsRoutes } from './modules/vms/routes.js';
 import { createVmsService } from './modules/vms/service.js';
+import { imageCommand } from './infra/vm/guest-init.js';
 import { createVmRuntime } from './infra/vm/runtime.js';
+import { startVm } from './infra/vm/start.js';
+import { createTemplates } from './infra/vm/template.js';
 import { createUsersService } from './modules/users/service.js';
 import identityGuard from './modules/identity/guard.js';
 import openapiPlugin from './plugins/openapi.js';
@@ -50,6 +54,8 @@ declare module 'fastify' {
 }
 
 const READINESS_TIMEOUT_MS = 2000;
+/** How often pooled images' VM templates are checked (made again when stale: a new kernel, QEMU, image). */
+const TEMPLATE_CHECK_MS = 60_000;
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -152,7 +158,23 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   // Three watch ticks missed (15 s at least): a VM host's process is gone, not just busy.
   const vmHostDownAfterMs = Math.max(15_000, 3 * config.vms.watchSeconds * 1000);
   const vmRuntime = createVmRuntime({ cacheDir: config.cacheDir, accel: config.vms.accel, egress: config.vms.egress });
+  // An image's template snapshots live in its directory, and go with it. Made in the
+  // background, one at a time (template.ts): nothing waits for one.
+  const templates = config.vms.snapshots
+    ? createTemplates({ runtime: vmRuntime, dirOf: (imageId) => path.join(imagesDir, imageId, 'templates'), bootTimeoutMs: config.vms.bootTimeoutMs, log: app.log })
+    : null;
+  /** The image's template for the default VM shape, made in the background unless it is current. */
+  const prepareTemplate = (image: Image) =>
+    templates?.ensure({
+      imageId: image.id,
+      base: imageBasePath(imagesDir, image.id),
+      command: imageCommand(image.config),
+      cpus: config.vms.defaultCpus,
+      memoryMb: config.vms.defaultMemoryMb,
+      egress: config.vms.egress,
+    });
   const vms = createVmsService({
+    startVm: (spec) => startVm(spec, { templates, log: app.log }),
     prisma,
     secretBox,
     state,
@@ -208,7 +230,20 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(machinesRoutes, { machines });
   await app.register(reservationsRoutes, { reservations });
 
-  const images = createImagesService({ prisma, docker, dir: imagesDir, log: app.log });
+  const images = createImagesService({
+    prisma,
+    docker,
+    dir: imagesDir,
+    log: app.log,
+    // A ready image gets its template for the default VM shape at once (in the background),
+    // after taking over those of the image whose base it shares.
+    onReady: (image, sharedWith) => {
+      if (!templates) return;
+      void (sharedWith ? templates.adopt(sharedWith.id, image.id, imageBasePath(imagesDir, image.id)) : Promise.resolve())
+        .catch((err: Error) => app.log.warn({ image: image.id, err: err.message }, 'could not take over VM templates'))
+        .then(() => prepareTemplate(image));
+    },
+  });
   const builds = new Set<Promise<void>>();
   const track = (build: Promise<void>) => {
     builds.add(build);
@@ -216,6 +251,13 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   };
   await app.register(imagesRoutes, { images, track, maxContextBytes: config.images.maxContextBytes });
   await app.register(vmsRoutes, { vms });
+
+  /** Asks for the templates of this host's pooled images (a host without VMs has nothing to make). */
+  async function prepareTemplates(): Promise<void> {
+    if (!(await vmRuntime.get().then(() => true, () => false))) return;
+    const pooled = await prisma.image.findMany({ where: { status: 'ready', poolSize: { gt: 0 } } });
+    pooled.forEach(prepareTemplate);
+  }
 
   // Every background job of this process, from start-up to close. VMs outlive the
   // process: at start-up their QEMUs are re-adopted (or found dead) by the VM watch, and
@@ -226,6 +268,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       { name: 'vms', intervalMs: config.vms.watchSeconds * 1000, tick: () => vms.watch() },
       { name: 'images', intervalMs: config.images.watchSeconds * 1000, tick: () => images.failInterrupted() },
       { name: 'sessions', intervalMs: config.sessions.pruneIntervalSeconds * 1000, tick: () => sessions.prune() },
+      // Pools come back as clones: pooled images' templates are made (again) in the background.
+      ...(templates ? [{ name: 'vm-templates', intervalMs: TEMPLATE_CHECK_MS, tick: () => prepareTemplates() }] : []),
     ],
     app.log,
   );
@@ -236,6 +280,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.addHook('onClose', async () => {
     await jobs.stop();
     await vms.close();
+    await templates?.close();
     // Builds run after their request has been answered; closing waits for them.
     await Promise.allSettled([...builds]);
   });

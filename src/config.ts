@@ -95,6 +95,7 @@ const environment = z
       .refine(([from, to]) => from >= 1024 && to <= 65535 && from <= to, 'must be a range within 1024-65535, low-high')
       .default([40000, 40999]),
     BERTH_VM_EGRESS: z.enum(['none', 'internet']).default('none'),
+    BERTH_VM_SNAPSHOTS: z.enum(['on', 'off']).default('on'),
   })
   .refine((env) => env.BERTH_SESSION_MAX_TTL_SECONDS >= env.BERTH_ACCESS_TOKEN_TTL_SECONDS, {
     message: 'BERTH_SESSION_MAX_TTL_SECONDS must be at least BERTH_ACCESS_TOKEN_TTL_SECONDS',
@@ -190,6 +191,8 @@ export interface Config {
     ports: [number, number];
     /** What guests may reach: nothing (`none`), or anything but this host (`internet`). */
     egress: 'none' | 'internet';
+    /** Start VMs as clones of a template snapshot of their image (off: every start is a cold boot). */
+    snapshots: boolean;
   };
   reservations: {
     expiryIntervalSeconds: number;
@@ -273,6 +276,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       publicHost: e.BERTH_VM_PUBLIC_HOST ?? (e.BERTH_VM_BIND === '0.0.0.0' ? os.hostname() : e.BERTH_VM_BIND),
       ports: e.BERTH_VM_PORTS,
       egress: e.BERTH_VM_EGRESS,
+      snapshots: e.BERTH_VM_SNAPSHOTS === 'on',
     },
     reservations: {
       expiryIntervalSeconds: e.BERTH_EXPIRY_INTERVAL_SECONDS,

@@ -1,9 +1,12 @@
 // VMs end to end on the real Docker engine and real QEMU (TCG here): an admin builds an
-// image, boots VMs that join the pool, a user reserves one, logs in, breaks it, releases
-// it and it comes back clean; stop/start keep the writable layer, reset discards it; a
-// dead QEMU is noticed; the pool grows and shrinks around reservations; a restarted berth
-// re-adopts the VMs it left running.
+// image, boots VMs that join the pool (cold until the image's template snapshot is made,
+// clones of it after), a user reserves one, logs in, breaks it, releases it and it comes
+// back clean, as a clone with a new host key; stop/start keep the writable layer, reset
+// discards it; a dead QEMU is noticed; the pool grows and shrinks around reservations; a
+// restarted berth re-adopts the VMs it left running.
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSecretBox, loadSecretKey } from '../../src/infra/secret-box.js';
 import { adminSession, createTestApp, json, userSession, type Session, type TestApp } from '../helpers/app.js';
@@ -57,6 +60,10 @@ async function asRoot(id: string, command: string) {
   return sshRun({ host: '127.0.0.1', port: v.ssh.port, username: 'root', privateKey: key }, command);
 }
 
+/** The image's template for berth's default VM shape, made in the background once the image is ready. */
+const templateReady = () =>
+  waitFor('the image template', async () => fs.existsSync(path.join(t.dataDir, 'images', imageId, 'templates', '1cpu-512mb', 'template.json')), 300_000);
+
 async function reserve(session: Session, machine: string) {
   const res = await call(session, 'POST', '/v1/reservations', { machines: [machine] });
   expect(res.status, JSON.stringify(res.body)).toBe(201);
@@ -100,6 +107,8 @@ describe('VMs', () => {
 
     const v = await untilRunning(first);
     expect(v.boot_ms).toBeGreaterThan(0);
+    // Made at once, the template cannot be ready yet: this one booted cold.
+    expect(v.start_mode).toBe('cold');
     expect(v.ssh).toMatchObject({ host: '127.0.0.1', host_key_fingerprint: expect.stringMatching(/^SHA256:/) });
     const machine = (await call(admin, 'GET', '/v1/machines/vmtest-a')).body;
     expect(machine).toMatchObject({ type: 'vm', tags: { image: 'vmtest' }, status: 'available', host_key_fingerprint: v.ssh.host_key_fingerprint });
@@ -137,7 +146,8 @@ describe('VMs', () => {
     expect((await call(admin, 'GET', '/v1/vms')).body.items).toHaveLength(1);
   });
 
-  it('a reservation gives a working login inside the VM; its release resets the VM', async () => {
+  it('a reservation gives a working login inside the VM; its release resets the VM, as a clone of the template', async () => {
+    await templateReady();
     const r = await reserve(alice, 'vmtest-a');
     const pinnedBefore = (await vm(first)).ssh.host_key_fingerprint;
     const login = { host: '127.0.0.1', port: (await vm(first)).ssh.port, username: r.account.username, password: r.account.password };
@@ -150,6 +160,7 @@ describe('VMs', () => {
     // Back in the pool only once it has booted clean.
     expect((await call(admin, 'GET', '/v1/machines/vmtest-a')).body.status).not.toBe('available');
     const again = await untilRunning(first);
+    expect(again.start_mode).toBe('restore');
     // A new host key too: the last user was root inside and could read the old one.
     expect(again.ssh.host_key_fingerprint).not.toBe(pinnedBefore);
     expect((await call(admin, 'GET', '/v1/machines/vmtest-a')).body.host_key_fingerprint).toBe(again.ssh.host_key_fingerprint);
@@ -166,14 +177,25 @@ describe('VMs', () => {
     expect((await call(alice, 'POST', '/v1/reservations', { machines: ['vmtest-a'] })).status).toBe(409);
 
     expect((await call(admin, 'POST', `/v1/vms/${first}/start`)).status).toBe(202);
-    await untilRunning(first);
+    // Its own disk is not the template's: only a boot can start from it.
+    expect((await untilRunning(first)).start_mode).toBe('cold');
     expect((await asRoot(first, 'cat /root/keep')).stdout.trim()).toBe('kept');
 
+    const pinnedBefore = (await vm(first)).ssh.host_key_fingerprint;
+    const machineIdBefore = (await asRoot(first, 'cat /etc/machine-id')).stdout.trim();
     const reset = await call(admin, 'POST', `/v1/vms/${first}/reset`);
     expect(reset.status).toBe(202);
     expect(reset.body.state).toBe('booting');
-    await untilRunning(first);
-    expect((await asRoot(first, 'cat /root/keep 2>/dev/null || echo gone')).stdout.trim()).toBe('gone');
+    const clone = await untilRunning(first);
+    // A clone again: a new host key (pinned on its machine), a new machine-id, nothing it wrote.
+    expect(clone.start_mode).toBe('restore');
+    expect(clone.ssh.host_key_fingerprint).not.toBe(pinnedBefore);
+    expect((await call(admin, 'GET', '/v1/machines/vmtest-a')).body.host_key_fingerprint).toBe(clone.ssh.host_key_fingerprint);
+    const inside = (await asRoot(first, 'cat /root/keep 2>/dev/null || echo gone; cat /etc/machine-id; hostname; cat /etc/berth-test-nonce /run/image-command')).stdout.trim().split('\n');
+    expect(inside[0]).toBe('gone');
+    expect(inside[1]).toMatch(/^[0-9a-f]{32}$/);
+    expect(inside[1]).not.toBe(machineIdBefore);
+    expect(inside.slice(2)).toEqual(['vmtest-a', NONCE, 'ran']);
   }, 3 * BOOT_WAIT_MS);
 
   it('notices a QEMU that died: the VM fails and its machine goes offline', async () => {
@@ -193,7 +215,9 @@ describe('VMs', () => {
     const grown = await call(admin, 'PUT', `/v1/images/${imageId}/pool`, { size: 3 });
     expect(grown.status, JSON.stringify(grown.body)).toBe(200);
     expect(grown.body.vms).toHaveLength(3);
-    await Promise.all(grown.body.vms.map((v: { id: string }) => untilRunning(v.id)));
+    const members = await Promise.all(grown.body.vms.map((v: { id: string }) => untilRunning(v.id)));
+    // The new ones are clones of the template.
+    expect(members.filter((v) => v.id !== first).map((v) => v.start_mode)).toEqual(['restore', 'restore']);
     const pool = (await call(alice, 'GET', '/v1/machines?type=vm&tag=image:vmtest&status=available')).body;
     expect(pool.items).toHaveLength(3);
 

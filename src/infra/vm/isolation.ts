@@ -61,6 +61,12 @@ function nft(script: string): Promise<void> {
   });
 }
 
+/** The VM user's numeric ids, for what berth hands over to a QEMU running as that user. */
+export async function vmUserIds(): Promise<{ uid: number; gid: number }> {
+  const [uid, gid] = await Promise.all([run('id', ['-u', VM_USER]), run('id', ['-g', VM_USER])]);
+  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
 /** QEMU's arguments for `egress`: its user network's restriction, and the user the guest runs as. */
 export function egressArgs(egress: Egress): { restrict: 'on' | 'off'; runAs: string[] } {
   return egress === 'none' ? { restrict: 'on', runAs: [] } : { restrict: 'off', runAs: ['-runas', VM_USER] };

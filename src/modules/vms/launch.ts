@@ -2,15 +2,18 @@
 // conditional update (from the states it names and from the boot that was read: two
 // resets at once do not both go), answers once the old QEMU is gone and — for a reset —
 // the writable layer and the host key are new, then starts QEMU and follows the boot in
-// the background. Launches in progress are tracked until QEMU has started: the watch
+// the background. QEMU starts as a clone of the image's template snapshot when there is a
+// current one (start mode `restore`), else it boots cold, the reason logged
+// (infra/vm/start.ts). Launches in progress are tracked until QEMU has started: the watch
 // leaves them alone, and stopping or deleting waits for them.
 import type { Image, PrismaClient, Vm } from '../../generated/prisma/client.js';
 import { AppError } from '../../errors/app-error.js';
 import { portIsFree } from '../../infra/ports.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { imageCommand } from '../../infra/vm/guest-init.js';
-import { bootVm, discardVm, stopVm } from '../../infra/vm/qemu.js';
+import { discardVm, stopVm } from '../../infra/vm/qemu.js';
 import type { VmRuntimeProvider } from '../../infra/vm/runtime.js';
+import type { StartSpec, Started } from '../../infra/vm/start.js';
 import type { BootFollower } from './follow.js';
 import type { VmNetwork, VmRow, VmsLog } from './model.js';
 import type { VmRecords } from './records.js';
@@ -21,6 +24,8 @@ export interface LauncherDeps {
   runtime: VmRuntimeProvider;
   records: Pick<VmRecords, 'get' | 'ownedHere' | 'newHostKey' | 'newPort'>;
   follower: Pick<BootFollower, 'follow' | 'markFailed' | 'abort'>;
+  /** Starts a VM's QEMU: restored from its image's template snapshot, or booted cold (infra/vm/start.ts). */
+  startVm(spec: StartSpec): Promise<Started>;
   /** Where an image's ext4 base is. */
   imageBase(imageId: string): string;
   vmDir(id: string): string;
@@ -28,7 +33,7 @@ export interface LauncherDeps {
   log: VmsLog;
 }
 
-export function createLauncher({ prisma, secretBox, runtime, records, follower, imageBase, vmDir, network, log }: LauncherDeps) {
+export function createLauncher({ prisma, secretBox, runtime, records, follower, startVm, imageBase, vmDir, network, log }: LauncherDeps) {
   /** Launches in progress here, from the state change until QEMU has started. */
   const starting = new Map<string, Promise<void>>();
   /** Work that goes on after a request was answered (starting QEMU, following the boot); closing waits for it. */
@@ -44,12 +49,13 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
       throw new AppError('vm_unavailable', `VMs cannot boot on this host: ${err.message}`);
     });
 
-  /** Starts QEMU for a VM in `booting`; false when the VM moved on meanwhile (that QEMU is stopped again). */
-  async function startQemu(vm: VmRow, image: Image, booting: VmRow): Promise<boolean> {
+  /** Starts QEMU for a VM in `booting`; null when the VM moved on meanwhile (that QEMU is stopped again). */
+  async function startQemu(vm: VmRow, image: Image, booting: VmRow): Promise<Started | null> {
     const rt = await requireRuntime();
     const dir = vmDir(vm.id);
     try {
-      const pid = await bootVm({
+      const started = await startVm({
+        imageId: vm.imageId,
         dir,
         name: vm.name,
         kernel: rt.kernel,
@@ -65,13 +71,16 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
         authorizedKeys: [vm.rootKeyPublic],
         command: imageCommand(image.config),
       });
-      const recorded = await prisma.vm.updateMany({ where: { id: vm.id, bootStartedAt: booting.bootStartedAt, state: 'booting' }, data: { pid } });
+      const recorded = await prisma.vm.updateMany({
+        where: { id: vm.id, bootStartedAt: booting.bootStartedAt, state: 'booting' },
+        data: { pid: started.pid, startMode: started.mode },
+      });
       // Stopped, deleted or relaunched while QEMU was starting: this QEMU is nobody's.
       if (recorded.count === 0) {
         await stopVm(dir);
-        return false;
+        return null;
       }
-      return true;
+      return started;
     } catch (err) {
       throw new Error(`QEMU did not start: ${(err as Error).message}`, { cause: err });
     }
@@ -91,14 +100,14 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
       const bootStartedAt = new Date();
       const { count } = await prisma.vm.updateMany({
         where: { id: vm.id, state: { in: opts.from }, bootStartedAt: vm.bootStartedAt },
-        data: { state: 'booting', stateReason: null, pid: null, bootStartedAt, bootMs: null },
+        data: { state: 'booting', stateReason: null, pid: null, bootStartedAt, bootMs: null, startMode: null },
       });
       if (count === 0) {
         const now = await records.get(vm.id);
         throw new AppError('vm_state', `${vm.name} is ${now.state}${now.state === vm.state ? ' (changed meanwhile)' : ''}`);
       }
       follower.abort(vm.id);
-      let booting: VmRow = { ...vm, state: 'booting', bootStartedAt, pid: null, bootMs: null, stateReason: null };
+      let booting: VmRow = { ...vm, state: 'booting', bootStartedAt, pid: null, bootMs: null, startMode: null, stateReason: null };
       const dir = vmDir(vm.id);
       const previous = starting.get(vm.id);
       // Before answering: once this returns, nothing the VM's last user wrote exists. What
@@ -132,7 +141,8 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
             if (starting.get(vm.id) === started) starting.delete(vm.id);
           })
           .then(
-            (ours) => (ours ? follower.follow(booting) : undefined),
+            // A restore answered once the guest said its sshd listens: the follower need not wait for that again.
+            (ours) => (ours ? follower.follow(booting, { sshdListening: ours.mode === 'restore' }) : undefined),
             (err: Error) => follower.markFailed(booting, err.message),
           )
           .catch((err: unknown) => log.error({ err, vm: vm.id }, 'launching a VM failed')),

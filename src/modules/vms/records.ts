@@ -34,7 +34,7 @@ export type NodeStatus = 'up' | 'down';
  * from their index: MariaDB otherwise starts from images and sorts the join in a temporary table.
  */
 export const VM_VIEW_SELECT = `SELECT v.id, v.name, v.image_id AS imageId, v.machine_id AS machineId, v.state, v.state_reason AS stateReason,
-  v.node, v.cpus, v.memory_mb AS memoryMb, v.ssh_port AS sshPort, v.host_key_fingerprint AS hostKeyFingerprint, v.boot_ms AS bootMs,
+  v.node, v.cpus, v.memory_mb AS memoryMb, v.ssh_port AS sshPort, v.host_key_fingerprint AS hostKeyFingerprint, v.boot_ms AS bootMs, v.start_mode AS startMode,
   v.pending_action AS pendingAction, v.created_at AS createdAt, v.updated_at AS updatedAt, i.name AS imageName, m.host AS machineHost, m.name AS machineName,
   m.status AS machineStatus, IF(h.heartbeat_at >= ?, 'up', 'down') AS nodeStatus
   FROM vms v STRAIGHT_JOIN images i ON i.id = v.image_id LEFT JOIN machines m ON m.id = v.machine_id LEFT JOIN vm_hosts h ON h.name = v.node`;

@@ -19,6 +19,7 @@ export function toVmDto(v: VmView, viewer: { admin: boolean }, nodeStatus: NodeS
     memory_mb: v.memoryMb,
     ssh: { host: v.machine?.host ?? '127.0.0.1', port: v.sshPort, host_key_fingerprint: v.hostKeyFingerprint },
     boot_ms: v.bootMs,
+    start_mode: v.startMode,
     machine_name: v.machine?.name ?? null,
     machine_status: v.machine?.status ?? null,
     node: v.node,

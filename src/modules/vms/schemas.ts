@@ -37,6 +37,10 @@ export const vm = z
     memory_mb: z.number().int(),
     ssh: z.object({ host: z.string(), port: z.number().int(), host_key_fingerprint: z.string() }),
     boot_ms: z.number().int().nullable().meta({ description: 'from the start of the last boot to SSH answering with the pinned host key' }),
+    start_mode: z
+      .enum(['restore', 'cold'])
+      .nullable()
+      .meta({ description: "how the last start went: `restore` = a clone of the image's template snapshot, `cold` = a full boot (no current snapshot yet, or its restore failed); null before the first start" }),
     machine_name: z.string().nullable(),
     machine_status: z.enum(['available', 'reserved', 'maintenance', 'offline']).nullable(),
     node: z.string().meta({ description: 'the host whose QEMU runs it' }),
@@ -57,7 +61,8 @@ export const vm = z
         cpus: 1,
         memory_mb: 512,
         ssh: { host: '127.0.0.1', port: 40111, host_key_fingerprint: 'SHA256:2bm3k1mEa8mXr0yX2i1mFv2cSx5n8P2Qe0bEw0mJx2Q' },
-        boot_ms: 4120,
+        boot_ms: 840,
+        start_mode: 'restore',
         machine_name: 'devbox-1',
         machine_status: 'available',
         node: 'berth-host-1',

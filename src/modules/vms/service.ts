@@ -20,6 +20,7 @@ import { isUniqueViolation } from '../../infra/database.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { readTail } from '../../infra/vm/console-log.js';
 import type { VmRuntimeProvider } from '../../infra/vm/runtime.js';
+import type { StartSpec, Started } from '../../infra/vm/start.js';
 import { REASONS, type MachineState } from '../machines/state.js';
 import { createBootFollower } from './follow.js';
 import { createVmHosts } from './hosts.js';
@@ -42,6 +43,8 @@ export interface VmsDeps {
   imageBase(imageId: string): string;
   /** This host's name: VMs are managed only by processes on the host that runs them. */
   node: string;
+  /** Starts a VM's QEMU: restored from its image's template snapshot, or booted cold (infra/vm/start.ts). */
+  startVm(spec: StartSpec): Promise<Started>;
   limits: VmLimits;
   network: VmNetwork;
   /** A host that has not said it is alive for this long is down (its VMs leave the pool). */
@@ -69,7 +72,7 @@ export function createVmsService(deps: VmsDeps) {
   const { network } = deps;
   const records = createVmRecords({ prisma, secretBox, node, limits, network });
   const follower = createBootFollower({ prisma, secretBox, state, limits, bind: network.bind, vmDir, log });
-  const launcher = createLauncher({ prisma, secretBox, runtime, records, follower, imageBase: deps.imageBase, vmDir, network, log });
+  const launcher = createLauncher({ prisma, secretBox, runtime, records, follower, startVm: deps.startVm, imageBase: deps.imageBase, vmDir, network, log });
   const { launch } = launcher;
   const hosts = createVmHosts({ prisma, node, publicHost: network.publicHost, downAfterMs: deps.hostDownAfterMs });
 

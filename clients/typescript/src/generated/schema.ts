@@ -961,7 +961,8 @@ export interface components {
          *         "port": 40111,
          *         "host_key_fingerprint": "SHA256:2bm3k1mEa8mXr0yX2i1mFv2cSx5n8P2Qe0bEw0mJx2Q"
          *       },
-         *       "boot_ms": 4120,
+         *       "boot_ms": 840,
+         *       "start_mode": "restore",
          *       "machine_name": "devbox-1",
          *       "machine_status": "available",
          *       "node": "berth-host-1",
@@ -992,6 +993,8 @@ export interface components {
             };
             /** @description from the start of the last boot to SSH answering with the pinned host key */
             boot_ms: number | null;
+            /** @description how the last start went: `restore` = a clone of the image's template snapshot, `cold` = a full boot (no current snapshot yet, or its restore failed); null before the first start */
+            start_mode: ("restore" | "cold") | null;
             machine_name: string | null;
             machine_status: ("available" | "reserved" | "maintenance" | "offline") | null;
             /** @description the host whose QEMU runs it */
@@ -1338,7 +1341,8 @@ export interface components {
          *         "port": 40111,
          *         "host_key_fingerprint": "SHA256:2bm3k1mEa8mXr0yX2i1mFv2cSx5n8P2Qe0bEw0mJx2Q"
          *       },
-         *       "boot_ms": 4120,
+         *       "boot_ms": 840,
+         *       "start_mode": "restore",
          *       "machine_name": "devbox-1",
          *       "machine_status": "available",
          *       "node": "berth-host-1",
@@ -1369,6 +1373,8 @@ export interface components {
             };
             /** @description from the start of the last boot to SSH answering with the pinned host key */
             boot_ms: number | null;
+            /** @description how the last start went: `restore` = a clone of the image's template snapshot, `cold` = a full boot (no current snapshot yet, or its restore failed); null before the first start */
+            start_mode: ("restore" | "cold") | null;
             machine_name: string | null;
             machine_status: ("available" | "reserved" | "maintenance" | "offline") | null;
             /** @description the host whose QEMU runs it */

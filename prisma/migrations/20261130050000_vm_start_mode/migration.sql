@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE `vms` ADD COLUMN `start_mode` ENUM('restore', 'cold') NULL;
