@@ -191,6 +191,9 @@ export async function sshRun(
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const ssh = new NodeSSH();
   await ssh.connect({ ...target, readyTimeout: 10_000, tryKeyboard: false });
+  // A machine that goes away after the command (a VM killed or reset by the test) resets
+  // the closing connection; node-ssh no longer listens for errors then.
+  ssh.connection?.on('error', () => {});
   try {
     return await ssh.execCommand(command);
   } finally {
