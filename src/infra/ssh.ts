@@ -173,6 +173,42 @@ export async function sshConnect(target: SshTarget, timeouts: { connectTimeoutMs
   };
 }
 
+/**
+ * Whether the server at `target` proves it holds the pinned host key: one key exchange, in
+ * which the server signs the exchange with its host key and ssh2 checks that signature and
+ * the key against the pin; no login. Resolves once proven; throws HostKeyMismatchError when
+ * another key answers, SshError when nothing does.
+ */
+export async function sshProveHostKey(target: { host: string; port: number; hostKeyFingerprint: string }, timeoutMs: number): Promise<void> {
+  const client = new (ssh2().Client)();
+  let presented: string | undefined;
+  // Late errors (a reset after the end) must not go unheard: see sshConnect.
+  client.on('error', () => {});
+  try {
+    await new Promise<void>((resolve, reject) => {
+      client.once('handshake', () => resolve());
+      client.once('error', reject);
+      client.once('close', () => reject(new Error('the connection closed during the key exchange')));
+      client.connect({
+        host: target.host,
+        port: target.port,
+        // ssh2 wants a user; no authentication is ever attempted (the connection ends at the handshake).
+        username: 'berth',
+        readyTimeout: timeoutMs,
+        hostVerifier: (key: Buffer) => {
+          presented = fingerprintOfKeyBlob(key);
+          return presented === target.hostKeyFingerprint;
+        },
+      });
+    });
+  } catch (err) {
+    if (presented && presented !== target.hostKeyFingerprint) throw new HostKeyMismatchError(target.hostKeyFingerprint, presented);
+    throw new SshError(`no SSH key exchange with ${target.host}:${target.port}: ${(err as Error).message}`);
+  } finally {
+    client.end();
+  }
+}
+
 /** One command on an open connection, its output bounded, every stream error caught. */
 function exec(client: ssh2Types.Client, command: string, stdin: string, timeoutMs: number, connectionError: () => Error | undefined): Promise<CommandResult> {
   const half = COMMAND_OUTPUT_MAX_BYTES / 2;

@@ -3,8 +3,8 @@
 // not crash the process. vitest fails the run on any uncaught error.
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseHostKey, sshConnect } from '../../src/infra/ssh.js';
-import { rootKey, startMachine, type TestMachine } from '../helpers/ssh-machines.js';
+import { generateSshKeyPair, HostKeyMismatchError, parseHostKey, sshConnect, SshError, sshProveHostKey } from '../../src/infra/ssh.js';
+import { freePort, rootKey, startMachine, type TestMachine } from '../helpers/ssh-machines.js';
 
 let m: TestMachine;
 beforeAll(async () => {
@@ -29,6 +29,15 @@ async function resettableProxy(target: number) {
     close: () => server.close(),
   };
 }
+
+describe('sshProveHostKey (what a VM must answer to be running)', () => {
+  it('ends after the key exchange when the server signs with the pinned key, and refuses any other key', async () => {
+    await sshProveHostKey({ host: m.host, port: m.port, hostKeyFingerprint: parseHostKey(m.hostKey)! }, 5000);
+    const other = parseHostKey(generateSshKeyPair().public)!;
+    await expect(sshProveHostKey({ host: m.host, port: m.port, hostKeyFingerprint: other }, 5000)).rejects.toBeInstanceOf(HostKeyMismatchError);
+    await expect(sshProveHostKey({ host: '127.0.0.1', port: await freePort(), hostKeyFingerprint: other }, 2000)).rejects.toBeInstanceOf(SshError);
+  });
+});
 
 describe('sshConnect', () => {
   it('survives a connection reset while the session is idle, and fails the next command', async () => {

@@ -5,8 +5,7 @@
 // restored clone said so already, on its identity channel, before its port was forwarded.
 import path from 'node:path';
 import type { PrismaClient, Vm } from '../../generated/prisma/client.js';
-import type { SecretBox } from '../../infra/secret-box.js';
-import { HostKeyMismatchError, sshConnect } from '../../infra/ssh.js';
+import { HostKeyMismatchError, sshProveHostKey } from '../../infra/ssh.js';
 import { LogScanner, readTail } from '../../infra/vm/console-log.js';
 import { GUEST_SAYS } from '../../infra/vm/guest-init.js';
 import { runningPid, stopVm } from '../../infra/vm/qemu.js';
@@ -18,7 +17,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface BootFollowerDeps {
   prisma: PrismaClient;
-  secretBox: SecretBox;
   state: Pick<MachineState, 'returnVm' | 'vmFailed'>;
   limits: Pick<VmLimits, 'bootTimeoutMs'>;
   /** The address VMs' SSH ports are bound on (BERTH_VM_BIND). */
@@ -28,7 +26,7 @@ export interface BootFollowerDeps {
   log: VmsLog;
 }
 
-export function createBootFollower({ prisma, secretBox, state, limits, bind, vmDir, log }: BootFollowerDeps) {
+export function createBootFollower({ prisma, state, limits, bind, vmDir, log }: BootFollowerDeps) {
   /** Boots this process is following. */
   const following = new Map<string, AbortController>();
   let closed = false;
@@ -61,16 +59,15 @@ export function createBootFollower({ prisma, secretBox, state, limits, bind, vmD
     if (count === 1 && vm.machineId) await state.returnVm(vm.machineId);
   }
 
-  /** Whether SSH answers as root with the VM's pinned host key; throws HostKeyMismatchError for an impostor. */
-  async function sshAnswers(vm: VmRow, privateKey: string): Promise<boolean> {
+  /**
+   * Whether SSH answers with the VM's pinned host key: a key exchange, in which its sshd
+   * signs with that key (so the VM has its identity: the key and root's key are applied
+   * together, before sshd may answer). No login: the first one into a fresh guest costs
+   * ~0.15 s more under TCG, and proves nothing more. Throws HostKeyMismatchError for an impostor.
+   */
+  async function sshAnswers(vm: VmRow): Promise<boolean> {
     try {
-      const session = await sshConnect(
-        { host: localAddress(bind), port: vm.sshPort, username: 'root', privateKey, hostKeyFingerprint: vm.hostKeyFingerprint },
-        { connectTimeoutMs: 5000, commandTimeoutMs: 10_000 },
-      );
-      // Logged in as root with the pinned host key: the VM is usable. (A command on top
-      // would prove no more and cost a cold shell start, ~0.25 s under TCG.)
-      session.close();
+      await sshProveHostKey({ host: localAddress(bind), port: vm.sshPort, hostKeyFingerprint: vm.hostKeyFingerprint }, 5000);
       return true;
     } catch (err) {
       if (err instanceof HostKeyMismatchError) throw err;
@@ -85,7 +82,6 @@ export function createBootFollower({ prisma, secretBox, state, limits, bind, vmD
     following.set(vm.id, abort);
     const dir = vmDir(vm.id);
     const deadline = (vm.bootStartedAt?.getTime() ?? Date.now()) + limits.bootTimeoutMs;
-    const privateKey = vm.machine ? secretBox.open(vm.machine.credential) : null;
     const consoleScan = new LogScanner(consolePath(vm.id));
     let sshdStarted = opts.sshdListening ?? false;
     try {
@@ -102,9 +98,9 @@ export function createBootFollower({ prisma, secretBox, state, limits, bind, vmD
           return await markFailed(vm, `sshd did not start in the VM${await consoleTail(vm.id, 4)}`);
         }
         sshdStarted ||= text.includes(GUEST_SAYS.sshd);
-        if (privateKey && sshdStarted) {
+        if (sshdStarted) {
           try {
-            if (await sshAnswers(vm, privateKey)) return await markRunning(vm);
+            if (await sshAnswers(vm)) return await markRunning(vm);
           } catch (err) {
             await stopVm(dir);
             return await markFailed(vm, `something else answers on its SSH port: ${(err as Error).message}`);

@@ -71,7 +71,7 @@ export function createVmsService(deps: VmsDeps) {
   const vmDir = (id: string) => path.join(deps.dir, id);
   const { network } = deps;
   const records = createVmRecords({ prisma, secretBox, node, limits, network });
-  const follower = createBootFollower({ prisma, secretBox, state, limits, bind: network.bind, vmDir, log });
+  const follower = createBootFollower({ prisma, state, limits, bind: network.bind, vmDir, log });
   const launcher = createLauncher({ prisma, secretBox, runtime, records, follower, startVm: deps.startVm, imageBase: deps.imageBase, vmDir, network, log });
   const { launch } = launcher;
   const hosts = createVmHosts({ prisma, node, publicHost: network.publicHost, downAfterMs: deps.hostDownAfterMs });
