@@ -564,7 +564,7 @@ async function main() {
     say('');
     say(`Median snapshot reset ${ms(sr.running)} ms = ${shareLine(sr)}.`);
     say('');
-    say(`Median cold boot ${ms(cb.running)} ms (for comparison: the kernel and initramfs, the init, sshd's start and the first login, all under emulation).`);
+    say(`Median cold boot ${ms(cb.running)} ms (for comparison: the kernel and initramfs, the init, sshd's start and the first SSH key exchange, all under emulation).`);
     say('');
     say(`### The floor, step by step (3 clones of the same template, restored by the bench itself; median, wall ms / QEMU CPU ms)`);
     say('');
