@@ -35,13 +35,17 @@ export interface RestorePhases {
 /** Lines the guest writes on the channel until `onLine` says done (or throws: a failure). */
 function guestLines(channel: net.Socket, onLine: (line: string) => boolean): Promise<void> {
   return new Promise((resolve, reject) => {
-    readline.createInterface({ input: channel, crlfDelay: Infinity }).on('line', (line) => {
-      try {
-        if (line.trim() && onLine(line.trim())) resolve();
-      } catch (err) {
-        reject(err);
-      }
-    });
+    readline
+      .createInterface({ input: channel, crlfDelay: Infinity })
+      .on('line', (line) => {
+        try {
+          if (line.trim() && onLine(line.trim())) resolve();
+        } catch (err) {
+          reject(err);
+        }
+      })
+      // readline passes its input's errors on (QEMU gone: ECONNRESET); the channel's 'close' below says so.
+      .on('error', () => {});
     channel.on('close', () => reject(new RestoreError('the identity channel closed (QEMU exited)')));
   });
 }

@@ -29,7 +29,10 @@ export async function connectQmp(dir: string, name: string, timeoutMs = 5000): P
   let greeted: (() => void) | null = null;
   let closedBecause: Error | null = null;
 
-  readline.createInterface({ input: socket, crlfDelay: Infinity }).on('line', (line) => {
+  const lines = readline.createInterface({ input: socket, crlfDelay: Infinity });
+  // readline passes the socket's errors on (QEMU gone: ECONNRESET); onGone below hears them from the socket.
+  lines.on('error', () => {});
+  lines.on('line', (line) => {
     if (!line.trim()) return;
     const msg = JSON.parse(line) as { QMP?: unknown; return?: unknown; error?: { desc: string }; event?: string; data?: Record<string, unknown> };
     if (msg.QMP) greeted?.();
