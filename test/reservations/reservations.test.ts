@@ -123,6 +123,8 @@ describe('choosing machines', () => {
     const login = await sshRun({ host: gpu.host, port: gpu.port, username: 'trainer', password: 'my own passphrase 1' }, 'id -un; sudo -n true; echo "sudo=$?"');
     expect(login.stdout).toContain('trainer');
     expect(login.stdout).toContain('sudo=1');
+    // The machine hashed it with its own default (yescrypt on Debian), not berth.
+    expect((await gpu.sh('getent shadow trainer | cut -d: -f2')).out.trim()).toMatch(/^\$y\$/);
     await release(alice, r.id);
   });
 
@@ -132,6 +134,8 @@ describe('choosing machines', () => {
     expect(r.account.password).toMatch(/^[A-Za-z0-9_-]{24}$/);
     const { host, port } = r.machines[0];
     expect((await sshRun({ host, port, username: 'bob', password: r.account.password }, 'id -un')).stdout).toBe('bob');
+    // Hashed by berth (SHA-512 crypt: 144 random bits need no memory-hard hash), set as it is.
+    expect((await pool.machines[3]!.sh('getent shadow bob | cut -d: -f2')).out.trim()).toMatch(/^\$6\$[./A-Za-z0-9]{16}\$[./A-Za-z0-9]{86}$/);
     await release(bob, r.id);
   });
 

@@ -1,6 +1,6 @@
 // The Unix account a reservation puts on each machine. The scripts are constant text;
-// the username and reservation id arrive as validated arguments, the password and the
-// public key on stdin. Ownership is recorded where only root can write
+// the username, reservation id and the password's form arrive as validated arguments, the
+// password and the public key on stdin. Ownership is recorded where only root can write
 // (/var/lib/berth/accounts/<user> holds the reservation id): removal only ever touches
 // accounts berth made for that reservation, and the account's user cannot disown it
 // (the GECOS marker, which `chfn` lets a user edit, is only a label).
@@ -19,7 +19,7 @@ export const RESERVED_ACCOUNT_NAMES = new Set([
 
 const CREATE = String.raw`
 set -eu
-user="$1"; marker="berth reservation $2"; grant_sudo="$3"
+user="$1"; marker="berth reservation $2"; grant_sudo="$3"; password_form="$4"
 owners=/var/lib/berth/accounts
 if getent passwd "$user" >/dev/null; then
   # A retry of this very reservation finds its own account: nothing more to do.
@@ -33,7 +33,9 @@ install -d -m 700 -o root -g root /var/lib/berth "$owners"
 # Recorded before the account exists: a crash in between leaves a record, never an unowned account.
 printf '%s\n' "$2" >"$owners/$user"
 useradd --create-home --shell /bin/bash --comment "$marker" "$user"
-if [ -n "$password" ]; then
+if [ -n "$password" ] && [ "$password_form" = hashed ]; then
+  printf '%s:%s\n' "$user" "$password" | chpasswd -e
+elif [ -n "$password" ]; then
   printf '%s:%s\n' "$user" "$password" | chpasswd
 else
   # "*": no password can match, yet the account is not "locked", which would bar key logins too.
@@ -94,12 +96,20 @@ export class AccountError extends Error {
   }
 }
 
+/**
+ * The account's password: as the user chose it (the machine hashes it, with its own default
+ * such as yescrypt), or already hashed by berth in crypt(3) form (set as it is).
+ */
+export type AccountPassword = { plain: string } | { hashed: string };
+
 export async function createAccount(
   ssh: SshSession,
-  account: { username: string; reservationId: string; password?: string; sshPublicKey?: string; grantSudo: boolean },
+  account: { username: string; reservationId: string; password?: AccountPassword; sshPublicKey?: string; grantSudo: boolean },
 ): Promise<void> {
-  const stdin = `${account.password ?? ''}\n${account.sshPublicKey ?? ''}\n`;
-  const r = await ssh.runScript(CREATE, [account.username, account.reservationId, account.grantSudo ? 'yes' : 'no'], {
+  const { password } = account;
+  const stdin = `${password ? ('hashed' in password ? password.hashed : password.plain) : ''}\n${account.sshPublicKey ?? ''}\n`;
+  const form = password && 'hashed' in password ? 'hashed' : 'plain';
+  const r = await ssh.runScript(CREATE, [account.username, account.reservationId, account.grantSudo ? 'yes' : 'no', form], {
     stdin,
     name: `berth-create-${account.reservationId}`,
   });
