@@ -166,7 +166,7 @@ static int identity(void) {
     if (n <= 0) return fail("the identity ended early");
     size += n;
     msg[size] = 0;
-    if (size >= 5 && (same(msg + size - 5, "\nend\n") || (size == 4 && same(msg, "end\n")))) break;
+    if (size >= 5 && same(msg + size - 5, "\nend\n")) break;
     if (size == sizeof msg - 1) return fail("the identity is too long");
   }
   struct identity id = {0};

@@ -5,7 +5,7 @@
 // the seed disk's files (/berth/init, and a cold boot's identity) on a private tmpfs at
 // /berth, configures QEMU's user-mode network and switches to the image's root.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -69,7 +69,8 @@ export async function prepareBootArtifacts(cacheDir: string): Promise<BootArtifa
       fs.chmodSync(path.join(root, 'bin/berth-guest'), 0o755);
       for (const m of MODULES) fs.copyFileSync(path.join(kernelDir, 'modules', `${m}.ko`), path.join(root, 'lib/modules', `${m}.ko`));
       fs.writeFileSync(path.join(root, 'init'), INIT, { mode: 0o755 });
-      await run('bash', ['-c', `cd "${root}" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "${initramfs}.tmp" && mv "${initramfs}.tmp" "${initramfs}"`]);
+      const partial = partialName(initramfs);
+      await run('bash', ['-c', `cd "${root}" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "${partial}" && mv "${partial}" "${initramfs}"`]);
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }
@@ -80,13 +81,20 @@ export async function prepareBootArtifacts(cacheDir: string): Promise<BootArtifa
   return { kernel, initramfs, kernelVersion, fingerprint };
 }
 
+/**
+ * A name to write `file` under before it is renamed into place: its own for each writer, as
+ * processes sharing the cache (several berths, the test files of a run) may make it at once.
+ */
+const partialName = (file: string) => `${file}.${process.pid}-${randomBytes(4).toString('hex')}.partial`;
+
 /** berth-guest, compiled into `dir` once per source (a static binary without libc: it runs on any image). */
 export async function compileGuestTool(dir: string): Promise<string> {
   const source = fs.readFileSync(GUEST_TOOL_SOURCE);
   const out = path.join(dir, `berth-guest-${createHash('sha256').update(source).digest('hex').slice(0, 12)}`);
   if (!fs.existsSync(out)) {
-    await run('gcc', ['-static', '-nostdlib', '-no-pie', '-Os', '-s', '-fno-stack-protector', '-fno-builtin', '-fno-asynchronous-unwind-tables', '-o', `${out}.tmp`, GUEST_TOOL_SOURCE]);
-    fs.renameSync(`${out}.tmp`, out);
+    const partial = partialName(out);
+    await run('gcc', ['-static', '-nostdlib', '-no-pie', '-Os', '-s', '-fno-stack-protector', '-fno-builtin', '-fno-asynchronous-unwind-tables', '-o', partial, GUEST_TOOL_SOURCE]);
+    fs.renameSync(partial, out);
   }
   return out;
 }

@@ -14,10 +14,21 @@ import { forwardSsh, launchQemu, STATE_FD, stopVm, VM_FILES } from './machine.js
 import { connectQmp } from './qmp.js';
 import { OVERLAY, type VmSpec } from './qemu.js';
 import type { Template } from './template.js';
-import { connectUnix } from './unix-socket.js';
+import { boundLines, connectUnix } from './unix-socket.js';
 
 export class RestoreError extends Error {
   override name = 'RestoreError';
+  constructor(
+    message: string,
+    /**
+     * The template itself is at fault (its state does not load, its guest cannot take an
+     * identity): it must be made again. Otherwise (a timeout on a busy host, a port taken
+     * meanwhile) the next clone may well succeed.
+     */
+    readonly templateBroken = false,
+  ) {
+    super(message);
+  }
 }
 
 /** Where a restore's time went, in ms. */
@@ -34,6 +45,7 @@ export interface RestorePhases {
 
 /** Lines the guest writes on the channel until `onLine` says done (or throws: a failure). */
 function guestLines(channel: net.Socket, onLine: (line: string) => boolean): Promise<void> {
+  boundLines(channel);
   return new Promise((resolve, reject) => {
     readline
       .createInterface({ input: channel, crlfDelay: Infinity })
@@ -75,8 +87,12 @@ export async function restoreVm(spec: VmSpec, template: Template, timeoutMs: num
     await fs.copyFile(template.overlay, overlay);
     await fs.chmod(overlay, 0o600);
     // Handed in open: QEMU may run as an unprivileged user by the time it reads them.
-    const [state, readWrite, readOnly] = [await fs.open(template.state, 'r'), await fs.open(overlay, 'r+'), await fs.open(overlay, 'r')];
-    handed.push(state, readWrite, readOnly);
+    const open = async (file: string, flags: string) => {
+      const handle = await fs.open(file, flags);
+      handed.push(handle);
+      return handle;
+    };
+    const [state, readWrite, readOnly] = [await open(template.state, 'r'), await open(overlay, 'r+'), await open(overlay, 'r')];
     const pid = await launchQemu(
       {
         ...spec,
@@ -104,9 +120,13 @@ export async function restoreVm(spec: VmSpec, template: Template, timeoutMs: num
     await withTimeout(
       (async () => {
         for (;;) {
-          const { status } = (await q.event('MIGRATION', timeoutMs)) as { status?: string };
+          // QEMU exits when the state does not load: its monitor closing says so too. (A
+          // slow load is withTimeout's to report, as a timeout: hence the longer wait here.)
+          const { status } = (await q.event('MIGRATION', timeoutMs + 1000).catch((err: Error) => {
+            throw new RestoreError(`QEMU could not load the snapshot: ${err.message}`, true);
+          })) as { status?: string };
           if (status === 'completed') return;
-          if (status === 'failed') throw new RestoreError('QEMU could not load the snapshot');
+          if (status === 'failed') throw new RestoreError('QEMU could not load the snapshot', true);
         }
       })(),
       timeoutMs,
@@ -119,7 +139,7 @@ export async function restoreVm(spec: VmSpec, template: Template, timeoutMs: num
     let applied = restored;
     const answered = guestLines(channel, (line) => {
       if (line === GUEST_SAYS.identity) applied = performance.now();
-      if (line.startsWith(GUEST_SAYS.sshdFailed) || line.startsWith(GUEST_SAYS.badIdentity)) throw new RestoreError(`the guest said: ${line}`);
+      if (line.startsWith(GUEST_SAYS.sshdFailed) || line.startsWith(GUEST_SAYS.badIdentity)) throw new RestoreError(`the guest said: ${line.slice(0, 200)}`, true);
       return line === GUEST_SAYS.sshd;
     });
     channel.write(identityMessage({ hostname: spec.name, hostKey: spec.hostKey, authorizedKeys: spec.authorizedKeys }, { withClock: true }));

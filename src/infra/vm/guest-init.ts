@@ -115,7 +115,8 @@ export function guestInit({ command, egress }: { command: GuestCommand | null | 
     // connect before that: berth forwards a clone's port only once its identity is applied.
     `  cp /berth/${TEMPLATE_HOST_KEY} /etc/ssh/ssh_host_ed25519_key && cp /berth/${TEMPLATE_HOST_KEY}.pub /etc/ssh/ssh_host_ed25519_key.pub`,
     `  rm -f /berth/${TEMPLATE_HOST_KEY} /berth/${TEMPLATE_HOST_KEY}.pub`,
-    `  start_sshd || { say "${GUEST_SAYS.sshdFailed} to start"; exec /berth/bin/berth-guest reap; }`,
+    // Not with the channel: only this init speaks on it (3>&-).
+    `  start_sshd 3>&- || { say "${GUEST_SAYS.sshdFailed} to start"; exec /berth/bin/berth-guest reap; }`,
     // Everything the clones will need is on disk before the snapshot is taken.
     '  sync',
     `  echo "${GUEST_SAYS.waiting}"`,

@@ -3,7 +3,7 @@
 // whoever waits for them. No npm package speaks QMP; the protocol is JSON lines.
 import type net from 'node:net';
 import readline from 'node:readline';
-import { connectUnix } from './unix-socket.js';
+import { boundLines, connectUnix } from './unix-socket.js';
 
 export class QmpError extends Error {
   override name = 'QmpError';
@@ -29,12 +29,23 @@ export async function connectQmp(dir: string, name: string, timeoutMs = 5000): P
   let greeted: (() => void) | null = null;
   let closedBecause: Error | null = null;
 
+  boundLines(socket);
   const lines = readline.createInterface({ input: socket, crlfDelay: Infinity });
   // readline passes the socket's errors on (QEMU gone: ECONNRESET); onGone below hears them from the socket.
   lines.on('error', () => {});
   lines.on('line', (line) => {
     if (!line.trim()) return;
-    const msg = JSON.parse(line) as { QMP?: unknown; return?: unknown; error?: { desc: string }; event?: string; data?: Record<string, unknown> };
+    let msg: { QMP?: unknown; return?: unknown; error?: { desc: string }; event?: string; data?: Record<string, unknown> } | null;
+    try {
+      msg = JSON.parse(line) as typeof msg;
+    } catch {
+      msg = null;
+    }
+    // Not QMP: the monitor is not what berth thinks it is; nothing more it says can be trusted.
+    if (typeof msg !== 'object' || msg === null) {
+      socket.destroy(new QmpError(`QEMU's monitor sent something that is not QMP: ${line.slice(0, 100)}`));
+      return;
+    }
     if (msg.QMP) greeted?.();
     else if (msg.event) {
       events.push({ event: msg.event, data: msg.data });

@@ -1,8 +1,8 @@
 // How a VM starts: restored from its image's template when there is a current one, else
 // booted cold (qemu.ts) while the template is made in the background. A restore that fails
-// falls back to a cold boot too, and its template is thrown away to be made again. The
+// falls back to a cold boot too; a template at fault is thrown away to be made again. The
 // caller learns which it was, and why not a restore.
-import { restoreVm, type RestorePhases } from './clone.js';
+import { RestoreError, restoreVm, type RestorePhases } from './clone.js';
 import { bootVm, hasOverlay, type VmSpec } from './qemu.js';
 import type { Templates, TemplateSource } from './template.js';
 
@@ -60,9 +60,13 @@ export async function startVm(spec: StartSpec, deps: StartDeps): Promise<Started
     return { pid, mode: 'restore', phases };
   } catch (err) {
     const reason = `restoring its snapshot failed: ${(err as Error).message}`;
-    deps.log.warn({ vm: spec.name, image: source.imageId, reason }, 'a VM restore failed; its template will be made again');
-    await templates.discard(found.template);
-    templates.ensure(source);
+    if (err instanceof RestoreError && err.templateBroken) {
+      deps.log.warn({ vm: spec.name, image: source.imageId, reason }, 'a VM restore failed; its template will be made again');
+      await templates.discard(found.template);
+      templates.ensure(source);
+    } else {
+      deps.log.warn({ vm: spec.name, image: source.imageId, reason }, 'a VM restore failed; its template is kept');
+    }
     return cold(reason);
   }
 }
