@@ -22,6 +22,7 @@ import { launchQemu, qemuArgs, runningPid, stopVm, VM_FILES, type MachineSpec } 
 import { connectQmp } from './qmp.js';
 import type { VmRuntime, VmRuntimeProvider } from './runtime.js';
 import { writeSeed } from './seed.js';
+import { checkOverlay, copyUntrustedFile } from './template-results.js';
 import { connectUnix } from './unix-socket.js';
 
 const run = promisify(execFile);
@@ -29,6 +30,9 @@ const run = promisify(execFile);
 /** Bumped when the way templates are made changes: older ones are then stale. */
 const TEMPLATE_FORMAT = 1;
 const POLL_MS = 100;
+/** The most berth takes of a template's device state (~70 KB) and of its overlay (what init wrote: a few MB). */
+const MAX_STATE_BYTES = 64 << 20;
+const MAX_OVERLAY_BYTES = 1 << 30;
 
 export const TEMPLATE_FILES = {
   memory: 'memory',
@@ -193,6 +197,7 @@ export function createTemplates(deps: TemplatesDeps) {
     // `internet`, isolation.ts): the device state (written by a command it runs) and the
     // disk (opened again, read-only, when saving ends). Both are made in a directory of that
     // user's, whence berth takes them.
+    // Whatever QEMU (or another process of that user) leaves there is checked before it is taken (template-results.ts).
     const scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-template-'));
     try {
       if (egressArgs(source.egress).runAs.length) {
@@ -231,7 +236,9 @@ export function createTemplates(deps: TemplatesDeps) {
           qmp.close();
         }
         await stopVm(work, 5000, pid);
-        for (const f of ['state', 'overlay'] as const) await fs.copyFile(saving[f], t[f]);
+        await copyUntrustedFile(saving.state, t.state, MAX_STATE_BYTES);
+        await copyUntrustedFile(saving.overlay, t.overlay, MAX_OVERLAY_BYTES);
+        await checkOverlay(t.overlay, source.base);
         const meta: Meta = {
           id: randomBytes(8).toString('hex'),
           key,
