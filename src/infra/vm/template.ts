@@ -19,6 +19,7 @@ import { LogScanner, readTail } from './console-log.js';
 import { GUEST_SAYS, guestInit, shellQuote, TEMPLATE_HOST_KEY, type GuestCommand } from './guest-init.js';
 import { egressArgs, vmUserIds, type Egress } from './isolation.js';
 import { launchQemu, qemuArgs, runningPid, stopVm, VM_FILES, type MachineSpec } from './machine.js';
+import { ownerAlive, ownerTag, tagIn } from './process-owner.js';
 import { connectQmp } from './qmp.js';
 import type { VmRuntime, VmRuntimeProvider } from './runtime.js';
 import { writeSeed } from './seed.js';
@@ -33,6 +34,8 @@ const POLL_MS = 100;
 /** The most berth takes of a template's device state (~70 KB) and of its overlay (what init wrote: a few MB). */
 const MAX_STATE_BYTES = 64 << 20;
 const MAX_OVERLAY_BYTES = 1 << 30;
+/** Where a template's QEMU saves (a directory of the VM user's, under the temporary directory). */
+const SCRATCH_PREFIX = 'berth-template-';
 
 export const TEMPLATE_FILES = {
   memory: 'memory',
@@ -173,7 +176,7 @@ export function createTemplates(deps: TemplatesDeps) {
     if (making.has(dir) || abort.signal.aborted) return;
     const job = queue.then(async () => {
       if (abort.signal.aborted || (await lookup(source)).template) return;
-      await sweep(path.dirname(dir));
+      await sweepDir(path.dirname(dir));
       await make(source, dir);
     });
     queue = job.catch(() => {});
@@ -188,8 +191,10 @@ export function createTemplates(deps: TemplatesDeps) {
   async function make(source: TemplateSource, dir: string): Promise<void> {
     const rt = await runtime.get();
     const key = await templateKey(source, rt);
+    const owner = await ownerTag();
     await fs.mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
-    const work = `${path.dirname(dir)}/.making-${path.basename(dir)}-${randomBytes(4).toString('hex')}`;
+    // Named by its maker: a sweep tells a live maker's work from a dead one's (process-owner.ts).
+    const work = `${path.dirname(dir)}/.making-${path.basename(dir)}-${owner}-${randomBytes(4).toString('hex')}`;
     await fs.mkdir(work, { mode: 0o700 });
     const started = performance.now();
     let pid: number | null = null;
@@ -198,7 +203,7 @@ export function createTemplates(deps: TemplatesDeps) {
     // disk (opened again, read-only, when saving ends). Both are made in a directory of that
     // user's, whence berth takes them.
     // Whatever QEMU (or another process of that user) leaves there is checked before it is taken (template-results.ts).
-    const scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-template-'));
+    const scratch = await fs.mkdtemp(path.join(os.tmpdir(), `${SCRATCH_PREFIX}${owner}-`));
     try {
       if (egressArgs(source.egress).runAs.length) {
         const { uid, gid } = await vmUserIds();
@@ -268,18 +273,37 @@ export function createTemplates(deps: TemplatesDeps) {
   }
 
   /**
-   * Templates left half-made by a berth process that stopped (its QEMU may still run,
-   * waiting): older than any making by a live process may take, they are stopped and removed.
+   * Whether work named with its maker's tag (process-owner.ts) was left by a process that is
+   * gone; work named before tags existed, by its age (older than any making can take).
    */
-  async function sweep(parent: string): Promise<void> {
+  async function abandoned(dir: string): Promise<boolean> {
+    const tag = tagIn(path.basename(dir));
+    if (tag) return !(await ownerAlive(tag));
+    const st = await fs.lstat(dir).catch(() => null);
+    return st !== null && Date.now() - st.mtimeMs > deps.bootTimeoutMs + 60_000;
+  }
+
+  /** Templates left half-made by a berth process that stopped: their QEMU (which may still run, waiting) is stopped and their work removed. */
+  async function sweepDir(parent: string): Promise<void> {
     const entries = (await fs.readdir(parent).catch(() => [])).filter((d) => d.startsWith('.making-') || d.startsWith('.adopting-'));
     for (const entry of entries) {
       const dir = path.join(parent, entry);
-      const age = Date.now() - (await fs.stat(dir)).mtimeMs;
-      if (age < deps.bootTimeoutMs + 60_000) continue;
+      if (!(await abandoned(dir))) continue;
+      // Only a process whose command line names this directory's pid file (machine.ts).
       await stopVm(dir, 0);
       await fs.rm(dir, { recursive: true, force: true });
       log.info({ dir }, 'removed a template left half-made');
+    }
+  }
+
+  /** Scratch directories of makings that never finished (other berth processes' live ones stay). */
+  async function sweepScratch(): Promise<void> {
+    const tmp = os.tmpdir();
+    for (const entry of (await fs.readdir(tmp).catch(() => [])).filter((d) => d.startsWith(SCRATCH_PREFIX))) {
+      const dir = path.join(tmp, entry);
+      if (!(await fs.lstat(dir).then((st) => st.isDirectory(), () => false)) || !(await abandoned(dir))) continue;
+      await fs.rm(dir, { recursive: true, force: true });
+      log.info({ dir }, 'removed the scratch directory of a template left half-made');
     }
   }
 
@@ -301,6 +325,12 @@ export function createTemplates(deps: TemplatesDeps) {
     lookup,
     ensure,
 
+    /** Removes what makings by berth processes that are gone left behind: in these images' template directories, and their scratch directories. */
+    async sweep(imageIds: string[]): Promise<void> {
+      for (const id of imageIds) await sweepDir(deps.dirOf(id));
+      await sweepScratch();
+    },
+
     /**
      * An image whose base is another's (a hard link: the same engine image) takes that
      * image's templates too: the same files, linked, but for the overlay, whose backing file
@@ -314,7 +344,7 @@ export function createTemplates(deps: TemplatesDeps) {
         if (!meta) continue;
         const src = filesOf(path.join(from, shape));
         const dir = path.join(deps.dirOf(toImageId), shape);
-        const work = `${path.dirname(dir)}/.adopting-${shape}-${randomBytes(4).toString('hex')}`;
+        const work = `${path.dirname(dir)}/.adopting-${shape}-${await ownerTag()}-${randomBytes(4).toString('hex')}`;
         await fs.mkdir(work, { recursive: true, mode: 0o700 });
         try {
           const t = filesOf(work);
