@@ -269,7 +269,20 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       { name: 'images', intervalMs: config.images.watchSeconds * 1000, tick: () => images.failInterrupted() },
       { name: 'sessions', intervalMs: config.sessions.pruneIntervalSeconds * 1000, tick: () => sessions.prune() },
       // Pools come back as clones: pooled images' templates are made (again) in the background.
-      ...(templates ? [{ name: 'vm-templates', intervalMs: TEMPLATE_CHECK_MS, tick: () => prepareTemplates() }] : []),
+      // First, from start-up on, what makings by a berth process that is gone left behind (a
+      // template's QEMU waiting for ever, its work) is removed.
+      ...(templates
+        ? [
+            {
+              name: 'vm-templates',
+              intervalMs: TEMPLATE_CHECK_MS,
+              tick: async () => {
+                await templates.sweep((await prisma.image.findMany({ select: { id: true } })).map((i) => i.id));
+                await prepareTemplates();
+              },
+            },
+          ]
+        : []),
     ],
     app.log,
   );

@@ -19,9 +19,11 @@ import { LogScanner, readTail } from './console-log.js';
 import { GUEST_SAYS, guestInit, shellQuote, TEMPLATE_HOST_KEY, type GuestCommand } from './guest-init.js';
 import { egressArgs, vmUserIds, type Egress } from './isolation.js';
 import { launchQemu, qemuArgs, runningPid, stopVm, VM_FILES, type MachineSpec } from './machine.js';
+import { ownerAlive, ownerTag, tagIn } from './process-owner.js';
 import { connectQmp } from './qmp.js';
 import type { VmRuntime, VmRuntimeProvider } from './runtime.js';
 import { writeSeed } from './seed.js';
+import { checkOverlay, copyUntrustedFile } from './template-results.js';
 import { connectUnix } from './unix-socket.js';
 
 const run = promisify(execFile);
@@ -29,6 +31,16 @@ const run = promisify(execFile);
 /** Bumped when the way templates are made changes: older ones are then stale. */
 const TEMPLATE_FORMAT = 1;
 const POLL_MS = 100;
+/** Saving writes only device state (RAM stays in its file): ~10 ms; far longer means QEMU is stuck. */
+const SAVE_TIMEOUT_MS = 60_000;
+/** The most berth takes of a template's device state (~70 KB) and of its overlay (what init wrote: a few MB). */
+const MAX_STATE_BYTES = 64 << 20;
+const MAX_OVERLAY_BYTES = 1 << 30;
+/** A template that could not be made is tried again after this, doubled at each failure up to the most. */
+const RETRY_FIRST_MS = 60_000;
+const RETRY_MOST_MS = 3_600_000;
+/** Where a template's QEMU saves (a directory of the VM user's, under the temporary directory). */
+const SCRATCH_PREFIX = 'berth-template-';
 
 export const TEMPLATE_FILES = {
   memory: 'memory',
@@ -133,6 +145,8 @@ export function createTemplates(deps: TemplatesDeps) {
   /** One at a time: on a small host, template boots would otherwise crowd out serving. */
   let queue: Promise<void> = Promise.resolve();
   const abort = new AbortController();
+  /** Templates that could not be made, by directory: not tried again with the same key before `retryAt`. */
+  const failures = new Map<string, { key: string; count: number; retryAt: number; reason: string }>();
 
   async function readMeta(dir: string): Promise<Meta | null> {
     try {
@@ -146,7 +160,15 @@ export function createTemplates(deps: TemplatesDeps) {
     const rt = await runtime.get();
     const dir = dirFor(source);
     const meta = await readMeta(dir);
-    if (!meta) return { template: null, reason: making.has(dir) ? 'its snapshot is being made' : 'no snapshot of this image and shape yet' };
+    if (!meta) {
+      if (making.has(dir)) return { template: null, reason: 'its snapshot is being made' };
+      const failed = failures.get(dir);
+      if (failed?.key === (await templateKey(source, rt))) {
+        const retryIn = Math.max(0, Math.round((failed.retryAt - Date.now()) / 1000));
+        return { template: null, reason: `its snapshot could not be made (${failed.reason}); next try in ${retryIn} s` };
+      }
+      return { template: null, reason: 'no snapshot of this image and shape yet' };
+    }
     if (meta.key !== (await templateKey(source, rt))) return { template: null, reason: 'its snapshot is stale (the image, kernel, initramfs, guest init or QEMU changed)' };
     const t = { id: meta.id, ...filesOf(dir) };
     const [memory, state, overlay, seed] = await Promise.all(
@@ -163,29 +185,54 @@ export function createTemplates(deps: TemplatesDeps) {
     return { template: t };
   }
 
-  /** Makes the template in the background unless it is there and current, or being made. */
+  /**
+   * Makes the template in the background unless it is there and current, or being made, or
+   * failed with this same key a short while ago (a broken image is not booted every minute).
+   */
   function ensure(source: TemplateSource): void {
     const dir = dirFor(source);
     if (making.has(dir) || abort.signal.aborted) return;
-    const job = queue.then(async () => {
-      if (abort.signal.aborted || (await lookup(source)).template) return;
-      await sweep(path.dirname(dir));
-      await make(source, dir);
-    });
-    queue = job.catch(() => {});
+    const job = queue.then(() => attempt(source, dir));
+    queue = job;
     making.set(
       dir,
-      job
-        .catch((err: Error) => log.warn({ image: source.imageId, shape: shapeName(source), err: err.message }, 'making a VM template failed'))
-        .finally(() => making.delete(dir)),
+      job.finally(() => making.delete(dir)),
     );
   }
 
-  async function make(source: TemplateSource, dir: string): Promise<void> {
+  /** One try at making a template, its failure logged and remembered (never thrown: the queue goes on). */
+  async function attempt(source: TemplateSource, dir: string): Promise<void> {
+    const about = { image: source.imageId, shape: shapeName(source) };
+    let key: string | null = null;
+    try {
+      if (abort.signal.aborted) return;
+      key = await templateKey(source, await runtime.get());
+      const failed = failures.get(dir);
+      if (failed?.key === key && Date.now() < failed.retryAt) return;
+      if ((await lookup(source)).template) return;
+      await sweepDir(path.dirname(dir));
+      await make(source, dir, key);
+      failures.delete(dir);
+    } catch (err) {
+      const reason = (err as Error).message;
+      if (key === null || abort.signal.aborted) {
+        log.warn({ ...about, err: reason }, 'making a VM template failed');
+        return;
+      }
+      const previous = failures.get(dir);
+      const count = previous?.key === key ? previous.count + 1 : 1;
+      const retryInMs = Math.min(RETRY_FIRST_MS * 2 ** (count - 1), RETRY_MOST_MS);
+      failures.set(dir, { key, count, retryAt: Date.now() + retryInMs, reason });
+      log.warn({ ...about, err: reason, failures: count, retryInS: retryInMs / 1000 }, 'making a VM template failed; VMs of this image boot cold meanwhile');
+    }
+  }
+
+  async function make(source: TemplateSource, dir: string, key: string): Promise<void> {
     const rt = await runtime.get();
-    const key = await templateKey(source, rt);
+    const owner = await ownerTag();
     await fs.mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
-    const work = `${path.dirname(dir)}/.making-${path.basename(dir)}-${randomBytes(4).toString('hex')}`;
+    // Named by its maker: a sweep tells a live maker's work from a dead one's (process-owner.ts).
+    const work = `${path.dirname(dir)}/.making-${path.basename(dir)}-${owner}-${randomBytes(4).toString('hex')}`;
     await fs.mkdir(work, { mode: 0o700 });
     const started = performance.now();
     let pid: number | null = null;
@@ -193,7 +240,8 @@ export function createTemplates(deps: TemplatesDeps) {
     // `internet`, isolation.ts): the device state (written by a command it runs) and the
     // disk (opened again, read-only, when saving ends). Both are made in a directory of that
     // user's, whence berth takes them.
-    const scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-template-'));
+    // Whatever QEMU (or another process of that user) leaves there is checked before it is taken (template-results.ts).
+    const scratch = await fs.mkdtemp(path.join(os.tmpdir(), `${SCRATCH_PREFIX}${owner}-`));
     try {
       if (egressArgs(source.egress).runAs.length) {
         const { uid, gid } = await vmUserIds();
@@ -217,21 +265,25 @@ export function createTemplates(deps: TemplatesDeps) {
         const snapshotStarted = performance.now();
         const qmp = await connectQmp(work, VM_FILES.monitor);
         try {
-          await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
-          await qmp.execute('stop');
-          await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(saving.state)}` });
+          // A QEMU that stops answering, or berth closing, ends the save (QEMU is then killed, below).
+          const step = untilDeadline(SAVE_TIMEOUT_MS, 'saving the snapshot');
+          await step(qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] }));
+          await step(qmp.execute('stop'));
+          await step(qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(saving.state)}` }));
           for (;;) {
-            const { status, 'error-desc': error } = await qmp.execute<{ status: string; 'error-desc'?: string }>('query-migrate');
+            const { status, 'error-desc': error } = await step(qmp.execute<{ status: string; 'error-desc'?: string }>('query-migrate'));
             if (status === 'completed') break;
             if (status === 'failed' || status === 'cancelled') throw new Error(`saving the snapshot failed: ${error ?? status}`);
-            await sleep(5);
+            await step(sleep(5));
           }
-          await qmp.execute('quit').catch(() => {});
+          await step(qmp.execute('quit')).catch(() => {});
         } finally {
           qmp.close();
         }
         await stopVm(work, 5000, pid);
-        for (const f of ['state', 'overlay'] as const) await fs.copyFile(saving[f], t[f]);
+        await copyUntrustedFile(saving.state, t.state, MAX_STATE_BYTES);
+        await copyUntrustedFile(saving.overlay, t.overlay, MAX_OVERLAY_BYTES);
+        await checkOverlay(t.overlay, source.base);
         const meta: Meta = {
           id: randomBytes(8).toString('hex'),
           key,
@@ -261,29 +313,73 @@ export function createTemplates(deps: TemplatesDeps) {
   }
 
   /**
-   * Templates left half-made by a berth process that stopped (its QEMU may still run,
-   * waiting): older than any making by a live process may take, they are stopped and removed.
+   * Whether work named with its maker's tag (process-owner.ts) was left by a process that is
+   * gone; work named before tags existed, by its age (older than any making can take).
    */
-  async function sweep(parent: string): Promise<void> {
+  async function abandoned(dir: string): Promise<boolean> {
+    const tag = tagIn(path.basename(dir));
+    if (tag) return !(await ownerAlive(tag));
+    const st = await fs.lstat(dir).catch(() => null);
+    return st !== null && Date.now() - st.mtimeMs > deps.bootTimeoutMs + 60_000;
+  }
+
+  /** Templates left half-made by a berth process that stopped: their QEMU (which may still run, waiting) is stopped and their work removed. */
+  async function sweepDir(parent: string): Promise<void> {
     const entries = (await fs.readdir(parent).catch(() => [])).filter((d) => d.startsWith('.making-') || d.startsWith('.adopting-'));
     for (const entry of entries) {
       const dir = path.join(parent, entry);
-      const age = Date.now() - (await fs.stat(dir)).mtimeMs;
-      if (age < deps.bootTimeoutMs + 60_000) continue;
+      if (!(await abandoned(dir))) continue;
+      // Only a process whose command line names this directory's pid file (machine.ts).
       await stopVm(dir, 0);
       await fs.rm(dir, { recursive: true, force: true });
       log.info({ dir }, 'removed a template left half-made');
     }
   }
 
+  /** Scratch directories of makings that never finished (other berth processes' live ones stay). */
+  async function sweepScratch(): Promise<void> {
+    const tmp = os.tmpdir();
+    for (const entry of (await fs.readdir(tmp).catch(() => [])).filter((d) => d.startsWith(SCRATCH_PREFIX))) {
+      const dir = path.join(tmp, entry);
+      if (!(await fs.lstat(dir).then((st) => st.isDirectory(), () => false)) || !(await abandoned(dir))) continue;
+      await fs.rm(dir, { recursive: true, force: true });
+      log.info({ dir }, 'removed the scratch directory of a template left half-made');
+    }
+  }
+
+  /** A deadline (and berth closing) for each step of a piece of work: `step(promise)` rejects once either comes. */
+  function untilDeadline(timeoutMs: number, what: string) {
+    const deadline = Date.now() + timeoutMs;
+    return <T>(work: Promise<T>): Promise<T> => {
+      let timer: NodeJS.Timeout | undefined;
+      let onAbort: (() => void) | undefined;
+      return Promise.race([
+        work,
+        new Promise<never>((_, reject) => {
+          onAbort = () => reject(new Error('berth is closing'));
+          if (abort.signal.aborted) return onAbort();
+          abort.signal.addEventListener('abort', onAbort, { once: true });
+          timer = setTimeout(() => reject(new Error(`${what} took longer than ${Math.round(timeoutMs / 1000)} s`)), Math.max(0, deadline - Date.now()));
+        }),
+      ]).finally(() => {
+        clearTimeout(timer);
+        abort.signal.removeEventListener('abort', onAbort!);
+      });
+    };
+  }
+
   async function waitForConsole(dir: string, line: string, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const file = path.join(dir, VM_FILES.console);
     const scanner = new LogScanner(file);
-    const tail = async () => (await readTail(file, 4096)).trim().split('\n').slice(-3).join(' | ');
+    const tail = async () => (await readTail(file, 4096)).trim().split(/\r?\n/).slice(-3).join(' | ');
     for (;;) {
       if (abort.signal.aborted) throw new Error('berth is closing');
-      if ((await scanner.next()).includes(line)) return;
+      const text = await scanner.next();
+      if (text.includes(line)) return;
+      // A guest that cannot go on says so: no need to wait out the timeout (and hold the queue).
+      const failed = [GUEST_SAYS.sshdFailed, GUEST_SAYS.badIdentity].find((said) => text.includes(said));
+      if (failed) throw new Error(`the template's guest said "${failed}" (console: ${await tail()})`);
       if ((await runningPid(dir)) === null) throw new Error(`the template's QEMU exited while booting (console: ${await tail()})`);
       if (Date.now() > deadline) throw new Error(`the template did not boot within ${Math.round(timeoutMs / 1000)} s (console: ${await tail()})`);
       await sleep(POLL_MS);
@@ -293,6 +389,12 @@ export function createTemplates(deps: TemplatesDeps) {
   return {
     lookup,
     ensure,
+
+    /** Removes what makings by berth processes that are gone left behind: in these images' template directories, and their scratch directories. */
+    async sweep(imageIds: string[]): Promise<void> {
+      for (const id of imageIds) await sweepDir(deps.dirOf(id));
+      await sweepScratch();
+    },
 
     /**
      * An image whose base is another's (a hard link: the same engine image) takes that
@@ -307,7 +409,7 @@ export function createTemplates(deps: TemplatesDeps) {
         if (!meta) continue;
         const src = filesOf(path.join(from, shape));
         const dir = path.join(deps.dirOf(toImageId), shape);
-        const work = `${path.dirname(dir)}/.adopting-${shape}-${randomBytes(4).toString('hex')}`;
+        const work = `${path.dirname(dir)}/.adopting-${shape}-${await ownerTag()}-${randomBytes(4).toString('hex')}`;
         await fs.mkdir(work, { recursive: true, mode: 0o700 });
         try {
           const t = filesOf(work);
