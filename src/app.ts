@@ -43,6 +43,7 @@ import identityGuard from './modules/identity/guard.js';
 import openapiPlugin from './plugins/openapi.js';
 import problemPlugin, { clientErrorHandler, frameworkErrors } from './plugins/problem.js';
 import { serializerCompiler } from './plugins/serializer.js';
+import { withTimeout } from './shared/time-limit.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -54,21 +55,14 @@ declare module 'fastify' {
 }
 
 const READINESS_TIMEOUT_MS = 2000;
+const noAnswer = () => new Error(`no answer within ${READINESS_TIMEOUT_MS} ms`);
 /** How often pooled images' VM templates are checked (made again when stale: a new kernel, QEMU, image). */
 const TEMPLATE_CHECK_MS = 60_000;
-
-function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** Whether the engine answers, and its version, for /readyz. */
 async function dockerStatus(docker: Docker): Promise<{ available: boolean; version?: string }> {
   try {
-    const v = await withTimeout(docker.version(), READINESS_TIMEOUT_MS);
+    const v = await withTimeout(docker.version(), READINESS_TIMEOUT_MS, noAnswer);
     return { available: true, version: v.Version };
   } catch {
     return { available: false };
@@ -221,7 +215,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(serviceRoutes, {
     readiness: {
       // A probe must answer quickly even when the pool would keep retrying for longer.
-      database: () => withTimeout(prisma.$queryRaw`SELECT 1`, READINESS_TIMEOUT_MS),
+      database: () => withTimeout(prisma.$queryRaw`SELECT 1`, READINESS_TIMEOUT_MS, noAnswer),
       capabilities: async () => ({ ssh: { client: 'ssh2' }, docker: await dockerStatus(docker()), vm: vmRuntime.status() }),
     },
   });
@@ -252,9 +246,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(imagesRoutes, { images, track, maxContextBytes: config.images.maxContextBytes });
   await app.register(vmsRoutes, { vms });
 
-  /** Asks for the templates of this host's pooled images (a host without VMs has nothing to make). */
+  /**
+   * Asks for the templates of this host's pooled images, once its VM runtime is ready (a
+   * host without VMs has nothing to make). Not waiting for it: preparing it (a first kernel
+   * fetch, the KVM probe) takes seconds, and closing waits for a tick; onReady runs the
+   * job again when the runtime is ready.
+   */
   async function prepareTemplates(): Promise<void> {
-    if (!(await vmRuntime.get().then(() => true, () => false))) return;
+    if (vmRuntime.status().accel === null) return;
     const pooled = await prisma.image.findMany({ where: { status: 'ready', poolSize: { gt: 0 } } });
     pooled.forEach(prepareTemplate);
   }
@@ -287,7 +286,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     app.log,
   );
   app.addHook('onReady', async () => {
-    void vmRuntime.get().catch((err: Error) => app.log.warn({ err: err.message }, 'VMs are unavailable on this host'));
+    void vmRuntime.get().then(
+      () => templates && jobs.runNow('vm-templates'),
+      (err: Error) => app.log.warn({ err: err.message }, 'VMs are unavailable on this host'),
+    );
     jobs.start();
   });
   app.addHook('onClose', async () => {

@@ -146,7 +146,7 @@ export interface SqlReads {
   /**
    * The rows of `sql`, whose `?` placeholders the driver fills with `values`, escaped.
    * DATETIME columns come back as ISO 8601 strings (berth stores UTC), TINYINT(1) as
-   * booleans and JSON (a JSON column, JSON_OBJECT, JSON_ARRAYAGG) parsed.
+   * booleans and JSON columns parsed.
    */
   $rows<T>(sql: string, values?: unknown[]): Promise<T[]>;
 }

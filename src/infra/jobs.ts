@@ -13,7 +13,7 @@ export interface Job<T = unknown> {
 export interface JobRunner {
   /** Ticks every job now, then on its interval. */
   start(): void;
-  /** Runs a tick of `name` now (or joins the one running); null when it failed. */
+  /** Runs a tick of `name` now (or joins the one running); null when it failed, or once stopped. */
   runNow<T>(name: string): Promise<T | null>;
   /** No more ticks; resolves once the ticks in progress have ended. */
   stop(): Promise<void>;
@@ -57,6 +57,8 @@ export function createJobRunner(jobs: Job[], log: { error(obj: object, msg: stri
     runNow<T>(name: string) {
       const r = running.get(name);
       if (!r) throw new Error(`no job named ${name}`);
+      // Stopped (berth is closing): what the job needs may be gone already.
+      if (stopped) return Promise.resolve(null);
       return tick(r) as Promise<T | null>;
     },
     async stop() {

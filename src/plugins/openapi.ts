@@ -67,8 +67,8 @@ const HOP_HEADERS = new Set(['content-length', 'connection', 'date', 'keep-alive
 /**
  * /docs: Scalar's API reference, loaded on the first visit instead of at start-up. Its
  * Fastify plugin carries Scalar's 4 MiB browser bundle as a string (held twice, as module
- * source and as the string) and an OpenAPI parser: about 35 MB of an idle berth, for a page
- * few people open. The plugin runs in an inner Fastify instance made on that first visit;
+ * source and as the string) and an OpenAPI parser: ~20 MB resident once visited (measured),
+ * for a page few people open. The plugin runs in an inner Fastify instance made on that first visit;
  * berth's own /docs routes forward to it.
  */
 function lazyDocs(app: FastifyInstance, configuration: { url: string; title: string }) {

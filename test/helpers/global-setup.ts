@@ -22,6 +22,9 @@ export default async function setup(project: TestProject) {
   process.env.BERTH_TEST_RUN = createHash('sha256').update(dataDir).digest('hex').slice(0, 12);
   const tmp = path.join(dataDir, 'tmp');
   fs.mkdirSync(tmp, { recursive: true });
+  // A template's QEMU, dropped to berth-vm (BERTH_VM_EGRESS=internet), saves into a
+  // directory of its own under TMPDIR: berth-vm must be able to pass through these two.
+  for (const dir of [dataDir, tmp]) fs.chmodSync(dir, 0o755);
   process.env.TMPDIR = tmp;
   // The Docker engine and the Debian base image the SSH test machines run on (built once
   // per machine, cached in the data directory).

@@ -1,5 +1,6 @@
-// The Docker engine client, made on first use: dockerode (with docker-modem and ssh2) is
-// a tenth of an idle berth's memory, and only image builds and the readiness probe use it.
+// The Docker engine client, made on first use: only image builds and the readiness probe
+// use dockerode (with docker-modem and ssh2), which a berth that only answers reads need
+// not load (bench/reads/RESULTS.md: "Where the memory went").
 import { createRequire } from 'node:module';
 import type Docker from 'dockerode';
 

@@ -15,6 +15,7 @@ import { connectQmp } from './qmp.js';
 import { OVERLAY, type VmSpec } from './qemu.js';
 import type { Template } from './template.js';
 import { boundLines, connectUnix } from './unix-socket.js';
+import { withTimeout } from '../../shared/time-limit.js';
 
 export class RestoreError extends Error {
   override name = 'RestoreError';
@@ -62,15 +63,7 @@ function guestLines(channel: net.Socket, onLine: (line: string) => boolean): Pro
   });
 }
 
-function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    work,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RestoreError(`${what} took longer than ${Math.round(ms / 1000)} s`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
+const tookTooLong = (what: string, ms: number) => () => new RestoreError(`${what} took longer than ${Math.round(ms / 1000)} s`);
 
 /**
  * Restores `spec`'s VM from `template`, gives it `spec`'s identity and answers once its sshd
@@ -130,7 +123,7 @@ export async function restoreVm(spec: VmSpec, template: Template, timeoutMs: num
         }
       })(),
       timeoutMs,
-      'loading the snapshot',
+      tookTooLong('loading the snapshot', timeoutMs),
     );
     // The template was stopped when saved, so its clone waits to be told to run.
     await qmp.execute('cont');
@@ -143,7 +136,7 @@ export async function restoreVm(spec: VmSpec, template: Template, timeoutMs: num
       return line === GUEST_SAYS.sshd;
     });
     channel.write(identityMessage({ hostname: spec.name, hostKey: spec.hostKey, authorizedKeys: spec.authorizedKeys }, { withClock: true }));
-    await withTimeout(answered, timeoutMs, 'applying the identity');
+    await withTimeout(answered, timeoutMs, tookTooLong('applying the identity', timeoutMs));
     await forwardSsh(qmp, spec.sshBind, spec.sshPort);
     const done = performance.now();
     return {

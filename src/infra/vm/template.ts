@@ -292,8 +292,9 @@ export function createTemplates(deps: TemplatesDeps) {
           snapshotMs: Math.round(performance.now() - snapshotStarted),
           stateBytes: (await fs.stat(t.state)).size,
         };
-        // Clones only read these; the memory file stays writable only because QEMU 7.2 opens
-        // a private file mapping read-write (it never writes to it).
+        // Clones only read these. The memory file stays writable: QEMU 7.2 opens it read-write
+        // even for a private mapping (a healthy QEMU never writes to it; one taken over by its
+        // guest could: README, "A limit of QEMU 7.2").
         for (const f of [t.state, t.overlay, t.seed]) await fs.chmod(f, 0o444);
         for (const f of await fs.readdir(work)) if (!Object.values(TEMPLATE_FILES).includes(f as never)) await fs.rm(path.join(work, f), { force: true });
         await fs.writeFile(path.join(work, TEMPLATE_FILES.meta), JSON.stringify(meta));
