@@ -88,6 +88,22 @@ describe('an image as a VM', () => {
     // Two boots under software emulation, sharing 2 cores with the rest of the suite.
   }, 180_000);
 
+  it("reads the image's base whatever backing file its overlay's header names (QEMU as berth-vm can rewrite it)", async () => {
+    await bootVm(spec);
+    (await vmLogin(spec)).close();
+    await stopVm(spec.dir);
+    // A header rewritten to name a host file (here one with a marker berth's base cannot hold).
+    const decoy = path.join(work, 'decoy.raw');
+    fs.writeFileSync(decoy, Buffer.alloc(16 << 20, 'host secret '));
+    execFileSync('qemu-img', ['rebase', '-u', '-F', 'raw', '-b', decoy, path.join(spec.dir, 'overlay.qcow2')]);
+    // Started again as after a stop (the overlay kept): it still boots from the base.
+    await bootVm(spec);
+    const ssh = await vmLogin(spec);
+    expect((await ssh.runScript('test -x /usr/sbin/sshd && echo base', [])).stdout.trim()).toBe('base');
+    ssh.close();
+    await stopVm(spec.dir);
+  }, 180_000);
+
   it('refuses an image without sshd, saying so', async () => {
     // A one-file image, imported from a tar as berth's base image is.
     const dir = fs.mkdtempSync(path.join(work, 'tiny-'));

@@ -36,6 +36,12 @@ export interface MachineSpec {
   initramfs: string;
   /** The VM's writable disk: a qcow2 overlay over the image's base. */
   disk: string;
+  /**
+   * The image's read-only base under it, given on the command line: QEMU then ignores the
+   * backing file the overlay's header names (a QEMU running as berth-vm can rewrite that
+   * header; the next start, as root, would otherwise open whatever host file it names).
+   */
+  base: string;
   /** The read-only seed disk (a tar the initramfs unpacks into /berth). */
   seed: string;
   /** The host address SSH is forwarded on (BERTH_VM_BIND). */
@@ -108,7 +114,7 @@ export async function qemuArgs(m: MachineSpec): Promise<string[]> {
     // Appending (O_APPEND): berth cuts the log's oldest bytes in place while QEMU writes (console-log.ts).
     '-chardev', `file,id=console,path=${path.join(m.dir, VM_FILES.console)},append=on`, '-serial', 'chardev:console',
     '-kernel', m.kernel, '-initrd', m.initramfs, '-append', `console=ttyS0 quiet panic=-1${m.accel === 'tcg' ? await tcgKernelArgs() : ''}`,
-    '-drive', `id=root,file=${m.disk},format=qcow2,if=none`,
+    '-drive', `id=root,file=${m.disk},format=qcow2,if=none,backing.driver=raw,backing.file.driver=file,backing.file.filename=${m.base}`,
     '-device', 'virtio-blk-device,drive=root',
     '-drive', `id=seed,file=${m.seed},format=raw,if=none,readonly=on`,
     '-device', 'virtio-blk-device,drive=seed',

@@ -101,6 +101,7 @@ function machineOf(source: TemplateSource, rt: VmRuntime): MachineSpec {
     kernel: rt.kernel,
     initramfs: rt.initramfs,
     disk: '/template/overlay.qcow2',
+    base: source.base,
     seed: '/template/seed.tar',
     // A template is never reached: no port; clones get theirs forwarded on the bind address.
     sshBind: '127.0.0.1',
