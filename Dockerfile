@@ -43,10 +43,13 @@ CMD ["bash", "scripts/serve.sh"]
 FROM runtime AS vm
 USER root
 COPY scripts/fetch-kernel.sh scripts/fetch-kernel.sh
+# berth-guest (the static tool that applies a VM's identity inside it) is compiled from
+# this source by berth, with gcc, once per source into the cache.
+COPY scripts/guest scripts/guest
 # The kernel is fetched at build time into the image (never installed): VMs need no network
 # later. The package lists stay: at start-up the same script finds the kernel's version with apt-cache.
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      qemu-system-x86 qemu-utils e2fsprogs busybox-static cpio xz-utils >/dev/null \
+      qemu-system-x86 qemu-utils e2fsprogs busybox-static cpio xz-utils gcc >/dev/null \
  && BERTH_CACHE_DIR=/opt/berth/cache bash scripts/fetch-kernel.sh
 ENV BERTH_CACHE_DIR=/opt/berth/cache
