@@ -6,6 +6,7 @@ import { createWriteStream, existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { createConnection } from 'mariadb';
 import type { DatabaseTarget } from './database.js';
@@ -131,7 +132,7 @@ export async function startEmbeddedMariaDb(opts: EmbeddedOptions): Promise<Embed
         server.kill('SIGKILL');
         throw new Error(`mariadbd did not answer within ${opts.startTimeoutMs ?? 30_000} ms:\n${await tail(logFile)}`);
       }
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
     log(`MariaDB ready on ${socketPath}`);
   }

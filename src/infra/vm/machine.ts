@@ -10,6 +10,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { IDENTITY_PORT } from './guest-init.js';
 import { egressArgs, type Egress } from './isolation.js';
 import type { Qmp } from './qmp.js';
@@ -202,7 +203,7 @@ export async function stopVm(dir: string, timeoutMs = 5000, knownPid?: number | 
   };
   signal('SIGTERM');
   const deadline = Date.now() + timeoutMs;
-  while ((await alive()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  while ((await alive()) && Date.now() < deadline) await sleep(50);
   if (await alive()) signal('SIGKILL');
-  while (await alive()) await new Promise((r) => setTimeout(r, 20));
+  while (await alive()) await sleep(20);
 }

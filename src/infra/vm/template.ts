@@ -13,6 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { generateSshKeyPair } from '../ssh.js';
 import { LogScanner, readTail } from './console-log.js';
@@ -129,7 +130,6 @@ export async function templateKey(source: TemplateSource, rt: VmRuntime): Promis
 }
 
 const shapeName = (s: Pick<TemplateSource, 'cpus' | 'memoryMb'>) => `${s.cpus}cpu-${s.memoryMb}mb`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const filesOf = (dir: string) => ({
   dir,
   memory: path.join(dir, TEMPLATE_FILES.memory),
@@ -157,20 +157,22 @@ export function createTemplates(deps: TemplatesDeps) {
     }
   }
 
-  async function lookup(source: TemplateSource): Promise<TemplateLookup> {
-    const rt = await runtime.get();
+  const keyOf = async (source: TemplateSource) => templateKey(source, await runtime.get());
+
+  /** The current template of `source`, whose key is `key`; or why there is none. */
+  async function find(source: TemplateSource, key: string): Promise<TemplateLookup> {
     const dir = dirFor(source);
     const meta = await readMeta(dir);
     if (!meta) {
       if (making.has(dir)) return { template: null, reason: 'its snapshot is being made' };
       const failed = failures.get(dir);
-      if (failed?.key === (await templateKey(source, rt))) {
+      if (failed?.key === key) {
         const retryIn = Math.max(0, Math.round((failed.retryAt - Date.now()) / 1000));
         return { template: null, reason: `its snapshot could not be made (${failed.reason}); next try in ${retryIn} s` };
       }
       return { template: null, reason: 'no snapshot of this image and shape yet' };
     }
-    if (meta.key !== (await templateKey(source, rt))) return { template: null, reason: 'its snapshot is stale (the image, kernel, initramfs, guest init or QEMU changed)' };
+    if (meta.key !== key) return { template: null, reason: 'its snapshot is stale (the image, kernel, initramfs, guest init or QEMU changed)' };
     const t = { id: meta.id, ...filesOf(dir) };
     const [memory, state, overlay, seed] = await Promise.all(
       [t.memory, t.state, t.overlay, t.seed].map((f) =>
@@ -207,10 +209,10 @@ export function createTemplates(deps: TemplatesDeps) {
     let key: string | null = null;
     try {
       if (abort.signal.aborted) return;
-      key = await templateKey(source, await runtime.get());
+      key = await keyOf(source);
       const failed = failures.get(dir);
       if (failed?.key === key && Date.now() < failed.retryAt) return;
-      if ((await lookup(source)).template) return;
+      if ((await find(source, key)).template) return;
       await sweepDir(path.dirname(dir));
       await make(source, dir, key);
       failures.delete(dir);
@@ -389,7 +391,8 @@ export function createTemplates(deps: TemplatesDeps) {
   }
 
   return {
-    lookup,
+    /** The current template of `source`, or why there is none. */
+    lookup: async (source: TemplateSource) => find(source, await keyOf(source)),
     ensure,
 
     /** Removes what makings by berth processes that are gone left behind: in these images' template directories, and their scratch directories. */

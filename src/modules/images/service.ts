@@ -7,6 +7,7 @@
 import { isUniqueViolation } from '../../infra/database.js';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import { Prisma, type Image, type PrismaClient } from '../../generated/prisma/client.js';
@@ -189,7 +190,7 @@ export function createImagesService({ prisma, docker, dir, log, onReady }: Image
           const { status } = await get(id).catch(() => ({ status: 'failed' as const }));
           // One more read after the build ends picks up its last lines.
           if (status !== 'building') finished = true;
-          else await new Promise((r) => setTimeout(r, 200));
+          else await sleep(200);
         }
       }
 

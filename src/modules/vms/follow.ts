@@ -4,6 +4,7 @@
 // console when sshd is up; the console is read only where it grew since the last look. A
 // restored clone said so already, on its identity channel, before its port was forwarded.
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { PrismaClient, Vm } from '../../generated/prisma/client.js';
 import { HostKeyMismatchError, sshProveHostKey } from '../../infra/ssh.js';
 import { LogScanner, readTail } from '../../infra/vm/console-log.js';
@@ -13,7 +14,6 @@ import type { MachineState } from '../machines/state.js';
 import { localAddress, type VmLimits, type VmRow, type VmsLog } from './model.js';
 
 const SSH_POLL_MS = 200;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface BootFollowerDeps {
   prisma: PrismaClient;
