@@ -120,10 +120,51 @@ const SAFE_ARG = /^[A-Za-z0-9_.:@=+-]*$/;
  */
 export const COMMAND_OUTPUT_MAX_BYTES = 1024 * 1024;
 
+/**
+ * Connects `client` to `target` until `until` (`ready`: logged in; `handshake`: the key
+ * exchange done, in which the server signed with its host key), checking the presented host
+ * key against the pin (none: any key). Answers the key presented; on failure the client is
+ * ended and the error is HostKeyMismatchError for another key, else SshError saying `what`.
+ */
+async function openClient(
+  client: ssh2Types.Client,
+  target: SshTarget,
+  until: 'ready' | 'handshake',
+  timeoutMs: number,
+  what: string,
+): Promise<Buffer> {
+  let presented: Buffer | undefined;
+  const matches = (key: Buffer) => target.hostKeyFingerprint === null || fingerprintOfKeyBlob(key) === target.hostKeyFingerprint;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      if (until === 'ready') client.once('ready', () => resolve());
+      else client.once('handshake', () => resolve());
+      client.once('error', reject);
+      client.once('close', () => reject(new Error(`the connection closed during the ${until === 'ready' ? 'handshake' : 'key exchange'}`)));
+      client.connect({
+        host: target.host,
+        port: target.port,
+        username: target.username,
+        password: target.password,
+        privateKey: target.privateKey,
+        readyTimeout: timeoutMs,
+        tryKeyboard: false,
+        hostVerifier: (key: Buffer) => {
+          presented = key;
+          return matches(key);
+        },
+      });
+    });
+    return presented!;
+  } catch (err) {
+    client.end();
+    if (presented && !matches(presented)) throw new HostKeyMismatchError(target.hostKeyFingerprint!, fingerprintOfKeyBlob(presented));
+    throw new SshError(`${what} ${target.host}:${target.port}: ${(err as Error).message}`);
+  }
+}
+
 export async function sshConnect(target: SshTarget, timeouts: { connectTimeoutMs: number; commandTimeoutMs: number }): Promise<SshSession> {
   const client = new (ssh2().Client)();
-  let presented: string | undefined;
-  let presentedKey: Buffer | undefined;
   // Every error of the connection, now or later (the machine dies, a VM is reset, a late
   // RST after close), lands here: an ssh2 client with no error listener would take the
   // whole process down. A command in flight fails on its own (channel close, timeout).
@@ -131,37 +172,11 @@ export async function sshConnect(target: SshTarget, timeouts: { connectTimeoutMs
   client.on('error', (err: Error) => {
     connectionError = err;
   });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      client.once('ready', () => resolve());
-      client.once('error', reject);
-      client.once('close', () => reject(new Error('the connection closed during the handshake')));
-      client.connect({
-        host: target.host,
-        port: target.port,
-        username: target.username,
-        password: target.password,
-        privateKey: target.privateKey,
-        readyTimeout: timeouts.connectTimeoutMs,
-        tryKeyboard: false,
-        hostVerifier: (key: Buffer) => {
-          presentedKey = key;
-          presented = fingerprintOfKeyBlob(key);
-          return target.hostKeyFingerprint === null || presented === target.hostKeyFingerprint;
-        },
-      });
-    });
-  } catch (err) {
-    client.end();
-    if (presented && target.hostKeyFingerprint && presented !== target.hostKeyFingerprint) {
-      throw new HostKeyMismatchError(target.hostKeyFingerprint, presented);
-    }
-    throw new SshError(`cannot connect to ${target.host}:${target.port}: ${(err as Error).message}`);
-  }
+  const presentedKey = await openClient(client, target, 'ready', timeouts.connectTimeoutMs, 'cannot connect to');
   const asRoot = target.username === 'root' ? '' : 'sudo -n ';
   return {
-    fingerprint: presented!,
-    hostKey: keyLineOfBlob(presentedKey!),
+    fingerprint: fingerprintOfKeyBlob(presentedKey),
+    hostKey: keyLineOfBlob(presentedKey),
     async runScript(script, args, opts = {}) {
       const name = opts.name ?? 'berth';
       for (const a of [name, ...args]) if (!SAFE_ARG.test(a)) throw new SshError(`refusing unsafe argument ${JSON.stringify(a)}`);
@@ -181,32 +196,11 @@ export async function sshConnect(target: SshTarget, timeouts: { connectTimeoutMs
  */
 export async function sshProveHostKey(target: { host: string; port: number; hostKeyFingerprint: string }, timeoutMs: number): Promise<void> {
   const client = new (ssh2().Client)();
-  let presented: string | undefined;
   // Late errors (a reset after the end) must not go unheard: see sshConnect.
   client.on('error', () => {});
-  try {
-    await new Promise<void>((resolve, reject) => {
-      client.once('handshake', () => resolve());
-      client.once('error', reject);
-      client.once('close', () => reject(new Error('the connection closed during the key exchange')));
-      client.connect({
-        host: target.host,
-        port: target.port,
-        // ssh2 wants a user; no authentication is ever attempted (the connection ends at the handshake).
-        username: 'berth',
-        readyTimeout: timeoutMs,
-        hostVerifier: (key: Buffer) => {
-          presented = fingerprintOfKeyBlob(key);
-          return presented === target.hostKeyFingerprint;
-        },
-      });
-    });
-  } catch (err) {
-    if (presented && presented !== target.hostKeyFingerprint) throw new HostKeyMismatchError(target.hostKeyFingerprint, presented);
-    throw new SshError(`no SSH key exchange with ${target.host}:${target.port}: ${(err as Error).message}`);
-  } finally {
-    client.end();
-  }
+  // ssh2 wants a user; no authentication is ever attempted (the connection ends at the handshake).
+  await openClient(client, { ...target, username: 'berth' }, 'handshake', timeoutMs, 'no SSH key exchange with');
+  client.end();
 }
 
 /** One command on an open connection, its output bounded, every stream error caught. */
