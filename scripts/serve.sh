@@ -17,4 +17,4 @@ export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072}
 # third of its throughput.) Flags in NODE_OPTIONS come after this one and win.
 export NODE_OPTIONS="--max-old-space-size=192${NODE_OPTIONS:+ $NODE_OPTIONS}"
 
-exec node --disable-warning=FAST_JWT_CACHE_KEY_BUILDER_SECURITY_RISK dist/server.js
+exec node dist/server.js

@@ -2,6 +2,11 @@
 // only, our issuer and audience, typ at+jwt, a kid we know), then ask the session checker
 // whether its session is still live. Guards (onRequest): `app.authenticate`,
 // `app.requireAdmin`; handlers read the caller with principalOf (src/http/principal.ts).
+//
+// Anyone can send a bearer value, so nothing an unverified one makes the guard do may
+// last or grow: a value longer than any token berth signs is refused before it is
+// decoded, an unknown kid fails at the key lookup, and only tokens that verified are
+// remembered, in a cache bounded in bytes (VERIFIED_CACHE_BYTES).
 import fastifyJwt from '@fastify/jwt';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
@@ -10,7 +15,15 @@ import '../../http/principal.js';
 import type { Keyring } from './keyring.js';
 import { SIGNING_ALGORITHM } from './keyring.js';
 import type { SessionChecker } from './session-check.js';
-import { ACCESS_TOKEN_TYP, looksLikeRefreshToken } from './tokens.js';
+import { ACCESS_TOKEN_TYP, accessTokenLengthLimit, looksLikeRefreshToken } from './tokens.js';
+import { VerifiedTokenCache } from './verified-tokens.js';
+
+/**
+ * Verified access tokens kept at most, in bytes (see verified-tokens.ts for what an entry
+ * counts): about 3,000 tokens of today's size, each reused until it expires; a token
+ * pushed out is verified again (tens of microseconds) on its next use.
+ */
+export const VERIFIED_CACHE_BYTES = 8 * 1024 * 1024;
 
 export interface AccessTokenPayload {
   sub: string;
@@ -34,6 +47,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** onRequest guard: requires a valid access token of a live session. */
     authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void>;
+    /** The claims of the request's bearer access token once verified (no session check). */
+    verifyAccessToken(request: FastifyRequest): Promise<AccessTokenPayload>;
     /** onRequest guard: `authenticate`, then requires the admin role. */
     requireAdmin(request: FastifyRequest, reply: FastifyReply): Promise<void>;
   }
@@ -46,13 +61,14 @@ export interface AuthOptions {
   audience: string;
 }
 
+const tokenTooLong = () =>
+  new AppError('invalid_token', 'the access token is longer than any token this service issues', { active: false });
+const missingToken = () => new AppError('missing_token', 'send an access token as "Authorization: Bearer <token>"', { active: false });
+
 /** Turns @fastify/jwt's and fast-jwt's errors into one honest 401 (the problem plugin adds the challenge). */
 function tokenProblem(err: unknown): AppError {
   if (err instanceof AppError) return err;
   const code = (err as { code?: string }).code ?? '';
-  if (code === 'FST_JWT_NO_AUTHORIZATION_IN_HEADER' || code === 'FST_JWT_BAD_REQUEST') {
-    return new AppError('missing_token', 'send an access token as "Authorization: Bearer <token>"', { active: false });
-  }
   return code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED'
     ? new AppError('token_expired', 'the access token has expired; refresh it', { active: false })
     : new AppError('invalid_token', 'the access token is malformed, has a bad signature, or was not issued for this service', { active: false });
@@ -60,11 +76,27 @@ function tokenProblem(err: unknown): AppError {
 
 export default fp(
   async function identityGuard(app: FastifyInstance, opts: AuthOptions) {
+    const maxTokenLength = accessTokenLengthLimit(opts);
+    // "Bearer", the spaces around the token: anything longer is refused unread.
+    const maxHeaderLength = maxTokenLength + 32;
+    const verified = new VerifiedTokenCache<AccessTokenPayload>(VERIFIED_CACHE_BYTES);
+
+    /** The bearer token of the request; a value too long to be ours is refused before any parsing. */
+    function bearerToken(request: FastifyRequest): string {
+      const header = request.headers.authorization;
+      if (!header) throw missingToken();
+      if (header.length > maxHeaderLength) throw tokenTooLong();
+      const token = /^bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+      if (!token) throw missingToken();
+      if (token.length > maxTokenLength) throw tokenTooLong();
+      return token;
+    }
+
     await app.register(fastifyJwt, {
       secret: {
         // Signing happens in the token issuer (per-kid signers); this plugin only verifies.
         private: opts.keyring.signingKey.privatePem,
-        // Callback style on purpose: a synchronous answer spares a promise per request.
+        // Callback style on purpose: a synchronous answer spares a promise per verification.
         public: (_request: FastifyRequest, token: unknown, callback: (err: Error | null, key?: string) => void) => {
           const kid = (token as { header?: { kid?: string } }).header?.kid;
           const pem = opts.keyring.publicKeyPem(kid);
@@ -74,36 +106,46 @@ export default fp(
       },
       decode: { complete: true },
       verify: {
+        extractToken: bearerToken,
         algorithms: [SIGNING_ALGORITHM],
         allowedIss: opts.issuer,
         allowedAud: opts.audience,
         requiredClaims: ['sub', 'sid', 'exp', 'iat', 'iss', 'aud'],
         checkTyp: ACCESS_TOKEN_TYP,
-        // Verified tokens are remembered (until their exp) keyed by the token itself, which
-        // spares the SHA-256 fast-jwt would otherwise compute on every request (measured:
-        // whoami 46% of a bare route with it, 29% without). fast-jwt warns about any custom
-        // key builder (GHSA-rp9m-7r4c-75qg: builders that map two tokens to one key); the
-        // identity function cannot, so the start scripts disable that one warning code.
-        cache: 10_000,
-        cacheKeyBuilder: (token: string) => token,
-      } as Record<string, unknown>,
+        // No cache in fast-jwt: it keeps failures too (keyed by the whole token), which
+        // let made-up tokens fill the heap. `verified` above keeps successes only.
+        cache: false,
+      },
     });
 
     app.decorateRequest('principal', null);
 
-    async function authenticate(request: FastifyRequest): Promise<void> {
-      const header = request.headers.authorization;
-      if (header && /^bearer\s+brt_/i.test(header) && looksLikeRefreshToken(header.replace(/^bearer\s+/i, ''))) {
+    async function verifyAccessToken(request: FastifyRequest): Promise<AccessTokenPayload> {
+      const token = bearerToken(request);
+      if (looksLikeRefreshToken(token)) {
         throw new AppError('invalid_token', 'this is a refresh token; send it to /v1/token/refresh, not as an access token', {
           active: false,
         });
       }
-      let payload: AccessTokenPayload;
+      const hit = verified.get(token, Date.now());
+      if (hit && opts.keyring.publicKeyPem(hit.kid)) {
+        request.user = hit.claims;
+        return hit.claims;
+      }
+      let claims: AccessTokenPayload;
       try {
-        payload = await request.jwtVerify<AccessTokenPayload>();
+        claims = await request.jwtVerify<AccessTokenPayload>();
       } catch (err) {
         throw tokenProblem(err);
       }
+      // Verified, so the header decodes; its kid lets a hit check that the key still exists.
+      const { kid } = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString()) as { kid: string };
+      verified.remember(token, { claims, kid, expiresAt: claims.exp * 1000 });
+      return claims;
+    }
+
+    async function authenticate(request: FastifyRequest): Promise<void> {
+      const payload = await verifyAccessToken(request);
       const principal = await opts.sessionChecker.check(payload.sid, payload.sub);
       if (!principal) {
         throw new AppError('session_revoked', 'the session of this token has ended (logged out, revoked or expired)', {
@@ -113,6 +155,7 @@ export default fp(
       request.principal = principal;
     }
 
+    app.decorate('verifyAccessToken', verifyAccessToken);
     app.decorate('authenticate', async (request: FastifyRequest) => authenticate(request));
     app.decorate('requireAdmin', async (request: FastifyRequest) => {
       await authenticate(request);

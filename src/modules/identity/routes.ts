@@ -206,9 +206,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
           await identity.logoutWithRefreshToken(token);
         } else {
           // Signature, issuer and expiry only: logging out an already-ended session is not an error.
-          const payload = await request.jwtVerify<AccessTokenPayload>().catch(() => {
-            throw new AppError('invalid_token', 'the access token is invalid or expired');
-          });
+          const payload = await app.verifyAccessToken(request);
           await identity.logoutSession(payload.sid);
         }
       }

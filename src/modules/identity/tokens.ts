@@ -17,6 +17,36 @@ export interface AccessClaims {
   role: 'user' | 'admin';
 }
 
+/** Ed25519 signatures are 64 bytes: 86 base64url characters. */
+const SIGNATURE_CHARACTERS = 86;
+/** Room for what the worst case below might not foresee (a longer kid format, a new claim). */
+const LENGTH_MARGIN = 512;
+const base64urlLength = (json: string) => Math.ceil((Buffer.byteLength(json) * 4) / 3);
+
+/**
+ * An upper bound on the length of every access token this issuer can sign, margin
+ * included: the guard refuses a longer bearer value before decoding it. The worst case has
+ * the longest username (32 characters), 36-character ids, the admin role, kids and times
+ * longer than any berth writes (kids have 28 characters, times 10 digits), and the configured
+ * issuer and audience (JSON escapes and UTF-8 counted). With the defaults: 994 characters.
+ */
+export function accessTokenLengthLimit(opts: { issuer: string; audience: string }): number {
+  const id = '0'.repeat(36);
+  const header = { alg: SIGNING_ALGORITHM, typ: ACCESS_TOKEN_TYP, kid: 'k'.repeat(40) };
+  const claims: AccessClaims & { exp: number; iat: number; iss: string; aud: string } = {
+    sub: id,
+    sid: id,
+    username: 'u'.repeat(32),
+    role: 'admin',
+    exp: 99_999_999_999,
+    iat: 99_999_999_999,
+    iss: opts.issuer,
+    aud: opts.audience,
+  };
+  const longest = base64urlLength(JSON.stringify(header)) + 1 + base64urlLength(JSON.stringify(claims)) + 1 + SIGNATURE_CHARACTERS;
+  return longest + LENGTH_MARGIN;
+}
+
 export interface TokenIssuer {
   /** Signs an access token; it never outlives its session. */
   issueAccessToken(claims: AccessClaims, sessionExpiresAt: Date): { token: string; expiresIn: number };
