@@ -20,7 +20,7 @@ import { VerifiedTokenCache } from './verified-tokens.js';
 
 /**
  * Verified access tokens kept at most, in bytes (see verified-tokens.ts for what an entry
- * counts): about 3,000 tokens of today's size, each reused until it expires; a token
+ * counts): about 3,500 tokens of today's size, each reused until it expires; a token
  * pushed out is verified again (tens of microseconds) on its next use.
  */
 export const VERIFIED_CACHE_BYTES = 8 * 1024 * 1024;
@@ -128,9 +128,12 @@ export default fp(
         });
       }
       const hit = verified.get(token, Date.now());
-      if (hit && opts.keyring.publicKeyPem(hit.kid)) {
-        request.user = hit.claims;
-        return hit.claims;
+      if (hit) {
+        if (opts.keyring.publicKeyPem(hit.kid)) {
+          request.user = hit.claims;
+          return hit.claims;
+        }
+        verified.forget(token); // its key has been retired: verified again below, it fails
       }
       let claims: AccessTokenPayload;
       try {
