@@ -55,9 +55,10 @@ id=$({ getent passwd | cut -d: -f3; getent group | cut -d: -f3; cut -d' ' -f2 "$
     END { for (i = 0; i <= last - first; i++) { n = first + (from - first + i) % (last - first + 1); if (!(n in taken)) { print n; exit } } }')
 if [ -z "$id" ]; then echo "no free account id left in $first-$last on this machine" >&2; exit 1; fi
 printf '%s\n' "$((id < last ? id + 1 : first))" >"$ids/next"
+# The counter has moved on: another creation picks another id, so the lock can go.
+exec 9>&-
 useradd --uid "$id" --user-group --create-home --shell /bin/bash --comment "$marker" \
   -K UID_MIN="$first" -K UID_MAX="$last" -K GID_MIN="$id" -K GID_MAX="$id" -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 "$user"
-exec 9>&-
 if [ -n "$password" ] && [ "$password_form" = hashed ]; then
   printf '%s:%s\n' "$user" "$password" | chpasswd -e
 elif [ -n "$password" ]; then
