@@ -144,7 +144,15 @@ export const importResult = z
   .object({
     created: z.number().int(),
     updated: z.number().int(),
-    errors: z.array(z.object({ index: z.number().int(), name: z.string().nullable(), pointer: z.string(), message: z.string() })),
+    errors: z.array(
+      z.object({
+        index: z.number().int(),
+        name: z.string().nullable(),
+        pointer: z.string(),
+        code: z.string().meta({ description: 'the problem code: validation_failed, or one of the codes POST /v1/machines answers (invalid_host_key, machine_is_vm …)' }),
+        message: z.string(),
+      }),
+    ),
   })
   .meta({ examples: [{ created: 2, updated: 0, errors: [] }] });
 
