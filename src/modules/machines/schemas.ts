@@ -1,17 +1,13 @@
 import { z } from 'zod';
 import { timestamp, uuid } from '../../http/common-schemas.js';
+import { sshHost } from '../../shared/hosts.js';
 
 export const machineStatus = z.enum(['available', 'reserved', 'maintenance', 'offline']);
 export const machineName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit')
   .meta({ examples: ['gpu-01'] });
-const hostName = z
-  .string()
-  .min(1)
-  .max(255)
-  .regex(/^[A-Za-z0-9.:_-]+$/, 'must be a host name or an IP address')
-  .meta({ examples: ['10.0.0.21'] });
+const hostName = sshHost.meta({ examples: ['10.0.0.21'] });
 const loginUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name').meta({ examples: ['root'] });
 const machineType = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'must be 1-32 lowercase letters, digits, "_" or "-"');
 export const tagKey = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'tag keys are 1-64 letters, digits, ".", "_" or "-"');
