@@ -28,7 +28,7 @@ const create = (name: string, dockerfile: string, s = admin) =>
 async function settled(id: string, timeoutMs = 60_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const img = json(await t.app.inject({ method: 'GET', url: `/v1/images/${id}`, headers: user.auth }));
+    const img = json(await t.app.inject({ method: 'GET', url: `/v1/images/${id}`, headers: admin.auth }));
     if (img.status !== 'building' || Date.now() > deadline) return img;
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -45,7 +45,7 @@ describe('building an image', () => {
     expect(img.size_bytes).toBeGreaterThan(100 << 20);
     expect(img.build_ms).toBeGreaterThan(0);
     expect(img.convert_ms).toBeGreaterThan(0);
-    const log = await t.app.inject({ method: 'GET', url: `/v1/images/${img.id}/log`, headers: user.auth });
+    const log = await t.app.inject({ method: 'GET', url: `/v1/images/${img.id}/log`, headers: admin.auth });
     expect(log.headers['content-type']).toContain('text/plain');
     expect(log.body).toContain('Step 2/4 : RUN echo hello-from-the-build');
     // This host's engine keeps its layers with overlay2 and berth runs as root: no export.

@@ -75,7 +75,7 @@ export const machine = z
     name: z.string(),
     host: z.string(),
     port: z.number().int(),
-    username: z.string(),
+    username: z.string().optional().meta({ description: 'the account berth logs in as (admins only)' }),
     type: z.string(),
     tags: z.record(z.string(), z.string()),
     allow_sudo: z.boolean(),
@@ -90,7 +90,7 @@ export const machine = z
   })
   .meta({
     id: 'Machine',
-    description: 'Credentials are write-only: they are never returned.',
+    description: 'Credentials are write-only: they are never returned. The login user, status reasons and reservation ids are shown to admins only.',
     examples: [
       {
         id: '8d3f5c1e-2b4a-4f6e-9a7b-1c2d3e4f5a6b',
