@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerTag } from '../../src/modules/images/service.js';
 import { adminSession, createTestApp, json, userSession, type Session, type TestApp } from '../helpers/app.js';
+import { ABSENT_BASE } from '../helpers/docker.js';
 import { BASE_IMAGE } from '../helpers/ssh-machines.js';
 
 let t: TestApp;
@@ -81,8 +82,10 @@ describe('building an image', () => {
     const nossh = await settled(json(await create('no-sshd', `FROM ${BASE_IMAGE}\nRUN rm -f /usr/sbin/sshd\n`)).id);
     expect(nossh).toMatchObject({ status: 'failed' });
     expect(nossh.error).toContain('openssh-server');
-    const missing = await settled(json(await create('no-base', 'FROM debian:bookworm\n')).id);
+    // A base no engine has, from a registry that cannot exist (.invalid, RFC 6761): failed everywhere.
+    const missing = await settled(json(await create('no-base', `FROM ${ABSENT_BASE}\n`)).id);
     expect(missing.status).toBe('failed');
+    expect(missing.error).toContain('registry.invalid');
   });
 
   it('builds a tar build context uploaded as the body, files and all', async () => {
