@@ -42,7 +42,7 @@ function tarOf(files: Record<string, string | null>, order = Object.keys(files))
     if (content === null) fs.symlinkSync('hello.txt', path.join(dir, name));
     else fs.writeFileSync(path.join(dir, name), content);
   }
-  return execFileSync('tar', ['-C', dir, '-c', ...order]);
+  return execFileSync('tar', ['-C', dir, '-c', ...order], { maxBuffer: 64 << 20 });
 }
 const postTar = (name: string, tarball: Buffer) =>
   t.app.inject({ method: 'POST', url: `/v1/images?name=${name}`, headers: { ...admin.auth, 'content-type': 'application/x-tar' }, payload: tarball });
@@ -72,14 +72,19 @@ describe('a Dockerfile that would reach the network', () => {
     expect(json(await postTar('tar-network', gzipped))).toMatchObject({ status: 400, code: 'dockerfile_not_allowed' });
   });
 
-  it('is refused when berth cannot tell which Dockerfile the engine builds: twice in the tar, or a link', async () => {
+  it('is refused when berth cannot tell which Dockerfile the engine builds: twice in the tar, a link, or too large to read', async () => {
     // `Dockerfile` and `./Dockerfile`: the engine builds the one extracted last.
     const dir = fs.mkdtempSync(path.join(t.dataDir, 'twice-'));
     fs.writeFileSync(path.join(dir, 'Dockerfile'), `FROM ${BASE_IMAGE}\n`);
     const twice = execFileSync('tar', ['-C', dir, '-c', 'Dockerfile', './Dockerfile']);
     expect(json(await postTar('tar-twice', twice))).toMatchObject({ status: 400, code: 'invalid_build_context', detail: expect.stringMatching(/more than once/) });
+    fs.mkdirSync(path.join(dir, 'a'));
+    const dotted = execFileSync('tar', ['-C', dir, '-c', 'Dockerfile', 'a/../Dockerfile']);
+    expect(json(await postTar('tar-dotted', dotted))).toMatchObject({ status: 400, code: 'invalid_build_context', detail: expect.stringMatching(/more than once/) });
     const linked = tarOf({ 'hello.txt': `FROM ${BASE_IMAGE}\nADD ${baitUrl}/x /x\n`, Dockerfile: null });
     expect(json(await postTar('tar-link', linked))).toMatchObject({ status: 400, code: 'invalid_build_context', detail: expect.stringMatching(/regular file/) });
+    const huge = tarOf({ Dockerfile: `FROM ${BASE_IMAGE}\n${'# padding\n'.repeat(200_000)}ADD ${baitUrl}/x /x\n` });
+    expect(json(await postTar('tar-huge', huge))).toMatchObject({ status: 400, code: 'invalid_build_context', detail: expect.stringMatching(/cannot be read/) });
   });
 
   it('leaves nothing behind: no image recorded, and nothing reached the network', async () => {

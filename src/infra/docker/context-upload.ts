@@ -57,13 +57,14 @@ export async function checkBuildContext(file: string): Promise<string> {
   if (entries.length === 0) throw new AppError('invalid_build_context', 'the build context has no Dockerfile at its root');
   if (entries.length > 1) throw new AppError('invalid_build_context', 'the build context holds its Dockerfile more than once');
   const entry = entries[0]!;
+  const unreadable = () => new AppError('invalid_build_context', `the Dockerfile of the build context cannot be read (at most ${DOCKERFILE_MAX_BYTES / 1024} KiB)`);
   // `tar -tv` starts each line with the entry's type: `-` for a regular file (not a link).
-  const { stdout: verbose } = await run('tar', ['-tvf', file, '--', entry]);
+  const { stdout: verbose } = await run('tar', ['-tvf', file, '--', entry]).catch(() => {
+    throw unreadable();
+  });
   if (!verbose.startsWith('-')) throw new AppError('invalid_build_context', 'the Dockerfile of the build context must be a regular file (not a link)');
-  try {
-    const { stdout } = await run('tar', ['-xOf', file, '--', entry], { maxBuffer: DOCKERFILE_MAX_BYTES, encoding: 'utf8' });
-    return stdout;
-  } catch {
-    throw new AppError('invalid_build_context', `the Dockerfile of the build context is larger than ${DOCKERFILE_MAX_BYTES / 1024} KiB`);
-  }
+  const { stdout } = await run('tar', ['-xOf', file, '--', entry], { maxBuffer: DOCKERFILE_MAX_BYTES, encoding: 'utf8' }).catch(() => {
+    throw unreadable();
+  });
+  return stdout;
 }
