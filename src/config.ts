@@ -3,6 +3,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { sshHost } from './shared/hosts.js';
 import { USERNAME_PATTERN, USERNAME_RULE } from './shared/usernames.js';
 
 const seconds = (fallback: number) => z.coerce.number().int().positive().default(fallback);
@@ -84,10 +85,7 @@ const environment = z
     BERTH_VM_BOOT_TIMEOUT_SECONDS: seconds(300),
     BERTH_VM_WATCH_SECONDS: z.coerce.number().positive().default(5),
     BERTH_VM_BIND: z.ipv4({ error: 'must be an IPv4 address (0.0.0.0: every address of this host)' }).default('127.0.0.1'),
-    BERTH_VM_PUBLIC_HOST: z
-      .string()
-      .regex(/^[A-Za-z0-9.:-]{1,255}$/, 'must be a host name or an IP address')
-      .optional(),
+    BERTH_VM_PUBLIC_HOST: sshHost.optional(),
     BERTH_VM_PORTS: z
       .string()
       .regex(/^\d{1,5}-\d{1,5}$/, 'must be a port range like 40000-40999')

@@ -21,6 +21,10 @@ export const ERROR_CODES = {
   invalid_host_key: { status: 400, description: 'host_key is neither an OpenSSH public key line nor a SHA256 fingerprint' },
   invalid_build_context: { status: 400, description: 'the upload is not a tar archive with a Dockerfile at its root' },
   name_required: { status: 400, description: 'a tar build context needs ?name=' },
+  dockerfile_not_allowed: {
+    status: 400,
+    description: 'the Dockerfile would reach the network (ADD of a URL or git source, --network) or uses a form berth does not check (here-documents, variables in ADD, unknown instructions)',
+  },
   missing_credentials: { status: 400, description: 'POST /v1/token without a JSON body or HTTP Basic credentials' },
   malformed_credentials: { status: 400, description: 'HTTP Basic credentials that are not base64("username:password")' },
   missing_refresh_token: { status: 400, description: 'no refresh token in the body or the Authorization header' },

@@ -165,6 +165,42 @@ describe("a user's day with berth", () => {
     expect(unknown.code).toBe(2);
   });
 
+  it("refuses a host from berth's answer that ssh would read as an option, and runs neither ssh nor ssh-keyscan", async () => {
+    // The server refuses such hosts (test/hardening/machine-hosts.test.ts): a compromised or
+    // impostor server is what sends one, made here by writing the database.
+    const marker = path.join(alice.home, 'proxy-command-ran');
+    const spied = path.join(alice.home, 'spy');
+    const calls = path.join(spied, 'calls');
+    fs.mkdirSync(spied);
+    // ssh and ssh-keyscan as found on PATH, recording each run before doing it.
+    for (const tool of ['ssh', 'ssh-keyscan']) {
+      const real = execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
+      fs.writeFileSync(path.join(spied, tool), `#!/bin/sh\necho "${tool} $*" >> '${calls}'\nexec '${real}' "$@"\n`, { mode: 0o755 });
+    }
+    const machine = pool.machines[0]!;
+    const before = await pool.t.prisma.machine.findUniqueOrThrow({ where: { name: machine.name } });
+    const env = { PATH: `${spied}:${alice.env.PATH}` };
+    try {
+      // With the host key in the answer, berth ssh would go straight to ssh; without it, to ssh-keyscan first.
+      for (const hostKey of [before.hostKey, null]) {
+        await pool.t.prisma.machine.update({ where: { name: machine.name }, data: { host: `-oProxyCommand=touch ${marker}`, hostKey } });
+        const r = await alice.run(['ssh', ...sshFlags(), reservationId, '--', 'true'], { env });
+        expect(r.code, r.stderr).toBe(1);
+        expect(r.stderr).toBe(
+          `berth: berth named "-oProxyCommand=touch ${marker}" as the host of ${machine.name}, which is not a host name or an IP address: refusing to run ssh\n`,
+        );
+        expect(fs.existsSync(marker)).toBe(false);
+        expect(fs.existsSync(calls) ? fs.readFileSync(calls, 'utf8') : '').toBe('');
+      }
+    } finally {
+      await pool.t.prisma.machine.update({ where: { name: machine.name }, data: { host: before.host, hostKey: before.hostKey } });
+    }
+    // The same spies see the ordinary login: options end with `--` before the host.
+    const ok = await alice.run(['ssh', ...sshFlags(), reservationId, '--', 'id', '-un'], { env });
+    expect(ok.stdout).toBe('alice\n');
+    expect(fs.readFileSync(calls, 'utf8')).toMatch(new RegExp(`^ssh .* -- ${machine.host.replace(/\./g, '\\.')} id -un\n$`));
+  });
+
   it('extends the reservation (--json parses and shows the new end)', async () => {
     const before = await alice.json(['reservations', 'show', reservationId.slice(0, 6)]);
     expect(await alice.ok(['extend', reservationId.slice(0, 8), '--by', '30m'])).toMatch(/now ends .* \(in (59|60)m\)/);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerTag } from '../../src/modules/images/service.js';
 import { adminSession, createTestApp, json, userSession, type Session, type TestApp } from '../helpers/app.js';
+import { ABSENT_BASE } from '../helpers/docker.js';
 import { BASE_IMAGE } from '../helpers/ssh-machines.js';
 
 let t: TestApp;
@@ -28,7 +29,7 @@ const create = (name: string, dockerfile: string, s = admin) =>
 async function settled(id: string, timeoutMs = 60_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const img = json(await t.app.inject({ method: 'GET', url: `/v1/images/${id}`, headers: user.auth }));
+    const img = json(await t.app.inject({ method: 'GET', url: `/v1/images/${id}`, headers: admin.auth }));
     if (img.status !== 'building' || Date.now() > deadline) return img;
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -45,7 +46,7 @@ describe('building an image', () => {
     expect(img.size_bytes).toBeGreaterThan(100 << 20);
     expect(img.build_ms).toBeGreaterThan(0);
     expect(img.convert_ms).toBeGreaterThan(0);
-    const log = await t.app.inject({ method: 'GET', url: `/v1/images/${img.id}/log`, headers: user.auth });
+    const log = await t.app.inject({ method: 'GET', url: `/v1/images/${img.id}/log`, headers: admin.auth });
     expect(log.headers['content-type']).toContain('text/plain');
     expect(log.body).toContain('Step 2/4 : RUN echo hello-from-the-build');
     // This host's engine keeps its layers with overlay2 and berth runs as root: no export.
@@ -81,8 +82,10 @@ describe('building an image', () => {
     const nossh = await settled(json(await create('no-sshd', `FROM ${BASE_IMAGE}\nRUN rm -f /usr/sbin/sshd\n`)).id);
     expect(nossh).toMatchObject({ status: 'failed' });
     expect(nossh.error).toContain('openssh-server');
-    const missing = await settled(json(await create('no-base', 'FROM debian:bookworm\n')).id);
+    // A base no engine has, from a registry that cannot exist (.invalid, RFC 6761): failed everywhere.
+    const missing = await settled(json(await create('no-base', `FROM ${ABSENT_BASE}\n`)).id);
     expect(missing.status).toBe('failed');
+    expect(missing.error).toContain('registry.invalid');
   });
 
   it('builds a tar build context uploaded as the body, files and all', async () => {

@@ -1,11 +1,13 @@
 // Dockerfile builds through the real engine: the log is written while the build runs,
-// RUN steps work off the network, and a failing step ends with the engine's message.
+// RUN steps work off the network, and a failing step (or a base that exists nowhere) ends
+// with the engine's message.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BuildFailedError, buildImage, dockerfileContext } from '../../src/infra/docker/build.js';
+import { ABSENT_BASE } from '../helpers/docker.js';
 import { BASE_IMAGE } from '../helpers/ssh-machines.js';
 
 const docker = new Docker({ socketPath: '/var/run/docker.sock' });
@@ -52,9 +54,10 @@ describe('buildImage', () => {
     expect(fs.readFileSync(logFile, 'utf8')).toMatch(/about to fail[\s\S]*ERROR: .*non-zero code: 3/);
   });
 
-  it('fails clearly for a base image that does not exist here (no registry to pull from)', async () => {
-    const failing = buildImage(docker, await dockerfileContext('FROM debian:bookworm\n'), `${tag}-nope`, path.join(dir, 'nope.log'));
+  it('fails clearly for a base image that exists nowhere (a registry under .invalid cannot be reached)', async () => {
+    const failing = buildImage(docker, await dockerfileContext(`FROM ${ABSENT_BASE}\n`), `${tag}-nope`, path.join(dir, 'nope.log'));
     await expect(failing).rejects.toBeInstanceOf(BuildFailedError);
+    await expect(failing).rejects.toThrow('registry.invalid');
   });
 
   it('runs RUN steps without network', async () => {

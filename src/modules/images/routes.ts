@@ -10,6 +10,7 @@ import type { ImagesService, ImageView } from './service.js';
 import { dockerfileContext } from '../../infra/docker/build.js';
 import { BUILD_CONTEXT_TYPES, checkBuildContext, spoolUpload } from '../../infra/docker/context-upload.js';
 import { AppError } from '../../errors/app-error.js';
+import { viewerOf } from '../../http/principal.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -18,17 +19,22 @@ declare module 'fastify' {
   }
 }
 
-export function toImageDto(i: ImageView) {
+/**
+ * The image as `viewer` may see it. Why a build failed and the image's configuration
+ * (its environment above all) may hold secrets or internal addresses: admins only. Users
+ * see name, status, sizes and timings, and that a build failed.
+ */
+export function toImageDto(i: ImageView, viewer: { admin: boolean }) {
   return {
     id: i.id,
     name: i.name,
     status: i.status,
-    error: i.error,
+    error: viewer.admin || i.error === null ? i.error : 'the build failed (an admin can read why)',
     size_bytes: i.sizeBytes === null ? null : Number(i.sizeBytes),
     build_ms: i.buildMs,
     convert_ms: i.convertMs,
     pool_size: i.poolSize,
-    config: (i.config ?? null) as z.infer<typeof s.image>['config'],
+    ...(viewer.admin && { config: (i.config ?? null) as z.infer<typeof s.image>['config'] }),
     created_at: i.createdAt.toISOString(),
     updated_at: i.updatedAt.toISOString(),
   };
@@ -78,7 +84,9 @@ const createRoute: FastifyPluginAsyncZod<ImagesRouteOptions> = async (app, { ima
         summary: 'Build an image from a Dockerfile or a tar build context (admin); answers at once, the build goes on',
         description:
           'JSON `{name, dockerfile}`, or `Content-Type: application/x-tar` with the build context as the body and the name in `?name=`. ' +
-          'The build runs through the local Docker engine with networking off; follow it with GET /v1/images/{id}/log.',
+          'The build runs through the local Docker engine with networking off; follow it with GET /v1/images/{id}/log. ' +
+          'A Dockerfile that would reach the network through the engine (ADD of a URL or a git source, `--network`), or that uses ' +
+          'a form berth does not check (here-documents, variables in ADD, unknown instructions), is refused: 400 dockerfile_not_allowed.',
         security: bearerSecurity,
         querystring: s.createImageQuery,
         body: { content: { 'application/json': { schema: s.createImageBody }, 'application/x-tar': { schema: s.buildContextBody } } },
@@ -93,13 +101,13 @@ const createRoute: FastifyPluginAsyncZod<ImagesRouteOptions> = async (app, { ima
         const file = request.buildContextFile;
         if (!file) throw unsupportedBody();
         if (!request.query.name) throw new AppError('name_required', 'give the image a name: POST /v1/images?name=<name>');
-        await checkBuildContext(file);
-        started = await images.create(request.query.name, fs.createReadStream(file));
+        const dockerfile = await checkBuildContext(file);
+        started = await images.create(request.query.name, dockerfile, fs.createReadStream(file));
         // The build owns the file now, and removes it when it ends.
         request.buildContextFile = null;
         void started.done.finally(() => fsp.rm(file, { force: true }));
       } else {
-        started = await images.create(body.name, await dockerfileContext(body.dockerfile));
+        started = await images.create(body.name, body.dockerfile, await dockerfileContext(body.dockerfile));
       }
       track(started.done);
       return reply.status(202).send({ id: started.image.id, name: started.image.name, status: 'building' as const });
@@ -126,7 +134,8 @@ export const imagesRoutes: FastifyPluginAsyncZod<ImagesRouteOptions> = async (ap
     },
     async (request) => {
       const { items, nextCursor } = await images.list(request.query);
-      return { items: items.map(toImageDto), next_cursor: nextCursor };
+      const viewer = viewerOf(request);
+      return { items: items.map((i) => toImageDto(i, viewer)), next_cursor: nextCursor };
     },
   );
 
@@ -137,30 +146,31 @@ export const imagesRoutes: FastifyPluginAsyncZod<ImagesRouteOptions> = async (ap
       schema: {
         operationId: 'getImage',
         tags: ['images'],
-        summary: 'Read an image: status, error, sizes and timings',
+        summary: 'Read an image: status, sizes and timings (admins: why a build failed, and its configuration)',
         security: bearerSecurity,
         params: idParams,
         response: { 200: s.image, ...problemResponses(400, 401, 404) },
       },
     },
-    async (request) => toImageDto(await images.get(request.params.id)),
+    async (request) => toImageDto(await images.get(request.params.id), viewerOf(request)),
   );
 
   app.get(
     '/v1/images/:id/log',
     {
-      onRequest: app.authenticate,
+      // A build's output may hold secrets or internal addresses.
+      onRequest: app.requireAdmin,
       schema: {
         operationId: 'getImageLog',
         tags: ['images'],
-        summary: 'The build log as text/plain, streamed while the image builds',
+        summary: 'The build log as text/plain, streamed while the image builds (admin)',
         security: bearerSecurity,
         params: idParams,
         // The 200 is text/plain (problems stay application/problem+json in the document).
         produces: ['text/plain'],
         response: {
           200: z.string().meta({ description: 'text/plain', examples: ['Step 1/2 : FROM berth/debian-sshd:bookworm\n ---> efb6ee4db517\n'] }),
-          ...problemResponses(400, 401, 404),
+          ...problemResponses(400, 401, 403, 404),
         },
       },
     },

@@ -36,7 +36,7 @@ export const image = z
     id: uuid,
     name: z.string(),
     status: imageStatus,
-    error: z.string().nullable(),
+    error: z.string().nullable().meta({ description: "why the build failed, for admins; users read only that it failed" }),
     size_bytes: z.number().int().nullable(),
     build_ms: z.number().int().nullable(),
     convert_ms: z.number().int().nullable(),
@@ -49,7 +49,9 @@ export const image = z
         user: z.string().nullable(),
         workdir: z.string().nullable(),
       })
-      .nullable(),
+      .nullable()
+      .optional()
+      .meta({ description: 'the engine image configuration, once ready (admins only: its environment may hold secrets)' }),
     created_at: timestamp,
     updated_at: timestamp,
   })

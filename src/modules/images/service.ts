@@ -15,6 +15,7 @@ import { buildImage } from '../../infra/docker/build.js';
 import { imageToExt4 } from '../../infra/vm/rootfs.js';
 import { AppError } from '../../errors/app-error.js';
 import { afterName, pageOf } from '../../infra/paging.js';
+import { checkDockerfile } from './dockerfile-policy.js';
 
 const HEARTBEAT_MS = 10_000;
 /** A build not heard of for this long was interrupted. */
@@ -141,8 +142,12 @@ export function createImagesService({ prisma, docker, dir, log, onReady }: Image
   return {
     get,
 
-    /** Starts a build; resolves once it is recorded (the build itself goes on). */
-    async create(name: string, context: Readable): Promise<{ image: Image; done: Promise<void> }> {
+    /**
+     * Starts a build of `context`, whose Dockerfile is `dockerfile`; resolves once it is
+     * recorded (the build itself goes on). A Dockerfile that would reach the network is refused first.
+     */
+    async create(name: string, dockerfile: string, context: Readable): Promise<{ image: Image; done: Promise<void> }> {
+      checkDockerfile(dockerfile);
       let image: Image;
       try {
         image = await prisma.image.create({ data: { name, heartbeatAt: new Date() } });

@@ -9,14 +9,14 @@ import { isoOf } from '../../shared/timestamps.js';
 import * as s from './schemas.js';
 import type { MachinesService, MachineView } from './service.js';
 
-/** The machine as `viewer` may see it: reasons and reservation ids are for admins. */
+/** The machine as `viewer` may see it: reasons, reservation ids and the login user are for admins. */
 export function toMachineDto(m: MachineView, viewer: { admin: boolean }) {
   return {
     id: m.id,
     name: m.name,
     host: m.host,
     port: m.port,
-    username: m.username,
+    ...(viewer.admin && { username: m.username }),
     type: m.type,
     tags: (m.tags ?? {}) as Record<string, string>,
     allow_sudo: m.allowSudo,

@@ -1,17 +1,13 @@
 import { z } from 'zod';
 import { timestamp, uuid } from '../../http/common-schemas.js';
+import { sshHost } from '../../shared/hosts.js';
 
 export const machineStatus = z.enum(['available', 'reserved', 'maintenance', 'offline']);
 export const machineName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit')
   .meta({ examples: ['gpu-01'] });
-const hostName = z
-  .string()
-  .min(1)
-  .max(255)
-  .regex(/^[A-Za-z0-9.:_-]+$/, 'must be a host name or an IP address')
-  .meta({ examples: ['10.0.0.21'] });
+const hostName = sshHost.meta({ examples: ['10.0.0.21'] });
 const loginUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name').meta({ examples: ['root'] });
 const machineType = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'must be 1-32 lowercase letters, digits, "_" or "-"');
 export const tagKey = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'tag keys are 1-64 letters, digits, ".", "_" or "-"');
@@ -79,7 +75,7 @@ export const machine = z
     name: z.string(),
     host: z.string(),
     port: z.number().int(),
-    username: z.string(),
+    username: z.string().optional().meta({ description: 'the account berth logs in as (admins only)' }),
     type: z.string(),
     tags: z.record(z.string(), z.string()),
     allow_sudo: z.boolean(),
@@ -94,7 +90,7 @@ export const machine = z
   })
   .meta({
     id: 'Machine',
-    description: 'Credentials are write-only: they are never returned.',
+    description: 'Credentials are write-only: they are never returned. The login user, status reasons and reservation ids are shown to admins only.',
     examples: [
       {
         id: '8d3f5c1e-2b4a-4f6e-9a7b-1c2d3e4f5a6b',
@@ -144,7 +140,15 @@ export const importResult = z
   .object({
     created: z.number().int(),
     updated: z.number().int(),
-    errors: z.array(z.object({ index: z.number().int(), name: z.string().nullable(), pointer: z.string(), message: z.string() })),
+    errors: z.array(
+      z.object({
+        index: z.number().int(),
+        name: z.string().nullable(),
+        pointer: z.string(),
+        code: z.string().meta({ description: 'the problem code: validation_failed, or one of the codes POST /v1/machines answers (invalid_host_key, machine_is_vm …)' }),
+        message: z.string(),
+      }),
+    ),
   })
   .meta({ examples: [{ created: 2, updated: 0, errors: [] }] });
 

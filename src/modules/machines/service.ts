@@ -131,7 +131,7 @@ export function createMachinesService(deps: {
 
     /** Each entry is validated on its own: good entries are saved, bad ones reported by index. */
     async import(entries: unknown[]) {
-      const result = { created: 0, updated: 0, errors: [] as { index: number; name: string | null; pointer: string; message: string }[] };
+      const result = { created: 0, updated: 0, errors: [] as { index: number; name: string | null; pointer: string; code: string; message: string }[] };
       for (const [index, raw] of entries.entries()) {
         const entry = raw && typeof raw === 'object' ? { ...(raw as Record<string, unknown>) } : raw;
         // The machine-manager format calls the login user `user`.
@@ -143,7 +143,13 @@ export function createMachinesService(deps: {
         const parsed = createMachineBody.safeParse(entry);
         if (!parsed.success) {
           for (const issue of parsed.error.issues) {
-            result.errors.push({ index, name, pointer: `/machines/${index}/${issue.path.join('/')}`.replace(/\/$/, ''), message: issue.message });
+            result.errors.push({
+              index,
+              name,
+              pointer: `/machines/${index}/${issue.path.join('/')}`.replace(/\/$/, ''),
+              code: 'validation_failed',
+              message: issue.message,
+            });
           }
           continue;
         }
@@ -152,15 +158,14 @@ export function createMachinesService(deps: {
           if (created) result.created++;
           else result.updated++;
         } catch (err) {
-          // One entry's failure must not lose the others, nor leak internals to the client.
-          const known = err instanceof Error && 'statusCode' in err;
-          if (!known) log.error({ err, index, name }, 'importing a machine failed');
-          result.errors.push({
-            index,
-            name,
-            pointer: `/machines/${index}`,
-            message: known ? (err as Error).message : 'could not be saved (an internal error, logged on the server)',
-          });
+          // One entry's failure must not lose the others, nor leak internals to the client:
+          // a refusal (AppError) is the client's to read; anything else is berth's, and logged.
+          if (err instanceof AppError) {
+            result.errors.push({ index, name, pointer: `/machines/${index}`, code: err.code, message: err.detail });
+          } else {
+            log.error({ err, index, name }, 'importing a machine failed');
+            result.errors.push({ index, name, pointer: `/machines/${index}`, code: 'internal_error', message: 'could not be saved (an internal error, logged on the server)' });
+          }
         }
       }
       return result;

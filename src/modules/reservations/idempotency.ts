@@ -3,6 +3,7 @@
 // (they may carry a password).
 import { createHmac } from 'node:crypto';
 import { AppError } from '../../errors/app-error.js';
+import { failureReasonFor } from './failure-reasons.js';
 import type { CreateReservationInput, ReservationRow } from './model.js';
 
 /** JSON with object keys sorted at every depth, so equal bodies give equal strings. */
@@ -22,7 +23,7 @@ export function createRequestHasher(key: Buffer): RequestHasher {
 }
 
 /** The answer to a repeated Idempotency-Key: the same outcome, or 422 for another body. */
-export function replay(existing: ReservationRow, input: CreateReservationInput, requestHash: RequestHasher) {
+export function replay(existing: ReservationRow, input: CreateReservationInput, requestHash: RequestHasher, viewer: { admin: boolean }) {
   if (existing.requestHash !== requestHash(input)) {
     throw new AppError('idempotency_key_reused', 'this Idempotency-Key was used with a different request');
   }
@@ -30,7 +31,7 @@ export function replay(existing: ReservationRow, input: CreateReservationInput, 
     throw new AppError('request_in_progress', 'the request with this Idempotency-Key is still being processed; retry shortly');
   }
   if (existing.status === 'failed') {
-    throw new AppError('provisioning_failed', existing.failureReason ?? 'the reservation failed', { reservation_id: existing.id });
+    throw new AppError('provisioning_failed', failureReasonFor(existing.failureReason ?? 'the reservation failed', viewer), { reservation_id: existing.id });
   }
   return { reservation: existing, password: undefined, replayed: true };
 }

@@ -11,6 +11,7 @@ import type { Principal } from '../../shared/principal.js';
 import type { MachineAccess, MachineRow } from '../machines/access.js';
 import { AccountError, RESERVED_ACCOUNT_NAMES, createAccount, type AccountPassword } from './accounts.js';
 import type { Allocate } from './allocation.js';
+import { failureReasonFor, setupFailure } from './failure-reasons.js';
 import { replay, type RequestHasher } from './idempotency.js';
 import type { Leases } from './leases.js';
 import { withMachines, type CreateReservationInput, type ReservationPolicy, type ReservationRow } from './model.js';
@@ -50,6 +51,9 @@ function accountPassword(chosen: string | undefined, generated: string | undefin
   return generated === undefined ? undefined : { hashed: encrypt(generated, '$6') };
 }
 
+/** What the actor may read of a failure: admins the machine's own words. */
+const asViewer = (actor: Principal) => ({ admin: actor.role === 'admin' });
+
 export function createProvisioner({ prisma, access, policy, allocate, leases, unwinder, requestHash }: ProvisionerDeps) {
   const byKey = (userId: string, idempotencyKey: string) =>
     prisma.reservation.findUnique({ where: { userId_idempotencyKey: { userId, idempotencyKey } }, include: withMachines });
@@ -75,7 +79,7 @@ export function createProvisioner({ prisma, access, policy, allocate, leases, un
     }
     if (idempotencyKey) {
       const existing = await byKey(actor.userId, idempotencyKey);
-      if (existing) return replay(existing, input, requestHash);
+      if (existing) return replay(existing, input, requestHash, asViewer(actor));
     }
     const generated = input.password || input.ssh_public_key ? undefined : generatePassword();
     const password = accountPassword(input.password, generated);
@@ -86,7 +90,7 @@ export function createProvisioner({ prisma, access, policy, allocate, leases, un
       id = await allocate(actor, { input, account, durationMinutes: duration, token, idempotencyKey });
     } catch (err) {
       // The same key raced in from another request: answer as a replay of the winner.
-      if (idempotencyKey && isUniqueViolation(err)) return replay((await byKey(actor.userId, idempotencyKey))!, input, requestHash);
+      if (idempotencyKey && isUniqueViolation(err)) return replay((await byKey(actor.userId, idempotencyKey))!, input, requestHash, asViewer(actor));
       throw err;
     }
 
@@ -118,9 +122,9 @@ export function createProvisioner({ prisma, access, policy, allocate, leases, un
     }
 
     const first = failures[0]!;
-    const detail = `could not set up the account on ${first.machine.name}: ${first.error.message}`;
+    const detail = setupFailure(first.machine.name, first.error.message);
     const existedBefore = new Set(failures.filter((f) => f.error instanceof AccountError && f.error.code === 'exists').map((f) => f.machine.id));
     await unwinder.unwind({ id, accountUsername: account }, 'failed', detail, token, existedBefore);
-    throw new AppError('provisioning_failed', detail, { machine: first.machine.name, reservation_id: id, failed_machines: failures.map((f) => f.machine.name) });
+    throw new AppError('provisioning_failed', failureReasonFor(detail, asViewer(actor)), { machine: first.machine.name, reservation_id: id, failed_machines: failures.map((f) => f.machine.name) });
   };
 }

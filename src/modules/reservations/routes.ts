@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { bearerSecurity, idParams, page, problemResponses } from '../../http/common-schemas.js';
-import { principalOf } from '../../http/principal.js';
+import { principalOf, viewerOf } from '../../http/principal.js';
+import { failureReasonFor } from './failure-reasons.js';
 import * as s from './schemas.js';
 import { isoOf, millisOf } from '../../shared/timestamps.js';
 import type { ReservationView, ReservationsService } from './service.js';
@@ -17,7 +18,8 @@ export function knownHosts(machines: { host: string; port: number; hostKey: stri
     .join('');
 }
 
-export function toReservationDto(r: ReservationView, password?: string) {
+/** The reservation as `viewer` may see it: why it failed in the machine's own words is for admins. */
+export function toReservationDto(r: ReservationView, viewer: { admin: boolean }, password?: string) {
   const remaining = r.status === 'active' && r.expiresAt ? Math.max(0, Math.floor((millisOf(r.expiresAt) - Date.now()) / 1000)) : 0;
   const machines = r.machines.map(({ machine }) => machine).sort((a, b) => a.name.localeCompare(b.name));
   return {
@@ -35,7 +37,7 @@ export function toReservationDto(r: ReservationView, password?: string) {
     seconds_remaining: remaining,
     released_at: r.releasedAt === null ? null : isoOf(r.releasedAt),
     release_reason: r.releaseReason,
-    failure_reason: r.failureReason,
+    failure_reason: failureReasonFor(r.failureReason, viewer),
   };
 }
 
@@ -64,7 +66,7 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
         request.headers['idempotency-key'],
       );
       if (replayed) reply.header('idempotent-replayed', 'true');
-      return reply.status(201).send(toReservationDto(reservation, password));
+      return reply.status(201).send(toReservationDto(reservation, viewerOf(request), password));
     },
   );
 
@@ -83,7 +85,8 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
     },
     async (request) => {
       const { items, nextCursor } = await reservations.list(principalOf(request), request.query);
-      return { items: items.map((r) => toReservationDto(r)), next_cursor: nextCursor };
+      const viewer = viewerOf(request);
+      return { items: items.map((r) => toReservationDto(r, viewer)), next_cursor: nextCursor };
     },
   );
 
@@ -100,7 +103,7 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
         response: { 200: s.reservation, ...problemResponses(400, 401, 404) },
       },
     },
-    async (request) => toReservationDto(await reservations.get(principalOf(request), request.params.id)),
+    async (request) => toReservationDto(await reservations.get(principalOf(request), request.params.id), viewerOf(request)),
   );
 
   app.post(
@@ -117,7 +120,7 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
         response: { 200: s.reservation, ...problemResponses(400, 401, 404, 409, 422) },
       },
     },
-    async (request) => toReservationDto(await reservations.extend(principalOf(request), request.params.id, request.body.minutes)),
+    async (request) => toReservationDto(await reservations.extend(principalOf(request), request.params.id, request.body.minutes), viewerOf(request)),
   );
 
   app.delete(
@@ -133,7 +136,7 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
         response: { 200: s.reservation, ...problemResponses(400, 401, 404, 409) },
       },
     },
-    async (request) => toReservationDto(await reservations.release(principalOf(request), request.params.id)),
+    async (request) => toReservationDto(await reservations.release(principalOf(request), request.params.id), viewerOf(request)),
   );
 
   app.post(

@@ -141,7 +141,7 @@ export function registerImageCommands(program: Command): void {
     images
       .command('log')
       .argument('<image>', 'the image (name or id)')
-      .description('the build log; followed live while the image builds')
+      .description('the build log (admin); followed live while the image builds')
       .action(async (ref: string, _opts, command: Command) => {
         const ctx = Context.of(command);
         const image = await followBuild(ctx, (await resolveImage(ctx, ref)).id, ctx.json ? process.stderr : process.stdout);
@@ -154,7 +154,7 @@ export function registerImageCommands(program: Command): void {
     images
       .command('show')
       .argument('<image>', 'the image (name or id)')
-      .description("one image's status, sizes, timings and configuration")
+      .description("one image's status, sizes and timings (admins also see why a build failed, and its configuration)")
       .action(async (ref: string, _opts, command: Command) => {
         const ctx = Context.of(command);
         const i = await resolveImage(ctx, ref);

@@ -28,7 +28,8 @@ function machineFields(m: Machine): string {
     ['reason', m.status_reason],
     ['type', m.type],
     ['tags', formatTags(m.tags)],
-    ['address', `${m.username}@${m.host}:${m.port}`],
+    // The login user is shown to admins only.
+    ['address', `${m.username ? `${m.username}@` : ''}${m.host}:${m.port}`],
     ['sudo for accounts', m.allow_sudo ? 'yes' : 'no'],
     ['host key', m.host_key_fingerprint],
     ['reservation', m.reservation_id],

@@ -12,6 +12,7 @@ import { withExamples } from '../help.js';
 import { collect } from '../input/values.js';
 import { resolveReservationId } from '../resolve.js';
 import { handInterruptsToChild } from '../signals.js';
+import { checkedEndpoint } from '../ssh/destination.js';
 import { knownHostsFromAnswer, knownHostsFromScan } from '../ssh/known-hosts.js';
 
 interface SshOptions {
@@ -66,10 +67,11 @@ export function registerSshCommand(program: Command): void {
 
         const reservation = unwrap(await ctx.api.GET('/v1/reservations/{id}', { params: { path: { id: await resolveReservationId(ctx, local[0]!) } } }));
         if (reservation.status !== 'active') throw new CliError(`reservation ${reservation.id} is ${reservation.status}`, EXIT.refused);
-        const machine = machineName ? reservation.machines.find((m) => m.name === machineName) : reservation.machines[0];
-        if (!machine) {
+        const named = machineName ? reservation.machines.find((m) => m.name === machineName) : reservation.machines[0];
+        if (!named) {
           throw usageError(`${machineName} is not in reservation ${reservation.id}: its machines are ${reservation.machines.map((m) => m.name).join(', ')}`);
         }
+        const machine = checkedEndpoint(named);
         if (!machineName && reservation.machines.length > 1 && process.stderr.isTTY) {
           ctx.note(`connecting to ${machine.name} (of ${reservation.machines.map((m) => m.name).join(', ')}; name one to choose)`);
         }
@@ -95,8 +97,10 @@ export function registerSshCommand(program: Command): void {
           '-o', 'CheckHostIP=no',
           '-p', String(machine.port),
           '-l', reservation.account.username,
+          // Options end here: the host (checked above) and the remote command are never read as options.
+          '--',
           machine.host,
-          ...(remote.length ? ['--', ...remote] : []),
+          ...remote,
         ];
         handInterruptsToChild();
         try {

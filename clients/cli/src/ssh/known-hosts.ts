@@ -53,7 +53,7 @@ export function linesWithFingerprint(knownHosts: string, pinned: string): { matc
  */
 async function scan(machine: SshEndpoint, types: string): Promise<{ keys: string; notes: string }> {
   try {
-    const { stdout, stderr } = await promisify(execFile)('ssh-keyscan', ['-T', '30', '-t', types, '-p', String(machine.port), machine.host], {
+    const { stdout, stderr } = await promisify(execFile)('ssh-keyscan', ['-T', '30', '-t', types, '-p', String(machine.port), '--', machine.host], {
       maxBuffer: 1024 * 1024,
     });
     return { keys: stdout, notes: stderr };

@@ -8,6 +8,7 @@ export const PROBLEM_CODES = [
   'bad_url',
   'cannot_delete_self',
   'database_unavailable',
+  'dockerfile_not_allowed',
   'exceeds_max_duration',
   'field_not_allowed',
   'forbidden',

@@ -445,7 +445,7 @@ export interface paths {
         put?: never;
         /**
          * Build an image from a Dockerfile or a tar build context (admin); answers at once, the build goes on
-         * @description JSON `{name, dockerfile}`, or `Content-Type: application/x-tar` with the build context as the body and the name in `?name=`. The build runs through the local Docker engine with networking off; follow it with GET /v1/images/{id}/log.
+         * @description JSON `{name, dockerfile}`, or `Content-Type: application/x-tar` with the build context as the body and the name in `?name=`. The build runs through the local Docker engine with networking off; follow it with GET /v1/images/{id}/log. A Dockerfile that would reach the network through the engine (ADD of a URL or a git source, `--network`), or that uses a form berth does not check (here-documents, variables in ADD, unknown instructions), is refused: 400 dockerfile_not_allowed.
          */
         post: operations["createImage"];
         delete?: never;
@@ -461,7 +461,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Read an image: status, error, sizes and timings */
+        /** Read an image: status, sizes and timings (admins: why a build failed, and its configuration) */
         get: operations["getImage"];
         put?: never;
         post?: never;
@@ -479,7 +479,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The build log as text/plain, streamed while the image builds */
+        /** The build log as text/plain, streamed while the image builds (admin) */
         get: operations["getImageLog"];
         put?: never;
         post?: never;
@@ -640,7 +640,7 @@ export interface components {
             status: number;
             detail?: string;
             /** @enum {string} */
-            code: "validation_failed" | "malformed_body" | "bad_request" | "bad_url" | "invalid_cursor" | "invalid_yaml" | "yaml_too_complex" | "invalid_host_key" | "invalid_build_context" | "name_required" | "missing_credentials" | "malformed_credentials" | "missing_refresh_token" | "request_timeout" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "route_not_found" | "missing_token" | "invalid_token" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "account_disabled" | "admin_required" | "forbidden" | "field_not_allowed" | "invalid_current_password" | "registration_closed" | "too_many_attempts" | "rate_limited" | "user_not_found" | "session_not_found" | "machine_not_found" | "reservation_not_found" | "image_not_found" | "vm_not_found" | "username_taken" | "cannot_delete_self" | "last_admin" | "password_changed" | "machine_exists" | "machine_reserved" | "machine_is_vm" | "not_in_maintenance" | "insufficient_capacity" | "reservation_not_active" | "reservation_expired" | "reservation_provisioning" | "reservation_changed" | "request_in_progress" | "image_exists" | "image_building" | "image_in_use" | "image_not_ready" | "vm_exists" | "vm_state" | "vm_reserved" | "vm_on_other_host" | "pool_reserved" | "account_name_reserved" | "exceeds_max_duration" | "machine_limit_exceeded" | "idempotency_key_reused" | "password_rejected" | "vm_limits_exceeded" | "internal_error" | "provisioning_failed" | "database_unavailable" | "vm_unavailable" | "vm_ports_exhausted";
+            code: "validation_failed" | "malformed_body" | "bad_request" | "bad_url" | "invalid_cursor" | "invalid_yaml" | "yaml_too_complex" | "invalid_host_key" | "invalid_build_context" | "name_required" | "dockerfile_not_allowed" | "missing_credentials" | "malformed_credentials" | "missing_refresh_token" | "request_timeout" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "route_not_found" | "missing_token" | "invalid_token" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "account_disabled" | "admin_required" | "forbidden" | "field_not_allowed" | "invalid_current_password" | "registration_closed" | "too_many_attempts" | "rate_limited" | "user_not_found" | "session_not_found" | "machine_not_found" | "reservation_not_found" | "image_not_found" | "vm_not_found" | "username_taken" | "cannot_delete_self" | "last_admin" | "password_changed" | "machine_exists" | "machine_reserved" | "machine_is_vm" | "not_in_maintenance" | "insufficient_capacity" | "reservation_not_active" | "reservation_expired" | "reservation_provisioning" | "reservation_changed" | "request_in_progress" | "image_exists" | "image_building" | "image_in_use" | "image_not_ready" | "vm_exists" | "vm_state" | "vm_reserved" | "vm_on_other_host" | "pool_reserved" | "account_name_reserved" | "exceeds_max_duration" | "machine_limit_exceeded" | "idempotency_key_reused" | "password_rejected" | "vm_limits_exceeded" | "internal_error" | "provisioning_failed" | "database_unavailable" | "vm_unavailable" | "vm_ports_exhausted";
             instance?: string;
             errors?: {
                 pointer: string;
@@ -762,7 +762,7 @@ export interface components {
             current: boolean;
         };
         /**
-         * @description Credentials are write-only: they are never returned.
+         * @description Credentials are write-only: they are never returned. The login user, status reasons and reservation ids are shown to admins only.
          * @example {
          *       "id": "8d3f5c1e-2b4a-4f6e-9a7b-1c2d3e4f5a6b",
          *       "name": "gpu-01",
@@ -790,7 +790,8 @@ export interface components {
             name: string;
             host: string;
             port: number;
-            username: string;
+            /** @description the account berth logs in as (admins only) */
+            username?: string;
             type: string;
             tags: {
                 [key: string]: string;
@@ -920,13 +921,15 @@ export interface components {
             name: string;
             /** @enum {string} */
             status: "building" | "ready" | "failed";
+            /** @description why the build failed, for admins; users read only that it failed */
             error: string | null;
             size_bytes: number | null;
             build_ms: number | null;
             convert_ms: number | null;
             /** @description VMs of this image the pool keeps (PUT /v1/images/{id}/pool) */
             pool_size: number;
-            config: {
+            /** @description the engine image configuration, once ready (admins only: its environment may hold secrets) */
+            config?: {
                 entrypoint: string[] | null;
                 cmd: string[] | null;
                 env: string[];
@@ -1142,7 +1145,7 @@ export interface components {
             current: boolean;
         };
         /**
-         * @description Credentials are write-only: they are never returned.
+         * @description Credentials are write-only: they are never returned. The login user, status reasons and reservation ids are shown to admins only.
          * @example {
          *       "id": "8d3f5c1e-2b4a-4f6e-9a7b-1c2d3e4f5a6b",
          *       "name": "gpu-01",
@@ -1170,7 +1173,8 @@ export interface components {
             name: string;
             host: string;
             port: number;
-            username: string;
+            /** @description the account berth logs in as (admins only) */
+            username?: string;
             type: string;
             tags: {
                 [key: string]: string;
@@ -1300,13 +1304,15 @@ export interface components {
             name: string;
             /** @enum {string} */
             status: "building" | "ready" | "failed";
+            /** @description why the build failed, for admins; users read only that it failed */
             error: string | null;
             size_bytes: number | null;
             build_ms: number | null;
             convert_ms: number | null;
             /** @description VMs of this image the pool keeps (PUT /v1/images/{id}/pool) */
             pool_size: number;
-            config: {
+            /** @description the engine image configuration, once ready (admins only: its environment may hold secrets) */
+            config?: {
                 entrypoint: string[] | null;
                 cmd: string[] | null;
                 env: string[];
@@ -2535,6 +2541,8 @@ export interface operations {
                             index: number;
                             name: string | null;
                             pointer: string;
+                            /** @description the problem code: validation_failed, or one of the codes POST /v1/machines answers (invalid_host_key, machine_is_vm …) */
+                            code: string;
                             message: string;
                         }[];
                     };
@@ -4086,6 +4094,15 @@ export interface operations {
             };
             /** @description Default Response */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Default Response */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
