@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PASSWORD } from '../helpers/app.js';
 import { startCaddyFor, type Caddy } from '../helpers/caddy.js';
 import { cliUser, type CliUser } from '../helpers/cli.js';
@@ -16,6 +16,8 @@ import { BASE_IMAGE, rootKey, startMachine, type TestMachine } from '../helpers/
 
 /** Builds and boots under software emulation share 2 cores with the rest of the suite. */
 const SLOW_MS = 300_000;
+// Every command is a Node process of its own: seconds each when the machine is busy.
+vi.setConfig({ testTimeout: 180_000 });
 
 let pool: Pool;
 let caddy: Caddy;
