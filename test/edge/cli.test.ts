@@ -303,8 +303,8 @@ describe('host keys for berth ssh', () => {
     });
   });
 
-  // berth's answers do not carry host keys yet (a later API change adds them); this is the
-  // path berth ssh takes once they do, shown on a made-up answer with the machine's real key.
+  // berth's answers carry known_hosts and host_key (the test below reserves and uses them);
+  // here each form berth ssh reads, on made-up answers with the machine's real key.
   it('uses known_hosts or host_key from the answer when berth sends them', () => {
     const m = pool.machines[0]!;
     const machine = { name: m.name, host: '127.0.0.1', port: m.port };
