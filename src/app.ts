@@ -43,6 +43,7 @@ import identityGuard from './modules/identity/guard.js';
 import openapiPlugin from './plugins/openapi.js';
 import problemPlugin, { clientErrorHandler, frameworkErrors } from './plugins/problem.js';
 import { serializerCompiler } from './plugins/serializer.js';
+import { idleTimeoutForClientsOnly } from './http/idle-connections.js';
 import { withTimeout } from './shared/time-limit.js';
 
 declare module 'fastify' {
@@ -124,6 +125,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     reply.header('x-request-id', request.id);
     done();
   });
+  app.addHook('onRequest', idleTimeoutForClientsOnly);
   // A response sent while berth is closing ends its connection: closing waits for every
   // connection, and one kept alive after its request was answered would hold shutdown
   // until keepAliveTimeout (Fastify closes only the connections idle when closing starts).

@@ -6,15 +6,18 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PASSWORD } from '../helpers/app.js';
 import { startCaddyFor, type Caddy } from '../helpers/caddy.js';
 import { cliUser, type CliUser } from '../helpers/cli.js';
+import { watchedForSecrets } from '../helpers/cli-secrets.js';
 import { createPool, type Pool } from '../helpers/pool.js';
 import { BASE_IMAGE, rootKey, startMachine, type TestMachine } from '../helpers/ssh-machines.js';
 
 /** Builds and boots under software emulation share 2 cores with the rest of the suite. */
 const SLOW_MS = 300_000;
+// Every command is a Node process of its own: seconds each when the machine is busy.
+vi.setConfig({ testTimeout: 180_000 });
 
 let pool: Pool;
 let caddy: Caddy;
@@ -25,8 +28,13 @@ let machine: TestMachine;
 beforeAll(async () => {
   [pool, machine] = await Promise.all([createPool(0, { BERTH_TRUST_PROXY: '127.0.0.1', BERTH_VM_WATCH_SECONDS: '1' }, 'cliadm'), startMachine('cli-imported')]);
   caddy = await startCaddyFor(pool.t.app);
-  admin = cliUser({ url: caddy.url, caPath: caddy.rootPath });
-  bob = cliUser({ url: caddy.url, caPath: caddy.rootPath });
+  // Every command is checked for the passwords, machine credentials and session tokens its user holds.
+  admin = watchedForSecrets(cliUser({ url: caddy.url, caPath: caddy.rootPath }), {
+    'the admin password': PASSWORD,
+    "the machine's root password": machine.rootPassword,
+    "the machines' root private key": rootKey.private.split('\n').find((line) => line.length >= 64)!,
+  });
+  bob = watchedForSecrets(cliUser({ url: caddy.url, caPath: caddy.rootPath }), { 'his password': PASSWORD });
   await admin.ok(['login', pool.admin.username], { input: `${PASSWORD}\n` });
 });
 afterAll(async () => {

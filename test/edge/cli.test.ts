@@ -5,12 +5,16 @@
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { knownHostsFromAnswer, linesWithFingerprint, fingerprintOf } from '../../clients/cli/src/ssh/known-hosts.js';
 import { createTestApp, PASSWORD, type TestApp } from '../helpers/app.js';
 import { startCaddyFor, type Caddy } from '../helpers/caddy.js';
 import { BERTH_BIN, cliUser, type CliUser } from '../helpers/cli.js';
+import { watchedForSecrets } from '../helpers/cli-secrets.js';
 import { accountExists, createPool, type Pool } from '../helpers/pool.js';
+
+// Every command is a Node process of its own: seconds each when the machine is busy.
+vi.setConfig({ testTimeout: 180_000 });
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
 
@@ -22,7 +26,8 @@ let sshKey: string;
 beforeAll(async () => {
   pool = await createPool(1, { BERTH_TRUST_PROXY: '127.0.0.1' }, 'cli');
   caddy = await startCaddyFor(pool.t.app);
-  alice = cliUser({ url: caddy.url, caPath: caddy.rootPath });
+  // Every command alice runs is checked for her password and her session's tokens.
+  alice = watchedForSecrets(cliUser({ url: caddy.url, caPath: caddy.rootPath }), { 'her password': PASSWORD });
   sshKey = path.join(alice.home, '.ssh', 'id_ed25519');
   fs.mkdirSync(path.dirname(sshKey), { mode: 0o700 });
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'alice@cli-test', '-f', sshKey]);
@@ -277,7 +282,7 @@ describe('sessions that end', () => {
     const bob = await (async () => {
       shortLived = await createTestApp({ BERTH_REFRESH_IDLE_TTL_SECONDS: '2' });
       edge = await startCaddyFor(shortLived.app);
-      return cliUser({ url: edge.url, caPath: edge.rootPath });
+      return watchedForSecrets(cliUser({ url: edge.url, caPath: edge.rootPath }), { 'his password': PASSWORD });
     })();
     try {
       await bob.ok(['register', 'bob'], { input: `${PASSWORD}\n` });
@@ -316,6 +321,7 @@ describe('sessions that end', () => {
     expect(await exited).toBe(0);
     expect(screen).toContain('logged in to');
     expect(screen).not.toContain(PASSWORD);
+    expect(screen).not.toMatch(/brt_|eyJ/);
     expect((await alice.json(['whoami'])).username).toBe('alice');
   });
 });
@@ -333,8 +339,8 @@ describe('host keys for berth ssh', () => {
     });
   });
 
-  // berth's answers do not carry host keys yet (a later API change adds them); this is the
-  // path berth ssh takes once they do, shown on a made-up answer with the machine's real key.
+  // berth's answers carry known_hosts and host_key (the test below reserves and uses them);
+  // here each form berth ssh reads, on made-up answers with the machine's real key.
   it('uses known_hosts or host_key from the answer when berth sends them', () => {
     const m = pool.machines[0]!;
     const machine = { name: m.name, host: '127.0.0.1', port: m.port };

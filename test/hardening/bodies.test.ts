@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { adminSession, createTestApp, json, userSession, type Session, type TestApp } from '../helpers/app.js';
 import { BASE_IMAGE } from '../helpers/ssh-machines.js';
 
@@ -35,7 +36,11 @@ function manyKeys(n = 15_000): string {
 /** The worst /healthz latency seen while `work` runs: the event loop's freedom, as a client sees it. */
 async function healthLatencyDuring(work: Promise<unknown>): Promise<number> {
   let done = false;
-  void work.finally(() => (done = true));
+  // Settled either way: a failed request is reported by the `await work` below, not as an unhandled rejection.
+  void work.then(
+    () => (done = true),
+    () => (done = true),
+  );
   let worst = 0;
   while (!done) {
     const started = performance.now();
@@ -177,6 +182,47 @@ describe('slow bodies', () => {
     expect(r.ms).toBeLessThan(7000);
     await new Promise((res) => setTimeout(res, 200));
     expect(spooled()).toEqual([]);
+  });
+
+  it('answers a request berth works on for longer than the idle timeout: the quiet is berth’s, not the client’s', async () => {
+    // The admin's change waits on a row lock the test holds. The client sent everything;
+    // BERTH_IDLE_TIMEOUT_SECONDS=2 cut this connection without an answer (a YAML import
+    // parsing on a busy machine met the same: "other side closed").
+    let unlock!: () => void;
+    const unlocked = new Promise<void>((resolve) => (unlock = resolve));
+    let locked!: () => void;
+    const lockHeld = new Promise<void>((resolve) => (locked = resolve));
+    const holder = t.prisma.$transaction(
+      async (tx) => {
+        await tx.$queryRaw`SELECT id FROM users WHERE id = ${user.userId} FOR UPDATE`;
+        locked();
+        await unlocked;
+      },
+      { maxWait: 30_000, timeout: 120_000 },
+    );
+    await lockHeld;
+    const patch = fetch(`${base}/v1/users/${user.userId}`, {
+      method: 'PATCH',
+      headers: { ...admin.auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ email: 'alice@example.com' }),
+    });
+    try {
+      // berth has the whole request once it waits for the row: from then on it alone is working.
+      await vi.waitFor(
+        async () => {
+          const [row] = await t.prisma.$queryRaw<{ waiting: bigint }[]>`SELECT COUNT(*) AS waiting FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'`;
+          if (Number(row!.waiting) !== 1) throw new Error('the change is not waiting for the row yet');
+        },
+        { timeout: 60_000, interval: 100 },
+      );
+      await sleep(3000); // longer than the idle timeout
+    } finally {
+      unlock();
+      await holder;
+    }
+    const res = await patch;
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ id: user.userId, email: 'alice@example.com' });
   });
 
   it('answers a POST /v1/images without a body with a problem, not a 500', async () => {

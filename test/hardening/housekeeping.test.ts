@@ -3,12 +3,12 @@
 // anything and leaves no reservation behind, not even one still being set up.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import Docker from 'dockerode';
 import { createImagesService } from '../../src/modules/images/service.js';
 import { PASSWORD, adminSession, createTestApp, json, login, register, userSession, type TestApp } from '../helpers/app.js';
 import { accountExists, createPool, type Pool } from '../helpers/pool.js';
-import { slowDownUseradd } from '../helpers/ssh-machines.js';
+import type { TestMachine } from '../helpers/ssh-machines.js';
 
 describe('sessions and refresh tokens', () => {
   let t: TestApp;
@@ -76,6 +76,18 @@ describe('the build log follower', () => {
   });
 });
 
+/** Where a held useradd waits: it goes on once this file exists, and marks `${GATE}.reached` when it starts waiting. */
+const GATE = '/run/berth-test-useradd-gate';
+
+async function holdUseraddAtGate(m: TestMachine): Promise<void> {
+  const r = await m.sh(
+    `rm -f ${GATE} ${GATE}.reached && mv /usr/sbin/useradd /usr/sbin/useradd.real && ` +
+      `printf '#!/bin/sh\\ntouch ${GATE}.reached\\nwhile [ ! -e ${GATE} ]; do sleep 0.1; done\\nexec /usr/sbin/useradd.real "$@"\\n' > /usr/sbin/useradd && ` +
+      'chmod +x /usr/sbin/useradd',
+  );
+  if (r.code !== 0) throw new Error(`could not hold useradd: ${r.out}`);
+}
+
 describe('deleting a user', () => {
   let pool: Pool;
   beforeAll(async () => {
@@ -108,13 +120,24 @@ describe('deleting a user', () => {
   it('ends a reservation still being set up: it never becomes the deleted user’s', async () => {
     const carol = await userSession(pool.t, 'carol');
     const slow = pool.machines[2]!;
-    await slowDownUseradd(slow, 2);
+    // useradd on that machine waits at a gate the test opens: the user is deleted while the
+    // account is being made, however slow the machine running the test is.
+    await holdUseraddAtGate(slow);
     const pending = pool.t.app.inject({ method: 'POST', url: '/v1/reservations', headers: carol.auth, payload: { machines: [slow.name] } });
-    await new Promise((r) => setTimeout(r, 600));
+    await vi.waitFor(
+      async () => {
+        if ((await slow.sh(`test -e ${GATE}.reached`)).code !== 0) throw new Error('useradd has not reached the gate yet');
+      },
+      { timeout: 120_000, interval: 200 },
+    );
+    expect(await pool.t.prisma.reservation.count({ where: { userId: carol.userId, status: 'provisioning' } })).toBe(1);
     const del = await pool.t.app.inject({ method: 'DELETE', url: `/v1/users/${carol.userId}`, headers: pool.admin.auth });
     expect(del.statusCode).toBe(204);
+    await slow.sh(`touch ${GATE}`);
     const res = await pending;
-    expect(res.statusCode).not.toBe(201);
+    // The account was made for nobody: the request fails as a provisioning failure, undone.
+    expect(res.statusCode).toBe(502);
+    expect(json(res)).toMatchObject({ status: 502, code: 'provisioning_failed', machine: slow.name });
     await pool.t.app.reservationJob.tick();
     expect(await pool.t.prisma.reservation.count({ where: { status: { in: ['provisioning', 'active', 'releasing'] } , userId: null } })).toBe(0);
     expect(await accountExists(slow, 'carol')).toBe(false);

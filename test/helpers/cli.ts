@@ -60,18 +60,19 @@ export function cliUser(server: { url: string; caPath?: string }): CliUser {
       child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
       child.stdin.end(options.input ?? '');
     });
-  const ok: CliUser['ok'] = async (args, options) => {
-    const r = await run(args, options);
-    if (r.code !== 0) throw new Error(`berth ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-    return r.stdout;
-  };
-  return {
+  // ok and json go through user.run, so a wrapper of run (test/helpers/cli-secrets.ts) sees every command.
+  const user: CliUser = {
     home,
     env,
     run,
-    ok,
-    json: async (args, options) => JSON.parse(await ok(['--json', ...args], options)),
+    async ok(args, options) {
+      const r = await user.run(args, options);
+      if (r.code !== 0) throw new Error(`berth ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+      return r.stdout;
+    },
+    json: async (args, options) => JSON.parse(await user.ok(['--json', ...args], options)),
     sessionsFile: path.join(home, '.local', 'state', 'berth', 'sessions.json'),
     remove: () => fs.rmSync(home, { recursive: true, force: true }),
   };
+  return user;
 }

@@ -64,8 +64,28 @@ describe('a reservation of two machines', () => {
     const all = json(await pool.t.app.inject({ method: 'GET', url: '/v1/reservations?all=true', headers: pool.admin.auth }));
     expect(all.items.map((x: { id: string }) => x.id)).toContain(res.id);
     expect((await pool.t.app.inject({ method: 'GET', url: '/v1/reservations?all=true', headers: alice.auth })).statusCode).toBe(403);
+    // alice has exactly this one reservation so far: the filter must find it and nothing else.
     const ofAlice = json(await pool.t.app.inject({ method: 'GET', url: '/v1/reservations?user=alice', headers: pool.admin.auth }));
-    expect(ofAlice.items.every((x: { owner: string }) => x.owner === 'alice')).toBe(true);
+    expect(ofAlice.items.map((x: { id: string; owner: string }) => [x.id, x.owner])).toEqual([[res.id, 'alice']]);
+    expect(json(await pool.t.app.inject({ method: 'GET', url: '/v1/reservations?user=bob', headers: pool.admin.auth })).items).toEqual([]);
+  });
+
+  it('?user= names the caller’s own list for a user; anyone else’s is a 403 problem, and no list without a token', async () => {
+    const list = (s: Session | null, user: string) =>
+      pool.t.app.inject({ method: 'GET', url: `/v1/reservations?user=${user}`, headers: s ? s.auth : {} });
+    const own = await list(alice, 'alice');
+    expect(own.statusCode).toBe(200);
+    expect(json(own).items.map((x: { id: string }) => x.id)).toEqual([res.id]);
+    const ofOther = await list(bob, 'alice');
+    expect(ofOther.statusCode).toBe(403);
+    expect(ofOther.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(json(ofOther)).toMatchObject({ status: 403, code: 'admin_required' });
+    expect(JSON.stringify(json(ofOther))).not.toContain(res.id);
+    // A name nobody has is still someone else's: refused, not an empty list that says "no such user".
+    expect((await list(bob, 'nobody')).statusCode).toBe(403);
+    const anonymous = await list(null, 'alice');
+    expect(anonymous.statusCode).toBe(401);
+    expect(json(anonymous)).toMatchObject({ status: 401 });
   });
 
   it('extends within the policy and refuses past the cap (422 exceeds_max_duration)', async () => {

@@ -17,7 +17,7 @@ describe('bounded output', () => {
 });
 
 describe('bounded YAML', () => {
-  const limits = { timeoutMs: 5000, maxNodes: 1000, maxAliases: 10 };
+  const limits = { cpuMs: 5000, maxNodes: 1000, maxAliases: 10 };
   const fails = async (text: string) => {
     try {
       await parseYamlBounded(text, limits);
@@ -36,5 +36,19 @@ describe('bounded YAML', () => {
     expect(await fails('a: 1\na: 2\n')).toBe('syntax');
     expect(await fails(`a:\n${'  - x\n'.repeat(2000)}`)).toBe('limit');
     expect(await fails('a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\nc: [*b, *b, *b, *b]\n')).toBe('limit');
+  });
+
+  const manyKeys = `big:\n${Array.from({ length: 20_000 }, (_, i) => `  k${i}: v\n`).join('')}`;
+
+  it('stops a parse that has used its CPU budget', async () => {
+    await expect(parseYamlBounded(manyKeys, { cpuMs: 30, maxNodes: 100_000, maxAliases: 10 })).rejects.toThrow(/more than 30 ms of CPU/);
+  });
+
+  it('counts the parse’s own CPU, not the time the machine spends elsewhere', async () => {
+    const parsed = parseYamlBounded(manyKeys, { cpuMs: 1000, maxNodes: 100_000, maxAliases: 10 });
+    // This thread stops for longer than the budget (as a loaded machine keeps a parse from
+    // running): the parse, far below the budget in CPU, is not refused for it.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2500);
+    expect(Object.keys((await parsed) as { big: object }).length).toBe(1);
   });
 });

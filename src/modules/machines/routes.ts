@@ -36,7 +36,7 @@ const ADMIN = { admin: true };
 const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'];
 /** An import of 1,000 machines in the machine-manager format is about 100 KiB. */
 const IMPORT_MAX_BYTES = 256 * 1024;
-const YAML_LIMITS = { timeoutMs: 5000, maxNodes: 50_000, maxAliases: 100 };
+const YAML_LIMITS = { cpuMs: 5000, maxNodes: 50_000, maxAliases: 100 };
 
 /**
  * POST /v1/machines/import, in a context of its own: the YAML parser exists only for this

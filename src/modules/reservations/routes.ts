@@ -78,6 +78,8 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
         operationId: 'listReservations',
         tags: ['reservations'],
         summary: 'Your reservations, newest first (admins: ?all=true or ?user=name)',
+        description:
+          '`?user=` with your own name lists your own reservations; naming anyone else, or `?all=true`, needs the admin role (403 `admin_required`).',
         security: bearerSecurity,
         querystring: s.listReservationsQuery,
         response: { 200: page(s.reservation), ...problemResponses(400, 401, 403) },

@@ -367,7 +367,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Your reservations, newest first (admins: ?all=true or ?user=name) */
+        /**
+         * Your reservations, newest first (admins: ?all=true or ?user=name)
+         * @description `?user=` with your own name lists your own reservations; naming anyone else, or `?all=true`, needs the admin role (403 `admin_required`).
+         */
         get: operations["listReservations"];
         put?: never;
         /**
