@@ -19,6 +19,7 @@ import { createTokenIssuer } from './modules/identity/tokens.js';
 import { serviceRoutes } from './modules/service/routes.js';
 import { usersRoutes } from './modules/users/routes.js';
 import { createMachineAccess } from './modules/machines/access.js';
+import { createLoginKeyInstaller } from './modules/machines/login-key.js';
 import { machinesRoutes } from './modules/machines/routes.js';
 import { createMachinesService } from './modules/machines/service.js';
 import { createMachineState } from './modules/machines/state.js';
@@ -147,7 +148,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const docker = dockerEngine(config.dockerSocket);
   const secretBox = createSecretBox(secretKey);
   const state = createMachineState(prisma);
-  const access = createMachineAccess({ prisma, state, secretBox, timeouts: config.ssh });
+  const replacePasswordByKey = createLoginKeyInstaller({ prisma, secretBox, timeouts: config.ssh });
+  const access = createMachineAccess({ prisma, state, secretBox, replacePasswordByKey, timeouts: config.ssh });
   const imagesDir = path.join(config.dataDir, 'images');
   // Three watch ticks missed (15 s at least): a VM host's process is gone, not just busy.
   const vmHostDownAfterMs = Math.max(15_000, 3 * config.vms.watchSeconds * 1000);
