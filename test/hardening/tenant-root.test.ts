@@ -8,8 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSecretBox } from '../../src/infra/secret-box.js';
 import { adminSession, createTestApp, json, userSession, type Session, type TestApp } from '../helpers/app.js';
 import { createPool, type Pool } from '../helpers/pool.js';
-import { sshRun, startMachine, type TestMachine } from '../helpers/ssh-machines.js';
+import { rootKey, sshRun, startMachine, type TestMachine } from '../helpers/ssh-machines.js';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 /** Records the service, user and whatever authtok PAM hands over, one line each. */
@@ -196,5 +197,61 @@ describe('a machine a tenant was root on', () => {
     expect(again.statusCode, again.body).toBe(201);
     expect((await release(t, carol, json(again).id)).statusCode).toBe(200);
     expect((await machineOf(t, admin, sudoBox.name)).status).toBe('available');
+  });
+});
+
+describe('with a reprovision command configured', () => {
+  let pool: Pool;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-reprovision-'));
+  const script = path.join(dir, 'reinstall');
+  // Records its arguments and environment; fails while the flag file exists.
+  fs.writeFileSync(
+    script,
+    `#!/bin/sh\nprintf '%s\\n' "$*" >"${dir}/args"\nenv >"${dir}/env"\nif [ -e "${dir}/fail" ]; then echo "no PXE answer" >&2; exit 3; fi\n`,
+    { mode: 0o755 },
+  );
+  beforeAll(async () => {
+    pool = await createPool(1, { BERTH_REPROVISION_COMMAND: script }, 'reinst');
+    await pool.t.app.inject({ method: 'PATCH', url: `/v1/machines/${pool.machines[0]!.name}`, headers: pool.admin.auth, payload: { allow_sudo: true } });
+  });
+  afterAll(async () => {
+    await pool.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Reserves the machine as dave, releases it, and has the job start the command; the machine as it ends up. */
+  async function releaseAndReprovision(until: (m: { status: string; status_reason: string | null }) => boolean) {
+    const { t, admin } = pool;
+    const dave = await userSession(t, `dave${Math.random().toString(36).slice(2, 8)}`);
+    const r = await reserve(t, dave, { count: 1 });
+    expect(r.statusCode, r.body).toBe(201);
+    expect((await release(t, dave, json(r).id)).statusCode).toBe(200);
+    await t.app.jobs.runNow('reprovision');
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const m = await machineOf(t, admin, pool.machines[0]!.name);
+      if (until(m)) return m;
+      if (Date.now() > deadline) throw new Error(`the machine stayed ${m.status} (${m.status_reason})`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  it('runs it without a shell, with the machine and berth key but no secret, and returns the machine when it succeeds', async () => {
+    const m = pool.machines[0]!;
+    expect(await releaseAndReprovision((x) => x.status === 'available')).toMatchObject({ status: 'available', status_reason: null });
+    expect(fs.readFileSync(path.join(dir, 'args'), 'utf8').trim()).toBe(`${m.name} ${m.host} ${m.port}`);
+    const env = fs.readFileSync(path.join(dir, 'env'), 'utf8');
+    expect(env).toContain('BERTH_LOGIN_USER=root\n');
+    expect(env).toContain(`BERTH_LOGIN_PUBLIC_KEY=${rootKey.public.split(' ').slice(0, 2).join(' ')}\n`);
+    expect(env).not.toMatch(/SECRET|DATABASE|ADMIN_PASSWORD/);
+  });
+
+  it('keeps the machine waiting, with the reason, when it fails', async () => {
+    fs.writeFileSync(path.join(dir, 'fail'), '');
+    const m = await releaseAndReprovision((x) => /failed/.test(x.status_reason ?? ''));
+    expect(m).toMatchObject({ status: 'needs_reprovision', status_reason: expect.stringMatching(/exit 3: no PXE answer/) });
+    // Not run again by itself: the admin decides.
+    await pool.t.app.jobs.runNow('reprovision');
+    expect((await machineOf(pool.t, pool.admin, pool.machines[0]!.name)).status_reason).toMatch(/exit 3/);
   });
 });

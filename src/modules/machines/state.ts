@@ -11,7 +11,9 @@
 //   idle ──enterMaintenance──▶ maintenance ──leaveMaintenance──▶ available
 //   Sudo: reserved ──sudoGranted──▶ reserved (marked); a marked machine that would rejoin the
 //        pool (free, cleanedUp, leaveMaintenance, freeOrphans) goes to needs_reprovision
-//        instead ──reprovisioned──▶ available (unmarked). A VM's reset unmarks it.
+//        instead ──reprovisioned──▶ available (unmarked). A VM's reset unmarks it. With a
+//        reprovision command: needs_reprovision ──reprovisionStarted──▶ (running) ──reprovisioned
+//        or reprovisionFailed (waits for an admin).
 //   VMs: idle ──withdrawVm──▶ offline ──returnVm (VM running)──▶ available
 //        available ──vmHostDown (its host's process is gone)──▶ offline ──returnVm──▶ available
 //        reserved ──recycleVm──▶ offline "vm booting" (reset, then returnVm)
@@ -27,7 +29,10 @@ const IDLE = { status: { not: 'reserved' as const }, reservationId: null };
  * since it was last reprovisioned: root may have left anything behind (a PAM module that
  * records passwords, a key in root's authorized_keys, a changed sshd).
  */
-const TO_REPROVISION = { status: 'needs_reprovision' as const, statusReason: 'needs reprovision: a reservation account had sudo on it' };
+export const AWAITING_REPROVISION = 'needs reprovision: a reservation account had sudo on it';
+const TO_REPROVISION = { status: 'needs_reprovision' as const, statusReason: AWAITING_REPROVISION };
+/** The reason while the configured reprovision command runs for the machine. */
+export const REPROVISIONING = 'needs reprovision: the reprovision command is running';
 
 /** The status_reason column's size. */
 const REASON_MAX = 255;
@@ -157,6 +162,23 @@ export function createMachineState(prisma: PrismaClient) {
         data: { status: 'available', statusReason: null, sudoGranted: false, lastCheckedAt: new Date() },
       });
       return count === 1;
+    },
+
+    /**
+     * The reprovision command is about to run for a machine read as `m`: conditional on that
+     * read, so that one process runs it; false when another took it (or an admin cleared it).
+     */
+    async reprovisionStarted(m: Pick<Machine, 'id' | 'statusReason' | 'lastCheckedAt'>): Promise<boolean> {
+      const { count } = await prisma.machine.updateMany({
+        where: { id: m.id, status: 'needs_reprovision', statusReason: m.statusReason, lastCheckedAt: m.lastCheckedAt },
+        data: { statusReason: REPROVISIONING, lastCheckedAt: new Date() },
+      });
+      return count === 1;
+    },
+
+    /** berth stopped while the reprovision command ran: the machine waits for it again. */
+    async reprovisionInterrupted(id: string): Promise<void> {
+      await prisma.machine.updateMany({ where: { id, status: 'needs_reprovision', statusReason: REPROVISIONING }, data: { statusReason: AWAITING_REPROVISION } });
     },
 
     /** The reprovision command failed: the machine keeps waiting, with the reason; false when it no longer waited. */
