@@ -160,7 +160,7 @@ export const importBody = z
   .object({ machines: z.array(z.unknown()).max(1000) })
   .meta({
     description:
-      'The machine-manager YAML format (application/yaml) or the same as JSON: a `machines:` list of {name, host, port, user (or username), password or private_key, host_key?, type?, tags?}',
+      'The machine-manager YAML format (application/yaml) or the same as JSON: a `machines:` list of {name, host, port, user (or username), password or private_key, keep_password?, host_key?, type?, tags?, allow_sudo?}',
     examples: [{ machines: [{ name: 'alpine-1', host: 'localhost', port: 2221, user: 'root', password: 'test' }] }],
   });
 

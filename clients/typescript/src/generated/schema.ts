@@ -2529,7 +2529,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description The machine-manager YAML format (application/yaml) or the same as JSON: a `machines:` list of {name, host, port, user (or username), password or private_key, host_key?, type?, tags?} */
+        /** @description The machine-manager YAML format (application/yaml) or the same as JSON: a `machines:` list of {name, host, port, user (or username), password or private_key, keep_password?, host_key?, type?, tags?, allow_sudo?} */
         requestBody: {
             content: {
                 /**
@@ -3533,7 +3533,7 @@ export interface operations {
                     duration_minutes?: number;
                     /** @description the Unix account to create; default: the caller's username */
                     username?: string;
-                    /** @description the account password; generated (and returned once) when neither password nor ssh_public_key is given */
+                    /** @description the account password; generated (and returned once) when neither password nor ssh_public_key is given. Machines receive it only hashed (SHA-512 crypt) */
                     password?: string;
                     ssh_public_key?: string;
                 };
