@@ -47,6 +47,9 @@ function generatePassword(): string {
  * a password on its way to `chpasswd`, with a PAM module for one. A memory-hard hash adds
  * nothing to the 144 random bits of one berth made up, and the machine's own default
  * (yescrypt on Debian) would cost a VM under emulation ~0.6 s of a reservation (bench/vm).
+ * For a password the user chose, SHA-512 crypt resists offline guessing less than yescrypt
+ * would; guessing needs /etc/shadow, i.e. root on the machine, whom the clear password
+ * reached before.
  */
 function accountPasswordHash(password: string | undefined): string | undefined {
   return password === undefined ? undefined : encrypt(password, '$6');
