@@ -19,6 +19,8 @@ import { createTokenIssuer } from './modules/identity/tokens.js';
 import { serviceRoutes } from './modules/service/routes.js';
 import { usersRoutes } from './modules/users/routes.js';
 import { createMachineAccess } from './modules/machines/access.js';
+import { createLoginKeyInstaller } from './modules/machines/login-key.js';
+import { createReprovisioner } from './modules/machines/reprovision.js';
 import { machinesRoutes } from './modules/machines/routes.js';
 import { createMachinesService } from './modules/machines/service.js';
 import { createMachineState } from './modules/machines/state.js';
@@ -149,7 +151,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const docker = dockerEngine(config.dockerSocket);
   const secretBox = createSecretBox(secretKey);
   const state = createMachineState(prisma);
-  const access = createMachineAccess({ prisma, state, secretBox, timeouts: config.ssh });
+  const replacePasswordByKey = createLoginKeyInstaller({ prisma, secretBox, timeouts: config.ssh });
+  const access = createMachineAccess({ prisma, state, secretBox, replacePasswordByKey, timeouts: config.ssh });
   const imagesDir = path.join(config.dataDir, 'images');
   // Three watch ticks missed (15 s at least): a VM host's process is gone, not just busy.
   const vmHostDownAfterMs = Math.max(15_000, 3 * config.vms.watchSeconds * 1000);
@@ -260,6 +263,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     pooled.forEach(prepareTemplate);
   }
 
+  const reprovisioner = config.reprovision && createReprovisioner({ prisma, state, secretBox, command: config.reprovision, log: app.log });
+
   // Every background job of this process, from start-up to close. VMs outlive the
   // process: at start-up their QEMUs are re-adopted (or found dead) by the VM watch, and
   // closing leaves them running.
@@ -269,6 +274,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       { name: 'vms', intervalMs: config.vms.watchSeconds * 1000, tick: () => vms.watch() },
       { name: 'images', intervalMs: config.images.watchSeconds * 1000, tick: () => images.failInterrupted() },
       { name: 'sessions', intervalMs: config.sessions.pruneIntervalSeconds * 1000, tick: () => sessions.prune() },
+      // Machines a tenant was root on, reinstalled by the admin's command (it runs on after the tick).
+      ...(reprovisioner
+        ? [{ name: 'reprovision', intervalMs: config.reservations.expiryIntervalSeconds * 1000, tick: () => reprovisioner.startDue() }]
+        : []),
       // Pools come back as clones: pooled images' templates are made (again) in the background.
       // First, from start-up on, what makings by a berth process that is gone left behind (a
       // template's QEMU waiting for ever, its work) is removed.
@@ -295,6 +304,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     jobs.start();
   });
   app.addHook('onClose', async () => {
+    await reprovisioner?.stop();
     await jobs.stop();
     await vms.close();
     await templates?.close();

@@ -66,6 +66,13 @@ const environment = z
       .optional(),
     BERTH_SSH_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
     BERTH_SSH_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
+    // Run (never through a shell) for each machine that waits in needs_reprovision.
+    BERTH_REPROVISION_COMMAND: z
+      .string()
+      .max(4096)
+      .refine((v) => path.isAbsolute(v), 'must be the absolute path of an executable (it is run without a shell, with arguments name host port)')
+      .optional(),
+    BERTH_REPROVISION_TIMEOUT_SECONDS: seconds(3600),
     BERTH_EXPIRY_INTERVAL_SECONDS: z.coerce.number().positive().default(30),
     BERTH_RESERVATION_DEFAULT_MINUTES: z.coerce.number().int().positive().default(60),
     BERTH_RESERVATION_MAX_MINUTES: z.coerce.number().int().positive().default(8 * 60),
@@ -162,6 +169,11 @@ export interface Config {
   /** Base64 AES-256 key for machine credentials; unset → generated into `dataDir/secret.key`. */
   secretKey: string | undefined;
   ssh: { connectTimeoutMs: number; commandTimeoutMs: number };
+  /**
+   * What reinstalls a machine a tenant was root on (an executable, run as `path name host port`);
+   * null: the machine waits in needs_reprovision for an admin.
+   */
+  reprovision: { command: string; timeoutMs: number } | null;
   /** The Docker engine that builds images. */
   dockerSocket: string;
   images: {
@@ -258,6 +270,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     secretKey: e.BERTH_SECRET_KEY,
     ssh: { connectTimeoutMs: e.BERTH_SSH_CONNECT_TIMEOUT_MS, commandTimeoutMs: e.BERTH_SSH_COMMAND_TIMEOUT_MS },
+    reprovision: e.BERTH_REPROVISION_COMMAND ? { command: e.BERTH_REPROVISION_COMMAND, timeoutMs: e.BERTH_REPROVISION_TIMEOUT_SECONDS * 1000 } : null,
     dockerSocket: e.BERTH_DOCKER_SOCKET,
     images: { maxContextBytes: e.BERTH_IMAGE_CONTEXT_MAX_MB * 1024 * 1024, watchSeconds: e.BERTH_IMAGE_WATCH_SECONDS },
     cacheDir: path.resolve(e.BERTH_CACHE_DIR ?? path.join(dataDir, 'cache')),

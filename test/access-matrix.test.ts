@@ -51,6 +51,13 @@ async function spareMachine(maintenance = false): Promise<string> {
   return name;
 }
 
+/** A spare machine as a sudo tenant's release leaves it (set directly: the release is tenant-root.test.ts's business). */
+async function machineToReprovision(): Promise<string> {
+  const name = await spareMachine();
+  await t.prisma.machine.update({ where: { name }, data: { status: 'needs_reprovision', sudoGranted: true } });
+  return name;
+}
+
 /** A fresh active reservation of one real machine, owned by "the user". */
 async function usersReservation(): Promise<string> {
   const res = await t.app.inject({ method: 'POST', url: '/v1/reservations', headers: sessions.user.auth, payload: { count: 1, type: 'server' } });
@@ -250,6 +257,11 @@ const rows: Row[] = [
     route: 'DELETE /v1/machines/{name}/maintenance',
     expected: adminOnly(200),
     request: async (a) => ({ method: 'DELETE', url: `/v1/machines/${await spareMachine(true)}/maintenance`, headers: await freshAuth(a) }),
+  },
+  {
+    route: 'POST /v1/machines/{name}/reprovisioned',
+    expected: adminOnly(200),
+    request: async (a) => ({ method: 'POST', url: `/v1/machines/${await machineToReprovision()}/reprovisioned`, headers: await freshAuth(a) }),
   },
   {
     route: 'POST /v1/machines/{name}/check',

@@ -68,6 +68,7 @@ export const ERROR_CODES = {
   machine_reserved: { status: 409, description: 'the machine is held by a reservation (or still holds a leftover account)' },
   machine_is_vm: { status: 409, description: "the machine is a VM berth runs: manage it through /v1/vms" },
   not_in_maintenance: { status: 409, description: 'the machine is not in maintenance' },
+  not_awaiting_reprovision: { status: 409, description: 'the machine is not in needs_reprovision' },
   insufficient_capacity: { status: 409, description: 'not enough matching machines are available; `available` says how many are' },
   reservation_not_active: { status: 409, description: 'only an active reservation can be extended' },
   reservation_expired: { status: 409, description: 'the reservation has run out and is being released' },

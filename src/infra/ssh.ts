@@ -88,6 +88,12 @@ export function generateSshKeyPair(comment?: string): { private: string; public:
   }
 }
 
+/** The OpenSSH public key line of an (unencrypted) private key; null when it does not parse. */
+export function publicKeyLineOf(privateKey: string): string | null {
+  const parsed = ssh2().utils.parseKey(privateKey);
+  return parsed instanceof Error || Array.isArray(parsed) ? null : keyLineOfBlob(parsed.getPublicSSH());
+}
+
 export interface CommandResult {
   code: number | null;
   stdout: string;

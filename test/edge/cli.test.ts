@@ -145,7 +145,7 @@ describe("a user's day with berth", () => {
     expect(listed.map((m: { name: string }) => m.name)).toEqual([machine.name]);
     expect(await alice.ok(['machines', '--status', 'reserved'])).toBe('no machines match\n');
     expect(await alice.json(['pool'])).toMatchObject({ total: 1, available: 1 });
-    expect(await alice.ok(['pool'])).toMatch(/^\(all\) +1 +1 +0 +0 +0$/m);
+    expect(await alice.ok(['pool'])).toMatch(/^\(all\) +1 +1 +0 +0 +0 +0$/m);
   });
 
   it('reserves a real machine with a key, and `berth ssh ID -- id -un` logs in with the pinned host key', async () => {

@@ -10,6 +10,7 @@ let pool: Pool;
 let alice: Session;
 beforeAll(async () => {
   pool = await createPool(1, { BERTH_RESERVATION_LEASE_SECONDS: '2' }, 'tenant');
+  await pool.t.app.inject({ method: 'PATCH', url: `/v1/machines/${pool.machines[0]!.name}`, headers: pool.admin.auth, payload: { allow_sudo: true } });
   alice = await userSession(pool.t, 'alice');
 });
 afterAll(() => pool.close());
@@ -49,11 +50,14 @@ describe('a tenant who makes every SSH command print hundreds of MB', () => {
     }
     expect((await pool.t.prisma.machine.findUniqueOrThrow({ where: { name: m.name } })).status).toBe('offline');
 
-    // Once the machine's owner removes the trap, a check cleans up and returns it.
+    // Once the machine's owner removes the trap, a check cleans up; the machine waits to be
+    // reprovisioned (alice was root on it) until the admin says it is.
     await m.sh('rm -f /root/.ssh/rc');
     const check = json(await pool.t.app.inject({ method: 'POST', url: `/v1/machines/${m.name}/check`, headers: pool.admin.auth }));
-    expect(check).toMatchObject({ reachable: true, status: 'available' });
+    expect(check).toMatchObject({ reachable: true, status: 'needs_reprovision' });
     expect((await m.sh('getent passwd alice')).code).not.toBe(0);
+    const cleared = await pool.t.app.inject({ method: 'POST', url: `/v1/machines/${m.name}/reprovisioned`, headers: pool.admin.auth });
+    expect(json(cleared).status).toBe('available');
     // And alice may reserve again.
     const again = await login(pool.t.app, 'alice');
     expect((await pool.t.app.inject({ method: 'POST', url: '/v1/reservations', headers: again.auth, payload: { count: 1 } })).statusCode).toBe(201);

@@ -67,7 +67,7 @@ const SSHD = [
   'chmod 600 /root/.ssh/authorized_keys',
   'printf "root:%s\\n" "$ROOT_PASSWORD" | chpasswd',
   'exec /usr/sbin/sshd -D -e -p "$PORT" -o ListenAddress=127.0.0.1 -o HostKey=/etc/ssh/ssh_host_ed25519_key ' +
-    '-o PermitRootLogin=yes -o PasswordAuthentication=yes -o UsePAM=no -o MaxStartups=100:30:200',
+    '-o PermitRootLogin=yes -o PasswordAuthentication=yes -o UsePAM="$USE_PAM" -o MaxStartups=100:30:200',
 ].join(' && ');
 
 async function exec(container: Docker.Container, command: string): Promise<{ code: number; out: string }> {
@@ -111,7 +111,12 @@ async function servedFingerprint(port: number): Promise<string | null> {
   return seen;
 }
 
-export async function startMachine(name = `m-${randomBytes(3).toString('hex')}`): Promise<TestMachine> {
+export interface MachineOptions {
+  /** sshd checks passwords through PAM, as a stock Debian sshd does (UsePAM yes): what root can hook into. */
+  pam?: boolean;
+}
+
+export async function startMachine(name = `m-${randomBytes(3).toString('hex')}`, opts: MachineOptions = {}): Promise<TestMachine> {
   let port = await freePort();
   const rootPassword = randomBytes(12).toString('base64url');
   let container!: Docker.Container;
@@ -144,7 +149,7 @@ export async function startMachine(name = `m-${randomBytes(3).toString('hex')}`)
       name: `berth-test-${name}-${randomBytes(3).toString('hex')}`,
       Labels: { 'berth-test': RUN_LABEL.split('=')[1]! },
       Cmd: ['sh', '-c', SSHD],
-      Env: [`PORT=${port}`, `AUTHORIZED_KEY=${rootKey.public}`, `ROOT_PASSWORD=${rootPassword}`],
+      Env: [`PORT=${port}`, `AUTHORIZED_KEY=${rootKey.public}`, `ROOT_PASSWORD=${rootPassword}`, `USE_PAM=${opts.pam ? 'yes' : 'no'}`],
       HostConfig: { NetworkMode: 'host', AutoRemove: false },
     });
     await container.start();

@@ -56,9 +56,11 @@ describe('POST /v1/machines/{name}/check', () => {
     expect(machine.last_checked_at).not.toBeNull();
   });
 
-  it('logs in with a password, and with a host key given at registration', async () => {
+  it('logs in with a password, and with a host key given at registration; then with its own key', async () => {
     await post('/v1/machines', { name: 'pw-box', host: m[1]!.host, port: m[1]!.port, username: 'root', password: m[1]!.rootPassword, host_key: m[1]!.hostKey });
     expect(json(await post('/v1/machines/pw-box/check', {}))).toMatchObject({ reachable: true, host_key_fingerprint: parseHostKey(m[1]!.hostKey) });
+    expect((await t.prisma.machine.findUniqueOrThrow({ where: { name: 'pw-box' } })).credentialKind).toBe('private_key');
+    expect((await m[1]!.sh('grep -c berth-login-key /root/.ssh/authorized_keys')).out.trim()).toBe('1');
   });
 
   it('takes a machine whose host key changed offline with a clear reason, until an admin re-pins it', async () => {
@@ -118,9 +120,10 @@ describe('maintenance, listing and pool statistics', () => {
       reserved: 0,
       maintenance: 1,
       offline: 1,
+      needs_reprovision: 0,
       by_type: {
-        server: { total: 3, available: 2, reserved: 0, maintenance: 0, offline: 1 },
-        gpu: { total: 2, available: 1, reserved: 0, maintenance: 1, offline: 0 },
+        server: { total: 3, available: 2, reserved: 0, maintenance: 0, offline: 1, needs_reprovision: 0 },
+        gpu: { total: 2, available: 1, reserved: 0, maintenance: 1, offline: 0, needs_reprovision: 0 },
       },
     });
   });
@@ -184,8 +187,8 @@ describe('POST /v1/machines/import', () => {
 
 describe('PATCH and DELETE', () => {
   it('changes fields, forgets a pinned key with null, and deletes an unreserved machine', async () => {
-    const res = await t.app.inject({ method: 'PATCH', url: '/v1/machines/pw-box', headers: admin.auth, payload: { tags: { zone: 'b' }, host_key: null, allow_sudo: false } });
-    expect(json(res)).toMatchObject({ tags: { zone: 'b' }, host_key_fingerprint: null, allow_sudo: false });
+    const res = await t.app.inject({ method: 'PATCH', url: '/v1/machines/pw-box', headers: admin.auth, payload: { tags: { zone: 'b' }, host_key: null, allow_sudo: true } });
+    expect(json(res)).toMatchObject({ tags: { zone: 'b' }, host_key_fingerprint: null, allow_sudo: true, warning: expect.stringMatching(/root/) });
     expect((await t.app.inject({ method: 'PATCH', url: '/v1/machines/pw-box', headers: admin.auth, payload: {} })).statusCode).toBe(400);
     expect((await t.app.inject({ method: 'DELETE', url: '/v1/machines/json-1', headers: admin.auth })).statusCode).toBe(204);
     expect((await t.app.inject({ method: 'DELETE', url: '/v1/machines/json-1', headers: admin.auth })).statusCode).toBe(404);

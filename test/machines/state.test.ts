@@ -96,6 +96,49 @@ describe('reservations', () => {
   });
 });
 
+describe('a machine an account had sudo on', () => {
+  it('goes to needs_reprovision instead of the pool by every way back, until reprovisioned', async () => {
+    const r = await reservation();
+    const released = await machine({ status: 'reserved', reservationId: r });
+    // Only the holding reservation marks it.
+    await state.sudoGranted(released.id, await reservation());
+    expect((await read(released.id)).sudoGranted).toBe(false);
+    await state.sudoGranted(released.id, r);
+    await state.free(released.id, r);
+    expect(await read(released.id)).toMatchObject({ status: 'needs_reprovision', reservationId: null, sudoGranted: true });
+    expect(neutralReason(await read(released.id))).toBe('needs reprovision');
+
+    // After a failed cleanup; after a crash (freeOrphans); out of maintenance.
+    const pending = await machine({ status: 'reserved', reservationId: r, sudoGranted: true });
+    await state.markCleanupPending(pending.id, r, 'alice', 'unreachable');
+    await state.cleanedUp(await read(pending.id));
+    expect(await read(pending.id)).toMatchObject({ status: 'needs_reprovision', reservationId: null });
+    const ended = await reservation('released');
+    const orphan = await machine({ status: 'reserved', reservationId: ended, sudoGranted: true });
+    expect(await state.freeOrphans()).toBe(1);
+    expect(await read(orphan.id)).toMatchObject({ status: 'needs_reprovision', reservationId: null });
+    expect(await state.enterMaintenance(orphan.id, 'reinstall')).toBe(true);
+    expect(await state.leaveMaintenance(orphan.id)).toBe(true);
+    expect((await read(orphan.id)).status).toBe('needs_reprovision');
+
+    expect(await state.reprovisioned(orphan.id)).toBe(true);
+    expect(await read(orphan.id)).toMatchObject({ status: 'available', statusReason: null, sudoGranted: false });
+    expect(await state.reprovisioned(orphan.id)).toBe(false);
+    // A failed reprovision command keeps it waiting, with the reason.
+    expect(await state.reprovisionFailed(released.id, 'exit 1: no PXE')).toBe(true);
+    expect(await read(released.id)).toMatchObject({ status: 'needs_reprovision', statusReason: expect.stringMatching(/exit 1: no PXE/) });
+    expect(await state.reprovisionFailed(orphan.id, 'late')).toBe(false);
+  });
+
+  it('is not marked once a VM reset undid what root did', async () => {
+    const r = await reservation();
+    const m = await machine({ status: 'reserved', reservationId: r, sudoGranted: true });
+    await vmOf(m.id);
+    await state.recycleVm(m.id, r);
+    expect(await read(m.id)).toMatchObject({ status: 'offline', statusReason: REASONS.vmBooting, sudoGranted: false });
+  });
+});
+
 describe('health and maintenance', () => {
   it('takes only an idle available machine offline on a failed check; a changed host key takes any', async () => {
     const idle = await machine();

@@ -16,7 +16,11 @@ beforeAll(async () => {
   pool = await createPool(4, { BERTH_RESERVATION_MAX_MINUTES: '120', BERTH_RESERVATION_MAX_TOTAL_MINUTES: '180' }, 'res');
   alice = await userSession(pool.t, 'alice');
   bob = await userSession(pool.t, 'bob');
-  // The last machine gives no sudo and carries a tag, for the filter tests.
+  // The servers give sudo (an admin turns it on; the release test turns it off again), the
+  // last machine gives none and carries a tag, for the filter tests.
+  for (const m of pool.machines.slice(0, 3)) {
+    await pool.t.app.inject({ method: 'PATCH', url: `/v1/machines/${m.name}`, headers: pool.admin.auth, payload: { allow_sudo: true } });
+  }
   await pool.t.app.inject({
     method: 'PATCH',
     url: `/v1/machines/${pool.machines[3]!.name}`,
@@ -97,7 +101,7 @@ describe('a reservation of two machines', () => {
     expect((await pool.t.app.inject({ method: 'POST', url: `/v1/reservations/${res.id}/extend`, headers: bob.auth, payload: { minutes: 1 } })).statusCode).toBe(404);
   });
 
-  it('release kills the account’s processes, removes it and its home, and frees the machines', async () => {
+  it('release kills the account’s processes, removes it and its home, and keeps the machines out until reprovisioned', async () => {
     const [first] = res.machines;
     // A process left running by the user must not survive the release.
     await sshRun({ host: first.host, port: first.port, username: 'alice', privateKey: userKey.private }, 'nohup sleep 600 >/dev/null 2>&1 &');
@@ -115,6 +119,15 @@ describe('a reservation of two machines', () => {
       expect((await machine.sh('ls /etc/sudoers.d')).out).not.toContain('berth-alice');
     }
     expect((await m.sh('ps -eo user= | grep -c "^alice" || true')).out.trim()).toBe('0');
+    // alice had sudo: root may have left anything, so the machines wait for an admin.
+    const waiting = json(await pool.t.app.inject({ method: 'GET', url: '/v1/machines?status=needs_reprovision', headers: alice.auth }));
+    expect(waiting.items.map((x: { name: string }) => x.name).sort()).toEqual(res.machines.map((x: { name: string }) => x.name).sort());
+    for (const { name } of res.machines) {
+      expect((await pool.t.app.inject({ method: 'POST', url: `/v1/machines/${name}/reprovisioned`, headers: pool.admin.auth })).statusCode).toBe(200);
+    }
+    for (const m of pool.machines.slice(0, 3)) {
+      await pool.t.app.inject({ method: 'PATCH', url: `/v1/machines/${m.name}`, headers: pool.admin.auth, payload: { allow_sudo: false } });
+    }
     const machines = json(await pool.t.app.inject({ method: 'GET', url: '/v1/machines?status=available', headers: alice.auth }));
     expect(machines.items).toHaveLength(4);
     // Releasing again changes nothing.
@@ -143,8 +156,8 @@ describe('choosing machines', () => {
     const login = await sshRun({ host: gpu.host, port: gpu.port, username: 'trainer', password: 'my own passphrase 1' }, 'id -un; sudo -n true; echo "sudo=$?"');
     expect(login.stdout).toContain('trainer');
     expect(login.stdout).toContain('sudo=1');
-    // The machine hashed it with its own default (yescrypt on Debian), not berth.
-    expect((await gpu.sh('getent shadow trainer | cut -d: -f2')).out.trim()).toMatch(/^\$y\$/);
+    // berth hashed it (SHA-512 crypt): the machine never saw it in clear.
+    expect((await gpu.sh('getent shadow trainer | cut -d: -f2')).out.trim()).toMatch(/^\$6\$/);
     await release(alice, r.id);
   });
 

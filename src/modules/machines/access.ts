@@ -1,9 +1,11 @@
 // The one way berth opens an SSH session to a pool machine: decrypt its credential, pin
-// its host key (recording it on first contact), and take the machine offline when the
-// key has changed instead of trusting the impostor.
+// its host key (recording it on first contact), take the machine offline when the key has
+// changed instead of trusting the impostor, and on the first login with a password replace
+// it by a key of berth's own (login-key.ts) unless the admin keeps the password.
 import type { Machine, PrismaClient } from '../../generated/prisma/client.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { HostKeyMismatchError, sshConnect, type SshSession } from '../../infra/ssh.js';
+import type { ReplacePasswordByKey } from './login-key.js';
 import type { MachineState } from './state.js';
 
 export type MachineRow = Machine;
@@ -16,9 +18,10 @@ export function createMachineAccess(deps: {
   prisma: PrismaClient;
   state: Pick<MachineState, 'hostKeyChanged'>;
   secretBox: SecretBox;
+  replacePasswordByKey: ReplacePasswordByKey;
   timeouts: { connectTimeoutMs: number; commandTimeoutMs: number };
 }): MachineAccess {
-  const { prisma, state, secretBox, timeouts } = deps;
+  const { prisma, state, secretBox, replacePasswordByKey, timeouts } = deps;
   return {
     async open(machine) {
       const credential = secretBox.open(machine.credential);
@@ -44,6 +47,12 @@ export function createMachineAccess(deps: {
           await prisma.machine.updateMany({
             where: { id: machine.id, hostKeyFingerprint: session.fingerprint, hostKey: null },
             data: { hostKey: session.hostKey },
+          });
+        }
+        if (machine.credentialKind === 'password' && !machine.keepPassword) {
+          await replacePasswordByKey(session, machine).catch((err: unknown) => {
+            session.close();
+            throw err;
           });
         }
         return session;

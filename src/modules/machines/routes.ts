@@ -20,6 +20,7 @@ export function toMachineDto(m: MachineView, viewer: { admin: boolean }) {
     type: m.type,
     tags: (m.tags ?? {}) as Record<string, string>,
     allow_sudo: m.allowSudo,
+    keep_password: m.keepPassword,
     status: m.status,
     status_reason: viewer.admin ? m.statusReason : neutralReason(m),
     host_key_fingerprint: m.hostKeyFingerprint,
@@ -32,6 +33,9 @@ export function toMachineDto(m: MachineView, viewer: { admin: boolean }) {
 }
 
 const ADMIN = { admin: true };
+
+/** The answer to an admin who registered or changed a machine: with what sudo for tenants means, when it is on. */
+const savedMachineDto = (m: MachineView) => ({ ...toMachineDto(m, ADMIN), ...(m.allowSudo && { warning: s.SUDO_WARNING }) });
 
 const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'];
 /** An import of 1,000 machines in the machine-manager format is about 100 KiB. */
@@ -91,7 +95,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
         response: { 201: s.machine, ...problemResponses(400, 401, 403, 409) },
       },
     },
-    async (request, reply) => reply.status(201).send(toMachineDto(await machines.create(request.body), ADMIN)),
+    async (request, reply) => reply.status(201).send(savedMachineDto(await machines.create(request.body))),
   );
 
   app.get(
@@ -144,7 +148,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
         response: { 200: s.machine, ...problemResponses(400, 401, 403, 404) },
       },
     },
-    async (request) => toMachineDto(await machines.update(request.params.name, request.body), ADMIN),
+    async (request) => savedMachineDto(await machines.update(request.params.name, request.body)),
   );
 
   app.delete(
@@ -197,6 +201,25 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
       },
     },
     async (request) => toMachineDto(await machines.leaveMaintenance(request.params.name), ADMIN),
+  );
+
+  app.post(
+    '/v1/machines/:name/reprovisioned',
+    {
+      onRequest: app.requireAdmin,
+      schema: {
+        operationId: 'clearReprovision',
+        tags: ['machines'],
+        summary: 'Return a machine in needs_reprovision to the pool, once it is reinstalled (admin)',
+        description:
+          'A machine whose reservation account had sudo waits in `needs_reprovision` when released: its tenant was root and may have ' +
+          'left anything behind. Reinstall it (or otherwise make sure it is clean), then clear it here; 409 `not_awaiting_reprovision` otherwise.',
+        security: bearerSecurity,
+        params: s.nameParams,
+        response: { 200: s.machine, ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request) => toMachineDto(await machines.reprovisioned(request.params.name), ADMIN),
   );
 
   app.post(

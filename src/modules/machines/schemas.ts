@@ -2,7 +2,11 @@ import { z } from 'zod';
 import { timestamp, uuid } from '../../http/common-schemas.js';
 import { sshHost } from '../../shared/hosts.js';
 
-export const machineStatus = z.enum(['available', 'reserved', 'maintenance', 'offline']);
+export const machineStatus = z.enum(['available', 'reserved', 'maintenance', 'offline', 'needs_reprovision']).meta({
+  description:
+    'needs_reprovision: released by a reservation whose account had sudo; out of the pool until an admin reprovisions it ' +
+    '(POST /v1/machines/{name}/reprovisioned) or the configured reprovision command succeeds',
+});
 export const machineName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit')
@@ -30,6 +34,19 @@ const secret = z
   .min(1)
   .refine((v) => Buffer.byteLength(v, 'utf8') <= SECRET_MAX_BYTES, `must be at most ${SECRET_MAX_BYTES} bytes`);
 
+/** What giving tenants sudo on a machine means; said wherever it can be turned on. */
+export const SUDO_WARNING =
+  'Reservation accounts on this machine get passwordless sudo: each tenant is root and can change anything on it ' +
+  '(install a PAM module that records passwords, add keys for root, replace sshd). A machine berth does not reset is ' +
+  'therefore released to needs_reprovision, out of the pool until it is reinstalled and an admin (or the reprovision command) clears it.';
+const allowSudo = z.boolean().meta({ description: `give reservation accounts passwordless sudo (default false). ${SUDO_WARNING}` });
+const keepPassword = z.boolean().meta({
+  description:
+    'With a password: keep logging in with it. Without (the default) berth installs an Ed25519 key it generates for this machine ' +
+    "into the login user's ~/.ssh/authorized_keys on its first login, checks that it works and forgets the password: a password " +
+    'login shows the password to the machine (its PAM stack), where anyone who was root can record it.',
+});
+
 /** Credentials: exactly one of password and private_key. */
 const oneCredential = <T extends { password?: string; private_key?: string }>(b: T) => Boolean(b.password) !== Boolean(b.private_key);
 
@@ -43,11 +60,13 @@ export const machineInput = z.object({
   host_key: hostKey.optional(),
   type: machineType.default('server'),
   tags: tags.default({}),
-  allow_sudo: z.boolean().default(true).meta({ description: 'give reservation accounts passwordless sudo' }),
+  keep_password: keepPassword.default(false),
+  allow_sudo: allowSudo.default(false),
 });
 
 export const createMachineBody = machineInput
   .refine(oneCredential, { message: 'give exactly one of password and private_key', path: ['password'] })
+  .refine((b) => !(b.keep_password && !b.password), { message: 'keep_password goes with a password', path: ['keep_password'] })
   .meta({
     examples: [{ name: 'gpu-01', host: '10.0.0.21', port: 22, username: 'root', private_key: '-----BEGIN OPENSSH PRIVATE KEY-----\n…', type: 'gpu', tags: { gpu: 'a100' } }],
   });
@@ -59,13 +78,15 @@ export const patchMachineBody = z
     username: loginUser.optional(),
     password: secret.optional(),
     private_key: secret.optional(),
+    keep_password: keepPassword.optional(),
     host_key: hostKey.nullable().optional().meta({ description: 'null forgets the pinned key; the next contact records it again' }),
     type: machineType.optional(),
     tags: tags.optional(),
-    allow_sudo: z.boolean().optional(),
+    allow_sudo: allowSudo.optional(),
   })
   .strict()
   .refine((b) => !(b.password && b.private_key), { message: 'give at most one of password and private_key', path: ['password'] })
+  .refine((b) => !(b.keep_password && !b.password), { message: 'keep_password: true goes with the password to keep', path: ['keep_password'] })
   .refine((b) => Object.keys(b).length > 0, { message: 'name at least one field to change' })
   .meta({ examples: [{ tags: { gpu: 'h100' } }, { host_key: null }] });
 
@@ -79,6 +100,7 @@ export const machine = z
     type: z.string(),
     tags: z.record(z.string(), z.string()),
     allow_sudo: z.boolean(),
+    keep_password: z.boolean().meta({ description: 'berth logs in with the password it was given (no key of its own installed)' }),
     status: machineStatus,
     status_reason: z.string().nullable(),
     host_key_fingerprint: z.string().nullable(),
@@ -87,6 +109,7 @@ export const machine = z
     last_checked_at: timestamp.nullable(),
     created_at: timestamp,
     updated_at: timestamp,
+    warning: z.string().optional().meta({ description: 'in the answer to a registration or change that gives tenants sudo: what that means' }),
   })
   .meta({
     id: 'Machine',
@@ -100,7 +123,8 @@ export const machine = z
         username: 'root',
         type: 'gpu',
         tags: { gpu: 'a100' },
-        allow_sudo: true,
+        allow_sudo: false,
+        keep_password: false,
         status: 'available',
         status_reason: null,
         host_key_fingerprint: 'SHA256:wN0vQ5l3o9b0bqk8Yq1l3uYF4mJ3Hq0m7l1YfK9x2aE',
@@ -132,7 +156,7 @@ export const importBody = z
   .object({ machines: z.array(z.unknown()).max(1000) })
   .meta({
     description:
-      'The machine-manager YAML format (application/yaml) or the same as JSON: a `machines:` list of {name, host, port, user (or username), password or private_key, host_key?, type?, tags?}',
+      'The machine-manager YAML format (application/yaml) or the same as JSON: a `machines:` list of {name, host, port, user (or username), password or private_key, keep_password?, host_key?, type?, tags?, allow_sudo?}',
     examples: [{ machines: [{ name: 'alpine-1', host: 'localhost', port: 2221, user: 'root', password: 'test' }] }],
   });
 
@@ -172,11 +196,20 @@ const counts = z.object({
   reserved: z.number().int(),
   maintenance: z.number().int(),
   offline: z.number().int(),
+  needs_reprovision: z.number().int(),
 });
 export const poolStats = counts
   .extend({ by_type: z.record(z.string(), counts) })
   .meta({
     examples: [
-      { total: 3, available: 1, reserved: 1, maintenance: 0, offline: 1, by_type: { server: { total: 3, available: 1, reserved: 1, maintenance: 0, offline: 1 } } },
+      {
+        total: 3,
+        available: 1,
+        reserved: 1,
+        maintenance: 0,
+        offline: 1,
+        needs_reprovision: 0,
+        by_type: { server: { total: 3, available: 1, reserved: 1, maintenance: 0, offline: 1, needs_reprovision: 0 } },
+      },
     ],
   });

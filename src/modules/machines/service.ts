@@ -20,6 +20,7 @@ export interface MachinePatch {
   username?: string;
   password?: string;
   private_key?: string;
+  keep_password?: boolean;
   host_key?: string | null;
   type?: string;
   tags?: Record<string, string>;
@@ -27,14 +28,14 @@ export interface MachinePatch {
 }
 
 /** A machine as the API shows it: no credential; times as Prisma gives them or as the list reads them. */
-export type MachineView = Omit<MachineRow, 'credential' | 'credentialKind' | 'lastCheckedAt' | 'createdAt' | 'updatedAt'> & {
+export type MachineView = Omit<MachineRow, 'credential' | 'credentialKind' | 'sudoGranted' | 'lastCheckedAt' | 'createdAt' | 'updatedAt'> & {
   lastCheckedAt: Timestamp | null;
   createdAt: Timestamp;
   updatedAt: Timestamp;
 };
 
 /** The columns of a MachineView, under its names (bench/reads runs the same SELECT). */
-export const MACHINE_VIEW_COLUMNS = `id, name, host, port, username, type, tags, allow_sudo AS allowSudo, status, status_reason AS statusReason,
+export const MACHINE_VIEW_COLUMNS = `id, name, host, port, username, type, tags, allow_sudo AS allowSudo, keep_password AS keepPassword, status, status_reason AS statusReason,
   host_key_fingerprint AS hostKeyFingerprint, host_key AS hostKey, reservation_id AS reservationId, last_checked_at AS lastCheckedAt,
   created_at AS createdAt, updated_at AS updatedAt`;
 
@@ -80,9 +81,10 @@ export function createMachinesService(deps: {
 }) {
   const { prisma, secretBox, access, state, cleanupMachine, log } = deps;
 
-  function sealed(input: { password?: string; private_key?: string }) {
-    if (input.password) return { credentialKind: 'password' as const, credential: secretBox.seal(input.password) };
-    if (input.private_key) return { credentialKind: 'private_key' as const, credential: secretBox.seal(input.private_key) };
+  /** A new credential, sealed. A password is replaced by berth's key on the first login unless kept. */
+  function sealed(input: { password?: string; private_key?: string; keep_password?: boolean }) {
+    if (input.password) return { credentialKind: 'password' as const, credential: secretBox.seal(input.password), keepPassword: input.keep_password ?? false };
+    if (input.private_key) return { credentialKind: 'private_key' as const, credential: secretBox.seal(input.private_key), keepPassword: false };
     return {};
   }
 
@@ -195,6 +197,7 @@ export function createMachinesService(deps: {
           ...(patch.port !== undefined && { port: patch.port }),
           ...(patch.username !== undefined && { username: patch.username }),
           ...sealed(patch),
+          ...(patch.keep_password !== undefined && !patch.password && { keepPassword: patch.keep_password }),
           ...(patch.host_key !== undefined && pinnedHostKey(patch.host_key)),
           ...(patch.type !== undefined && { type: patch.type }),
           ...(patch.tags !== undefined && { tags: patch.tags }),
@@ -226,6 +229,15 @@ export function createMachinesService(deps: {
             ? `${name} is reserved; it can enter maintenance once released`
             : `${name} still holds an account of an ended reservation; run a check to clean it first`,
         );
+      }
+      return byName(name);
+    },
+
+    /** An admin says the machine was reprovisioned (reinstalled, or checked clean): it rejoins the pool. */
+    async reprovisioned(name: string): Promise<MachineRow> {
+      const m = await byName(name);
+      if (!(await state.reprovisioned(m.id))) {
+        throw new AppError('not_awaiting_reprovision', `${name} is ${m.status}; only a machine in needs_reprovision can be cleared`);
       }
       return byName(name);
     },
@@ -272,7 +284,7 @@ export function createMachinesService(deps: {
 
     async pool() {
       const groups = await prisma.$rows<{ status: MachineRow['status']; type: string; n: bigint }>(POOL_COUNTS);
-      const empty = () => ({ total: 0, available: 0, reserved: 0, maintenance: 0, offline: 0 });
+      const empty = () => ({ total: 0, available: 0, reserved: 0, maintenance: 0, offline: 0, needs_reprovision: 0 });
       const total = empty();
       const byType: Record<string, ReturnType<typeof empty>> = {};
       for (const g of groups) {

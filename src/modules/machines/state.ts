@@ -9,6 +9,11 @@
 //                                                        └──backToReservation──▶ reserved
 //   available|offline ──takeOfflineIfIdle / hostKeyChanged──▶ offline
 //   idle ──enterMaintenance──▶ maintenance ──leaveMaintenance──▶ available
+//   Sudo: reserved ──sudoGranted──▶ reserved (marked); a marked machine that would rejoin the
+//        pool (free, cleanedUp, leaveMaintenance, freeOrphans) goes to needs_reprovision
+//        instead ──reprovisioned──▶ available (unmarked). A VM's reset unmarks it. With a
+//        reprovision command: needs_reprovision ──reprovisionStarted──▶ (running) ──reprovisioned
+//        or reprovisionFailed (waits for an admin).
 //   VMs: idle ──withdrawVm──▶ offline ──returnVm (VM running)──▶ available
 //        available ──vmHostDown (its host's process is gone)──▶ offline ──returnVm──▶ available
 //        reserved ──recycleVm──▶ offline "vm booting" (reset, then returnVm)
@@ -18,6 +23,16 @@ type Db = PrismaClient | Prisma.TransactionClient;
 
 /** No reservation holds it (live or ended with a leftover): it may be taken out of the pool. */
 const IDLE = { status: { not: 'reserved' as const }, reservationId: null };
+
+/**
+ * Where a machine goes instead of `available` when a reservation's account had sudo on it
+ * since it was last reprovisioned: root may have left anything behind (a PAM module that
+ * records passwords, a key in root's authorized_keys, a changed sshd).
+ */
+export const AWAITING_REPROVISION = 'needs reprovision: a reservation account had sudo on it';
+const TO_REPROVISION = { status: 'needs_reprovision' as const, statusReason: AWAITING_REPROVISION };
+/** The reason while the configured reprovision command runs for the machine. */
+export const REPROVISIONING = 'needs reprovision: the reprovision command is running';
 
 /** The status_reason column's size. */
 const REASON_MAX = 255;
@@ -44,6 +59,7 @@ export function neutralReason(m: Pick<Machine, 'status' | 'statusReason'>): stri
   const reason = m.statusReason;
   if (m.status === 'available' || m.status === 'reserved' || !reason) return null;
   if (m.status === 'maintenance') return 'maintenance';
+  if (m.status === 'needs_reprovision') return 'needs reprovision';
   if ([REASONS.vmBooting, REASONS.vmStopped, REASONS.vmBeingDeleted, REASONS.vmHostDown].includes(reason)) return reason;
   if (reason.startsWith('cleanup pending')) return 'cleanup pending';
   if (reason.startsWith('vm failed')) return 'vm failed';
@@ -61,8 +77,18 @@ export function createMachineState(prisma: PrismaClient) {
       return count;
     },
 
-    /** A clean release: the machine leaves `reservationId` and rejoins the pool. */
+    /**
+     * Provisioning, before an account with sudo is made on the machine `reservationId`
+     * holds: from now on its release waits for a reprovision. Recorded before the account
+     * exists, so that neither a crash nor a later change of `allow_sudo` can lose it.
+     */
+    async sudoGranted(id: string, reservationId: string): Promise<void> {
+      await prisma.machine.updateMany({ where: { id, reservationId }, data: { sudoGranted: true } });
+    },
+
+    /** A clean release: the machine leaves `reservationId` and rejoins the pool (or waits for a reprovision). */
     async free(id: string, reservationId: string): Promise<void> {
+      await prisma.machine.updateMany({ where: { id, reservationId, sudoGranted: true }, data: { ...TO_REPROVISION, reservationId: null } });
       await prisma.machine.updateMany({
         where: { id, reservationId },
         data: { status: 'available', reservationId: null, statusReason: null },
@@ -81,8 +107,12 @@ export function createMachineState(prisma: PrismaClient) {
       });
     },
 
-    /** The leftover of an ended reservation is gone: the machine rejoins the pool. */
+    /** The leftover of an ended reservation is gone: the machine rejoins the pool (or waits for a reprovision). */
     async cleanedUp(m: Pick<Machine, 'id' | 'reservationId'>): Promise<void> {
+      await prisma.machine.updateMany({
+        where: { id: m.id, status: 'offline', reservationId: m.reservationId, sudoGranted: true },
+        data: { ...TO_REPROVISION, reservationId: null, lastCheckedAt: new Date() },
+      });
       await prisma.machine.updateMany({
         where: { id: m.id, status: 'offline', reservationId: m.reservationId },
         data: { status: 'available', reservationId: null, statusReason: null, lastCheckedAt: new Date() },
@@ -118,9 +148,45 @@ export function createMachineState(prisma: PrismaClient) {
       return count === 1;
     },
 
-    /** Back from maintenance to the pool; false when it was not in maintenance. */
+    /** Back from maintenance to the pool (or to needs_reprovision if it still does); false when it was not in maintenance. */
     async leaveMaintenance(id: string): Promise<boolean> {
+      const marked = await prisma.machine.updateMany({ where: { id, status: 'maintenance', sudoGranted: true }, data: TO_REPROVISION });
       const { count } = await prisma.machine.updateMany({ where: { id, status: 'maintenance' }, data: { status: 'available', statusReason: null } });
+      return marked.count + count === 1;
+    },
+
+    /** An admin (or the reprovision command) put the machine back to a known state: it rejoins the pool; false when it did not wait for that. */
+    async reprovisioned(id: string): Promise<boolean> {
+      const { count } = await prisma.machine.updateMany({
+        where: { id, status: 'needs_reprovision' },
+        data: { status: 'available', statusReason: null, sudoGranted: false, lastCheckedAt: new Date() },
+      });
+      return count === 1;
+    },
+
+    /**
+     * The reprovision command is about to run for a machine read as `m`: conditional on that
+     * read, so that one process runs it; false when another took it (or an admin cleared it).
+     */
+    async reprovisionStarted(m: Pick<Machine, 'id' | 'statusReason' | 'lastCheckedAt'>): Promise<boolean> {
+      const { count } = await prisma.machine.updateMany({
+        where: { id: m.id, status: 'needs_reprovision', statusReason: m.statusReason, lastCheckedAt: m.lastCheckedAt },
+        data: { statusReason: REPROVISIONING, lastCheckedAt: new Date() },
+      });
+      return count === 1;
+    },
+
+    /** berth stopped while the reprovision command ran: the machine waits for it again. */
+    async reprovisionInterrupted(id: string): Promise<void> {
+      await prisma.machine.updateMany({ where: { id, status: 'needs_reprovision', statusReason: REPROVISIONING }, data: { statusReason: AWAITING_REPROVISION } });
+    },
+
+    /** The reprovision command failed: the machine keeps waiting, with the reason; false when it no longer waited. */
+    async reprovisionFailed(id: string, problem: string): Promise<boolean> {
+      const { count } = await prisma.machine.updateMany({
+        where: { id, status: 'needs_reprovision' },
+        data: { statusReason: clip(`needs reprovision: the reprovision command failed: ${problem}`), lastCheckedAt: new Date() },
+      });
       return count === 1;
     },
 
@@ -171,20 +237,25 @@ export function createMachineState(prisma: PrismaClient) {
 
     /** A released VM is being reset: it leaves `reservationId` and waits for the clean boot. */
     async recycleVm(id: string, reservationId: string): Promise<void> {
-      await prisma.machine.updateMany({ where: { id, reservationId }, data: { status: 'offline', statusReason: REASONS.vmBooting, reservationId: null } });
+      // The reset undoes whatever root did inside: no reprovision needed.
+      await prisma.machine.updateMany({
+        where: { id, reservationId },
+        data: { status: 'offline', statusReason: REASONS.vmBooting, reservationId: null, sudoGranted: false },
+      });
     },
 
     /**
      * Machines still `reserved` by a reservation that ended (or vanished), after a crash:
-     * back to the pool, except VMs, which are never handed back as they are: they become
-     * cleanup pending and are reset. Returns how many.
+     * back to the pool (or to needs_reprovision when an account had sudo), except VMs,
+     * which are never handed back as they are: they become cleanup pending and are reset.
+     * Returns how many.
      */
     freeOrphans(): Promise<number> {
       return prisma.$executeRaw`
         UPDATE machines m LEFT JOIN reservations r ON r.id = m.reservation_id LEFT JOIN vms v ON v.machine_id = m.id
-           SET m.status = IF(v.id IS NULL, 'available', 'offline'),
+           SET m.status = IF(v.id IS NULL, IF(m.sudo_granted, ${TO_REPROVISION.status}, 'available'), 'offline'),
                m.reservation_id = IF(v.id IS NULL, NULL, m.reservation_id),
-               m.status_reason = IF(v.id IS NULL, NULL, ${REASONS.vmToReset}),
+               m.status_reason = IF(v.id IS NULL, IF(m.sudo_granted, ${TO_REPROVISION.statusReason}, NULL), ${REASONS.vmToReset}),
                m.last_checked_at = IF(v.id IS NULL, m.last_checked_at, NULL)
          WHERE m.status = 'reserved' AND (r.id IS NULL OR r.status IN ('released', 'failed'))`;
     },

@@ -1,6 +1,6 @@
 // The Unix account a reservation puts on each machine. The scripts are constant text;
-// the username, reservation id and the password's form arrive as validated arguments, the
-// password and the public key on stdin. Ownership is recorded where only root can write
+// the username and reservation id arrive as validated arguments, the password's crypt(3)
+// hash and the public key on stdin. Ownership is recorded where only root can write
 // (/var/lib/berth/accounts/<user> holds the reservation id): removal only ever touches
 // accounts berth made for that reservation, and the account's user cannot disown it
 // (the GECOS marker, which `chfn` lets a user edit, is only a label).
@@ -19,7 +19,7 @@ export const RESERVED_ACCOUNT_NAMES = new Set([
 
 const CREATE = String.raw`
 set -eu
-user="$1"; marker="berth reservation $2"; grant_sudo="$3"; password_form="$4"
+user="$1"; marker="berth reservation $2"; grant_sudo="$3"
 owners=/var/lib/berth/accounts; ids=/var/lib/berth/ids
 if getent passwd "$user" >/dev/null; then
   # A retry of this very reservation finds its own account: nothing more to do.
@@ -27,7 +27,7 @@ if getent passwd "$user" >/dev/null; then
   echo "an account named $user already exists on this machine" >&2
   exit 10
 fi
-IFS= read -r password || true
+IFS= read -r password_hash || true
 IFS= read -r pubkey || true
 install -d -m 700 -o root -g root /var/lib/berth "$owners" "$ids"
 # Recorded before the account exists: a crash in between leaves a record, never an unowned account.
@@ -59,10 +59,8 @@ printf '%s\n' "$((id < last ? id + 1 : first))" >"$ids/next"
 exec 9>&-
 useradd --uid "$id" --user-group --create-home --shell /bin/bash --comment "$marker" \
   -K UID_MIN="$first" -K UID_MAX="$last" -K GID_MIN="$id" -K GID_MAX="$id" -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 "$user"
-if [ -n "$password" ] && [ "$password_form" = hashed ]; then
-  printf '%s:%s\n' "$user" "$password" | chpasswd -e
-elif [ -n "$password" ]; then
-  printf '%s:%s\n' "$user" "$password" | chpasswd
+if [ -n "$password_hash" ]; then
+  printf '%s:%s\n' "$user" "$password_hash" | chpasswd -e
 else
   # "*": no password can match, yet the account is not "locked", which would bar key logins too.
   usermod -p '*' "$user"
@@ -236,19 +234,15 @@ export class AccountError extends Error {
 }
 
 /**
- * The account's password: as the user chose it (the machine hashes it, with its own default
- * such as yescrypt), or already hashed by berth in crypt(3) form (set as it is).
+ * Makes the account. Its password arrives hashed (crypt(3) form, set as it is with
+ * `chpasswd -e`): the machine never sees it in clear, nor does anything root left there.
  */
-export type AccountPassword = { plain: string } | { hashed: string };
-
 export async function createAccount(
   ssh: SshSession,
-  account: { username: string; reservationId: string; password?: AccountPassword; sshPublicKey?: string; grantSudo: boolean },
+  account: { username: string; reservationId: string; passwordHash?: string; sshPublicKey?: string; grantSudo: boolean },
 ): Promise<void> {
-  const { password } = account;
-  const stdin = `${password ? ('hashed' in password ? password.hashed : password.plain) : ''}\n${account.sshPublicKey ?? ''}\n`;
-  const form = password && 'hashed' in password ? 'hashed' : 'plain';
-  const r = await ssh.runScript(CREATE, [account.username, account.reservationId, account.grantSudo ? 'yes' : 'no', form], {
+  const stdin = `${account.passwordHash ?? ''}\n${account.sshPublicKey ?? ''}\n`;
+  const r = await ssh.runScript(CREATE, [account.username, account.reservationId, account.grantSudo ? 'yes' : 'no'], {
     stdin,
     name: `berth-create-${account.reservationId}`,
   });

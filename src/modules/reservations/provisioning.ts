@@ -9,7 +9,8 @@ import { AppError } from '../../errors/app-error.js';
 import { DatabaseUnavailableError, isUniqueViolation } from '../../infra/database.js';
 import type { Principal } from '../../shared/principal.js';
 import type { MachineAccess, MachineRow } from '../machines/access.js';
-import { AccountError, RESERVED_ACCOUNT_NAMES, createAccount, type AccountPassword } from './accounts.js';
+import type { MachineState } from '../machines/state.js';
+import { AccountError, RESERVED_ACCOUNT_NAMES, createAccount } from './accounts.js';
 import type { Allocate } from './allocation.js';
 import { failureReasonFor, setupFailure } from './failure-reasons.js';
 import { replay, type RequestHasher } from './idempotency.js';
@@ -20,6 +21,7 @@ import type { Unwinder } from './unwind.js';
 export interface ProvisionerDeps {
   prisma: PrismaClient;
   access: MachineAccess;
+  state: Pick<MachineState, 'sudoGranted'>;
   policy: Pick<ReservationPolicy, 'defaultMinutes' | 'maxMinutes'>;
   allocate: Allocate;
   leases: Pick<Leases, 'newLease' | 'underLease'>;
@@ -40,28 +42,32 @@ function generatePassword(): string {
 }
 
 /**
- * The password the accounts get. One berth made up is hashed here (SHA-512 crypt, which every
- * libc's crypt(3) reads), once for all the reservation's machines: a memory-hard hash adds
- * nothing to 144 random bits, and the machine's own default (yescrypt on Debian) costs a VM
- * under emulation ~0.6 s of a reservation (bench/vm). One the user chose is hashed by each
- * machine with its own default, as strong as the machine makes it.
+ * The password the accounts get, hashed here (SHA-512 crypt, which every libc's crypt(3)
+ * reads), once for all the reservation's machines: a machine sees only the hash, whoever
+ * chose the password. Root on a machine (a tenant who had sudo there) could otherwise catch
+ * a password on its way to `chpasswd`, with a PAM module for one. A memory-hard hash adds
+ * nothing to the 144 random bits of one berth made up, and the machine's own default
+ * (yescrypt on Debian) would cost a VM under emulation ~0.6 s of a reservation (bench/vm).
+ * For a password the user chose, SHA-512 crypt resists offline guessing less than yescrypt
+ * would; guessing needs /etc/shadow, i.e. root on the machine, whom the clear password
+ * reached before.
  */
-function accountPassword(chosen: string | undefined, generated: string | undefined): AccountPassword | undefined {
-  if (chosen !== undefined) return { plain: chosen };
-  return generated === undefined ? undefined : { hashed: encrypt(generated, '$6') };
+function accountPasswordHash(password: string | undefined): string | undefined {
+  return password === undefined ? undefined : encrypt(password, '$6');
 }
 
 /** What the actor may read of a failure: admins the machine's own words. */
 const asViewer = (actor: Principal) => ({ admin: actor.role === 'admin' });
 
-export function createProvisioner({ prisma, access, policy, allocate, leases, unwinder, requestHash }: ProvisionerDeps) {
+export function createProvisioner({ prisma, access, state, policy, allocate, leases, unwinder, requestHash }: ProvisionerDeps) {
   const byKey = (userId: string, idempotencyKey: string) =>
     prisma.reservation.findUnique({ where: { userId_idempotencyKey: { userId, idempotencyKey } }, include: withMachines });
 
   /** Creates the account on one machine; a name already there fails with AccountError code 'exists'. */
-  async function provision(machine: MachineRow, account: { username: string; reservationId: string; password?: AccountPassword; sshPublicKey?: string }) {
+  async function provision(machine: MachineRow, account: { username: string; reservationId: string; passwordHash?: string; sshPublicKey?: string }) {
     const ssh = await access.open(machine);
     try {
+      if (machine.allowSudo) await state.sudoGranted(machine.id, account.reservationId);
       await createAccount(ssh, { ...account, grantSudo: machine.allowSudo });
     } finally {
       ssh.close();
@@ -82,7 +88,7 @@ export function createProvisioner({ prisma, access, policy, allocate, leases, un
       if (existing) return replay(existing, input, requestHash, asViewer(actor));
     }
     const generated = input.password || input.ssh_public_key ? undefined : generatePassword();
-    const password = accountPassword(input.password, generated);
+    const passwordHash = accountPasswordHash(input.password ?? generated);
 
     const token = leases.newLease();
     let id: string;
@@ -96,7 +102,7 @@ export function createProvisioner({ prisma, access, policy, allocate, leases, un
 
     const machines = await prisma.machine.findMany({ where: { reservationId: id }, orderBy: { name: 'asc' } });
     const results = await leases.underLease(id, token, () =>
-      Promise.allSettled(machines.map((m) => provision(m, { username: account, reservationId: id, password, sshPublicKey: input.ssh_public_key }))),
+      Promise.allSettled(machines.map((m) => provision(m, { username: account, reservationId: id, passwordHash, sshPublicKey: input.ssh_public_key }))),
     );
     const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [{ machine: machines[i]!, error: r.reason as Error }] : []));
 

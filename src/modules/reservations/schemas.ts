@@ -29,7 +29,10 @@ export const createReservationBody = z
       // eslint-disable-next-line no-control-regex -- control characters are exactly what it refuses
       .regex(/^[^\x00-\x1f\x7f]+$/, 'must not contain control characters')
       .optional()
-      .meta({ description: 'the account password; generated (and returned once) when neither password nor ssh_public_key is given' }),
+      .meta({
+        description:
+          'the account password; generated (and returned once) when neither password nor ssh_public_key is given. Machines receive it only hashed (SHA-512 crypt)',
+      }),
     ssh_public_key: sshPublicKey.optional(),
   })
   .strict()

@@ -77,7 +77,7 @@ export function createReservationsService(deps: ReservationsDeps) {
   const unwinder = createUnwinder({ prisma, access, state, leases, recycle, log });
   const requestHash = createRequestHasher(deps.requestHashKey);
   const allocate = createAllocator({ prisma, state, policy, leases, requestHash, node: deps.node, vmHostDownAfterMs: deps.vmHostDownAfterMs });
-  const create = createProvisioner({ prisma, access, policy, allocate, leases, unwinder, requestHash });
+  const create = createProvisioner({ prisma, access, state, policy, allocate, leases, unwinder, requestHash });
   const reconcile = createReconciler({ prisma, state, leases, unwinder, log });
   const { unwind, cleanupMachine } = unwinder;
   const { claimForRelease } = leases;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { timestamp, uuid } from '../../http/common-schemas.js';
+import { machineStatus } from '../machines/schemas.js';
 
 export const vmState = z.enum(['booting', 'running', 'stopped', 'failed']);
 
@@ -42,7 +43,7 @@ export const vm = z
       .nullable()
       .meta({ description: "how the last start went: `restore` = a clone of the image's template snapshot, `cold` = a full boot (no current snapshot yet, or its restore failed); null before the first start" }),
     machine_name: z.string().nullable(),
-    machine_status: z.enum(['available', 'reserved', 'maintenance', 'offline']).nullable(),
+    machine_status: machineStatus.nullable(),
     node: z.string().meta({ description: 'the host whose QEMU runs it' }),
     node_status: z.enum(['up', 'down']).meta({ description: "whether that host's berth process is alive; while it is down, its VMs are not handed out" }),
     pending_action: pendingAction,

@@ -1,5 +1,5 @@
-// berth machines: the pool's machines for everyone; import, add, rm, maintenance and
-// check for admins.
+// berth machines: the pool's machines for everyone; import, add, rm, maintenance, check
+// and reprovisioned for admins.
 import fs from 'node:fs';
 import path from 'node:path';
 import { unwrap, type components } from '@berth/client';
@@ -14,7 +14,7 @@ import { formatTime } from '../output/format.js';
 import { formatFields, formatTable } from '../output/table.js';
 
 type Machine = components['schemas']['Machine'];
-const STATUSES = ['available', 'reserved', 'maintenance', 'offline'] as const;
+const STATUSES = ['available', 'reserved', 'maintenance', 'offline', 'needs_reprovision'] as const;
 
 const formatTags = (tags: Record<string, string>) =>
   Object.entries(tags)
@@ -31,6 +31,7 @@ function machineFields(m: Machine): string {
     // The login user is shown to admins only.
     ['address', `${m.username ? `${m.username}@` : ''}${m.host}:${m.port}`],
     ['sudo for accounts', m.allow_sudo ? 'yes' : 'no'],
+    ['logs in with', m.keep_password ? 'the password it was given (kept)' : null],
     ['host key', m.host_key_fingerprint],
     ['reservation', m.reservation_id],
     ['last checked', formatTime(m.last_checked_at)],
@@ -53,7 +54,7 @@ async function readInput(file: string): Promise<string> {
 
 export function registerMachineCommands(program: Command): void {
   const machines = withExamples(
-    program.command('machines').description('the machines of the pool (import, add, rm, maintenance, check: admins)'),
+    program.command('machines').description('the machines of the pool (import, add, rm, maintenance, check, reprovisioned: admins)'),
     'berth machines                          # the same as berth machines list',
     'berth machines show node-1',
     'berth machines import machines.yml      # admin',
@@ -158,17 +159,30 @@ export function registerMachineCommands(program: Command): void {
       .option('--host-key <key-or-file>', 'pin this host key: an OpenSSH public key line, a file holding one, or a SHA256:… fingerprint')
       .option('--type <type>', 'the machine type', 'server')
       .option('--tag <key=value>', 'a tag (repeat for several)', collectTag)
-      .option('--no-sudo', 'give reservation accounts no sudo')
+      .option('--sudo', 'give reservation accounts sudo: each tenant is root, and the machine waits to be reprovisioned after each')
+      .option('--no-sudo', 'give reservation accounts no sudo (the default)')
+      .option('--keep-password', 'keep logging in with the password instead of a key berth installs (the machine sees it at every login)')
       .action(
         async (
           name: string,
-          opts: { host: string; port: number; user: string; privateKey?: string; hostKey?: string; type: string; tag?: Record<string, string>; sudo: boolean },
+          opts: {
+            host: string;
+            port: number;
+            user: string;
+            privateKey?: string;
+            hostKey?: string;
+            type: string;
+            tag?: Record<string, string>;
+            sudo?: boolean;
+            keepPassword?: boolean;
+          },
           command: Command,
         ) => {
           const ctx = Context.of(command);
           const credential = opts.privateKey
             ? { private_key: await readInput(opts.privateKey) }
-            : { password: await askSecret(`password of ${opts.user}@${opts.host}`) };
+            : { password: await askSecret(`password of ${opts.user}@${opts.host}`), ...(opts.keepPassword && { keep_password: true }) };
+          if (opts.privateKey && opts.keepPassword) throw usageError('--keep-password goes with a password, not --private-key');
           const hostKey = opts.hostKey && fs.existsSync(opts.hostKey) ? fs.readFileSync(opts.hostKey, 'utf8').trim() : opts.hostKey;
           const machine = unwrap(
             await ctx.api.POST('/v1/machines', {
@@ -181,11 +195,11 @@ export function registerMachineCommands(program: Command): void {
                 ...(hostKey && { host_key: hostKey }),
                 type: opts.type,
                 tags: opts.tag ?? {},
-                allow_sudo: opts.sudo,
+                ...(opts.sudo !== undefined && { allow_sudo: opts.sudo }),
               },
             }),
           );
-          ctx.print(machine, () => `added ${machine.name} (${machine.status})`);
+          ctx.print(machine, () => `added ${machine.name} (${machine.status})${machine.warning ? `\nwarning: ${machine.warning}` : ''}`);
         },
       ),
     'berth machines add node-1 --host 10.0.0.21 --user root --private-key ~/.ssh/berth_root --host-key /etc/ssh/ssh_host_ed25519_key.pub',
@@ -251,5 +265,18 @@ export function registerMachineCommands(program: Command): void {
         if (!result.reachable) process.exitCode = EXIT.failed;
       }),
     'berth machines check node-1',
+  );
+
+  withExamples(
+    machines
+      .command('reprovisioned')
+      .argument('<name>', 'the machine')
+      .description('return a machine in needs_reprovision to the pool once it is reinstalled (admin)')
+      .action(async (name: string, _opts, command: Command) => {
+        const ctx = Context.of(command);
+        const machine = unwrap(await ctx.api.POST('/v1/machines/{name}/reprovisioned', { params: { path: { name } } }));
+        ctx.print(machine, () => `${machine.name} is ${machine.status}`);
+      }),
+    'berth machines reprovisioned node-1',
   );
 }

@@ -49,16 +49,16 @@ export function registerPoolCommands(program: Command): void {
   withExamples(
     pool
       .command('show', { isDefault: true })
-      .description('how many machines are available, reserved, in maintenance, offline')
+      .description('how many machines are available, reserved, in maintenance, offline, waiting to be reprovisioned')
       .action(async (_opts, command: Command) => {
         const ctx = Context.of(command);
         const p = unwrap(await ctx.api.GET('/v1/pool'));
         ctx.print(p, () =>
           formatTable(
-            ['type', 'total', 'available', 'reserved', 'maintenance', 'offline'],
+            ['type', 'total', 'available', 'reserved', 'maintenance', 'offline', 'reprovision'],
             [
-              ...Object.entries(p.by_type).map(([type, t]) => [type, t.total, t.available, t.reserved, t.maintenance, t.offline]),
-              ['(all)', p.total, p.available, p.reserved, p.maintenance, p.offline],
+              ...Object.entries(p.by_type).map(([type, t]) => [type, t.total, t.available, t.reserved, t.maintenance, t.offline, t.needs_reprovision]),
+              ['(all)', p.total, p.available, p.reserved, p.maintenance, p.offline, p.needs_reprovision],
             ],
           ),
         );

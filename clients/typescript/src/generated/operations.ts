@@ -20,6 +20,7 @@ export const BEARER_OPERATIONS: ReadonlySet<string> = new Set([
   'DELETE /v1/machines/{name}',
   'PUT /v1/machines/{name}/maintenance',
   'DELETE /v1/machines/{name}/maintenance',
+  'POST /v1/machines/{name}/reprovisioned',
   'POST /v1/machines/{name}/check',
   'GET /v1/pool',
   'POST /v1/reservations',

@@ -40,6 +40,7 @@ export const PROBLEM_CODES = [
   'missing_refresh_token',
   'missing_token',
   'name_required',
+  'not_awaiting_reprovision',
   'not_in_maintenance',
   'password_changed',
   'password_rejected',

@@ -326,6 +326,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/machines/{name}/reprovisioned": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Return a machine in needs_reprovision to the pool, once it is reinstalled (admin)
+         * @description A machine whose reservation account had sudo waits in `needs_reprovision` when released: its tenant was root and may have left anything behind. Reinstall it (or otherwise make sure it is clean), then clear it here; 409 `not_awaiting_reprovision` otherwise.
+         */
+        post: operations["clearReprovision"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/machines/{name}/check": {
         parameters: {
             query?: never;
@@ -367,10 +387,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /**
-         * Your reservations, newest first (admins: ?all=true or ?user=name)
-         * @description `?user=` with your own name lists your own reservations; naming anyone else, or `?all=true`, needs the admin role (403 `admin_required`).
-         */
+        /** Your reservations, newest first (admins: ?all=true or ?user=name) */
         get: operations["listReservations"];
         put?: never;
         /**
@@ -448,7 +465,7 @@ export interface paths {
         put?: never;
         /**
          * Build an image from a Dockerfile or a tar build context (admin); answers at once, the build goes on
-         * @description JSON `{name, dockerfile}`, or `Content-Type: application/x-tar` with the build context as the body and the name in `?name=`. The build runs through the local Docker engine with networking off; follow it with GET /v1/images/{id}/log. A Dockerfile that would reach the network through the engine (ADD of a URL or a git source, `--network`), or that uses a form berth does not check (here-documents, variables in ADD, unknown instructions), is refused: 400 dockerfile_not_allowed.
+         * @description JSON `{name, dockerfile}`, or `Content-Type: application/x-tar` with the build context as the body and the name in `?name=`. The build runs through the local Docker engine with networking off; follow it with GET /v1/images/{id}/log.
          */
         post: operations["createImage"];
         delete?: never;
@@ -464,7 +481,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Read an image: status, sizes and timings (admins: why a build failed, and its configuration) */
+        /** Read an image: status, error, sizes and timings */
         get: operations["getImage"];
         put?: never;
         post?: never;
@@ -482,7 +499,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The build log as text/plain, streamed while the image builds (admin) */
+        /** The build log as text/plain, streamed while the image builds */
         get: operations["getImageLog"];
         put?: never;
         post?: never;
@@ -643,7 +660,7 @@ export interface components {
             status: number;
             detail?: string;
             /** @enum {string} */
-            code: "validation_failed" | "malformed_body" | "bad_request" | "bad_url" | "invalid_cursor" | "invalid_yaml" | "yaml_too_complex" | "invalid_host_key" | "invalid_build_context" | "name_required" | "dockerfile_not_allowed" | "missing_credentials" | "malformed_credentials" | "missing_refresh_token" | "request_timeout" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "route_not_found" | "missing_token" | "invalid_token" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "account_disabled" | "admin_required" | "forbidden" | "field_not_allowed" | "invalid_current_password" | "registration_closed" | "too_many_attempts" | "rate_limited" | "user_not_found" | "session_not_found" | "machine_not_found" | "reservation_not_found" | "image_not_found" | "vm_not_found" | "username_taken" | "cannot_delete_self" | "last_admin" | "password_changed" | "machine_exists" | "machine_reserved" | "machine_is_vm" | "not_in_maintenance" | "insufficient_capacity" | "reservation_not_active" | "reservation_expired" | "reservation_provisioning" | "reservation_changed" | "request_in_progress" | "image_exists" | "image_building" | "image_in_use" | "image_not_ready" | "vm_exists" | "vm_state" | "vm_reserved" | "vm_on_other_host" | "pool_reserved" | "account_name_reserved" | "exceeds_max_duration" | "machine_limit_exceeded" | "idempotency_key_reused" | "password_rejected" | "vm_limits_exceeded" | "internal_error" | "provisioning_failed" | "database_unavailable" | "vm_unavailable" | "vm_ports_exhausted";
+            code: "validation_failed" | "malformed_body" | "bad_request" | "bad_url" | "invalid_cursor" | "invalid_yaml" | "yaml_too_complex" | "invalid_host_key" | "invalid_build_context" | "name_required" | "missing_credentials" | "malformed_credentials" | "missing_refresh_token" | "request_timeout" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "route_not_found" | "missing_token" | "invalid_token" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "account_disabled" | "admin_required" | "forbidden" | "field_not_allowed" | "invalid_current_password" | "registration_closed" | "too_many_attempts" | "rate_limited" | "user_not_found" | "session_not_found" | "machine_not_found" | "reservation_not_found" | "image_not_found" | "vm_not_found" | "username_taken" | "cannot_delete_self" | "last_admin" | "password_changed" | "machine_exists" | "machine_reserved" | "machine_is_vm" | "not_in_maintenance" | "not_awaiting_reprovision" | "insufficient_capacity" | "reservation_not_active" | "reservation_expired" | "reservation_provisioning" | "reservation_changed" | "request_in_progress" | "image_exists" | "image_building" | "image_in_use" | "image_not_ready" | "vm_exists" | "vm_state" | "vm_reserved" | "vm_on_other_host" | "pool_reserved" | "account_name_reserved" | "exceeds_max_duration" | "machine_limit_exceeded" | "idempotency_key_reused" | "password_rejected" | "vm_limits_exceeded" | "internal_error" | "provisioning_failed" | "database_unavailable" | "vm_unavailable" | "vm_ports_exhausted";
             instance?: string;
             errors?: {
                 pointer: string;
@@ -765,7 +782,7 @@ export interface components {
             current: boolean;
         };
         /**
-         * @description Credentials are write-only: they are never returned. The login user, status reasons and reservation ids are shown to admins only.
+         * @description Credentials are write-only: they are never returned.
          * @example {
          *       "id": "8d3f5c1e-2b4a-4f6e-9a7b-1c2d3e4f5a6b",
          *       "name": "gpu-01",
@@ -776,7 +793,8 @@ export interface components {
          *       "tags": {
          *         "gpu": "a100"
          *       },
-         *       "allow_sudo": true,
+         *       "allow_sudo": false,
+         *       "keep_password": false,
          *       "status": "available",
          *       "status_reason": null,
          *       "host_key_fingerprint": "SHA256:wN0vQ5l3o9b0bqk8Yq1l3uYF4mJ3Hq0m7l1YfK9x2aE",
@@ -793,15 +811,19 @@ export interface components {
             name: string;
             host: string;
             port: number;
-            /** @description the account berth logs in as (admins only) */
-            username?: string;
+            username: string;
             type: string;
             tags: {
                 [key: string]: string;
             };
             allow_sudo: boolean;
-            /** @enum {string} */
-            status: "available" | "reserved" | "maintenance" | "offline";
+            /** @description berth logs in with the password it was given (no key of its own installed) */
+            keep_password: boolean;
+            /**
+             * @description needs_reprovision: released by a reservation whose account had sudo; out of the pool until an admin reprovisions it (POST /v1/machines/{name}/reprovisioned) or the configured reprovision command succeeds
+             * @enum {string}
+             */
+            status: "available" | "reserved" | "maintenance" | "offline" | "needs_reprovision";
             status_reason: string | null;
             host_key_fingerprint: string | null;
             /** @description the pinned host key as an OpenSSH public key line; null until berth has met the machine */
@@ -818,6 +840,8 @@ export interface components {
              * @example 2026-11-21T09:30:00.000Z
              */
             updated_at: string;
+            /** @description in the answer to a registration or change that gives tenants sudo: what that means */
+            warning?: string;
         };
         /**
          * @example {
@@ -924,15 +948,13 @@ export interface components {
             name: string;
             /** @enum {string} */
             status: "building" | "ready" | "failed";
-            /** @description why the build failed, for admins; users read only that it failed */
             error: string | null;
             size_bytes: number | null;
             build_ms: number | null;
             convert_ms: number | null;
             /** @description VMs of this image the pool keeps (PUT /v1/images/{id}/pool) */
             pool_size: number;
-            /** @description the engine image configuration, once ready (admins only: its environment may hold secrets) */
-            config?: {
+            config: {
                 entrypoint: string[] | null;
                 cmd: string[] | null;
                 env: string[];
@@ -1002,7 +1024,7 @@ export interface components {
             /** @description how the last start went: `restore` = a clone of the image's template snapshot, `cold` = a full boot (no current snapshot yet, or its restore failed); null before the first start */
             start_mode: ("restore" | "cold") | null;
             machine_name: string | null;
-            machine_status: ("available" | "reserved" | "maintenance" | "offline") | null;
+            machine_status: ("available" | "reserved" | "maintenance" | "offline" | "needs_reprovision") | null;
             /** @description the host whose QEMU runs it */
             node: string;
             /**
@@ -1148,7 +1170,7 @@ export interface components {
             current: boolean;
         };
         /**
-         * @description Credentials are write-only: they are never returned. The login user, status reasons and reservation ids are shown to admins only.
+         * @description Credentials are write-only: they are never returned.
          * @example {
          *       "id": "8d3f5c1e-2b4a-4f6e-9a7b-1c2d3e4f5a6b",
          *       "name": "gpu-01",
@@ -1159,7 +1181,8 @@ export interface components {
          *       "tags": {
          *         "gpu": "a100"
          *       },
-         *       "allow_sudo": true,
+         *       "allow_sudo": false,
+         *       "keep_password": false,
          *       "status": "available",
          *       "status_reason": null,
          *       "host_key_fingerprint": "SHA256:wN0vQ5l3o9b0bqk8Yq1l3uYF4mJ3Hq0m7l1YfK9x2aE",
@@ -1176,15 +1199,19 @@ export interface components {
             name: string;
             host: string;
             port: number;
-            /** @description the account berth logs in as (admins only) */
-            username?: string;
+            username: string;
             type: string;
             tags: {
                 [key: string]: string;
             };
             allow_sudo: boolean;
-            /** @enum {string} */
-            status: "available" | "reserved" | "maintenance" | "offline";
+            /** @description berth logs in with the password it was given (no key of its own installed) */
+            keep_password: boolean;
+            /**
+             * @description needs_reprovision: released by a reservation whose account had sudo; out of the pool until an admin reprovisions it (POST /v1/machines/{name}/reprovisioned) or the configured reprovision command succeeds
+             * @enum {string}
+             */
+            status: "available" | "reserved" | "maintenance" | "offline" | "needs_reprovision";
             status_reason: string | null;
             host_key_fingerprint: string | null;
             /** @description the pinned host key as an OpenSSH public key line; null until berth has met the machine */
@@ -1201,6 +1228,8 @@ export interface components {
              * @example 2026-11-21T09:30:00.000Z
              */
             updated_at: string;
+            /** @description in the answer to a registration or change that gives tenants sudo: what that means */
+            warning?: string;
         };
         /**
          * @example {
@@ -1307,15 +1336,13 @@ export interface components {
             name: string;
             /** @enum {string} */
             status: "building" | "ready" | "failed";
-            /** @description why the build failed, for admins; users read only that it failed */
             error: string | null;
             size_bytes: number | null;
             build_ms: number | null;
             convert_ms: number | null;
             /** @description VMs of this image the pool keeps (PUT /v1/images/{id}/pool) */
             pool_size: number;
-            /** @description the engine image configuration, once ready (admins only: its environment may hold secrets) */
-            config?: {
+            config: {
                 entrypoint: string[] | null;
                 cmd: string[] | null;
                 env: string[];
@@ -1385,7 +1412,7 @@ export interface components {
             /** @description how the last start went: `restore` = a clone of the image's template snapshot, `cold` = a full boot (no current snapshot yet, or its restore failed); null before the first start */
             start_mode: ("restore" | "cold") | null;
             machine_name: string | null;
-            machine_status: ("available" | "reserved" | "maintenance" | "offline") | null;
+            machine_status: ("available" | "reserved" | "maintenance" | "offline" | "needs_reprovision") | null;
             /** @description the host whose QEMU runs it */
             node: string;
             /**
@@ -2502,7 +2529,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description The machine-manager YAML format (application/yaml) or the same as JSON: a `machines:` list of {name, host, port, user (or username), password or private_key, host_key?, type?, tags?} */
+        /** @description The machine-manager YAML format (application/yaml) or the same as JSON: a `machines:` list of {name, host, port, user (or username), password or private_key, keep_password?, host_key?, type?, tags?, allow_sudo?} */
         requestBody: {
             content: {
                 /**
@@ -2544,8 +2571,6 @@ export interface operations {
                             index: number;
                             name: string | null;
                             pointer: string;
-                            /** @description the problem code: validation_failed, or one of the codes POST /v1/machines answers (invalid_host_key, machine_is_vm …) */
-                            code: string;
                             message: string;
                         }[];
                     };
@@ -2610,7 +2635,8 @@ export interface operations {
     listMachines: {
         parameters: {
             query?: {
-                status?: "available" | "reserved" | "maintenance" | "offline";
+                /** @description needs_reprovision: released by a reservation whose account had sudo; out of the pool until an admin reprovisions it (POST /v1/machines/{name}/reprovisioned) or the configured reprovision command succeeds */
+                status?: "available" | "reserved" | "maintenance" | "offline" | "needs_reprovision";
                 type?: string;
                 /** @description key:value; repeat for several */
                 tag?: string | string[];
@@ -2716,8 +2742,13 @@ export interface operations {
                         [key: string]: string;
                     };
                     /**
-                     * @description give reservation accounts passwordless sudo
-                     * @default true
+                     * @description With a password: keep logging in with it. Without (the default) berth installs an Ed25519 key it generates for this machine into the login user's ~/.ssh/authorized_keys on its first login, checks that it works and forgets the password: a password login shows the password to the machine (its PAM stack), where anyone who was root can record it.
+                     * @default false
+                     */
+                    keep_password?: boolean;
+                    /**
+                     * @description give reservation accounts passwordless sudo (default false). Reservation accounts on this machine get passwordless sudo: each tenant is root and can change anything on it (install a PAM module that records passwords, add keys for root, replace sshd). A machine berth does not reset is therefore released to needs_reprovision, out of the pool until it is reinstalled and an admin (or the reprovision command) clears it.
+                     * @default false
                      */
                     allow_sudo?: boolean;
                 };
@@ -2934,6 +2965,8 @@ export interface operations {
                     username?: string;
                     password?: string;
                     private_key?: string;
+                    /** @description With a password: keep logging in with it. Without (the default) berth installs an Ed25519 key it generates for this machine into the login user's ~/.ssh/authorized_keys on its first login, checks that it works and forgets the password: a password login shows the password to the machine (its PAM stack), where anyone who was root can record it. */
+                    keep_password?: boolean;
                     /** @description null forgets the pinned key; the next contact records it again */
                     host_key?: string | null;
                     type?: string;
@@ -2946,6 +2979,7 @@ export interface operations {
                     tags?: {
                         [key: string]: string;
                     };
+                    /** @description give reservation accounts passwordless sudo (default false). Reservation accounts on this machine get passwordless sudo: each tenant is root and can change anything on it (install a PAM module that records passwords, add keys for root, replace sshd). A machine berth does not reset is therefore released to needs_reprovision, out of the pool until it is reinstalled and an admin (or the reprovision command) clears it. */
                     allow_sudo?: boolean;
                 };
             };
@@ -3172,6 +3206,83 @@ export interface operations {
             };
         };
     };
+    clearReprovision: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example gpu-01 */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Machine"];
+                };
+            };
+            /** @description Default Response */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Default Response */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Default Response */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Default Response */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Default Response */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Default Response */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     checkMachine: {
         parameters: {
             query?: never;
@@ -3202,8 +3313,11 @@ export interface operations {
                         reachable: boolean;
                         latency_ms: number | null;
                         host_key_fingerprint: string | null;
-                        /** @enum {string} */
-                        status: "available" | "reserved" | "maintenance" | "offline";
+                        /**
+                         * @description needs_reprovision: released by a reservation whose account had sudo; out of the pool until an admin reprovisions it (POST /v1/machines/{name}/reprovisioned) or the configured reprovision command succeeds
+                         * @enum {string}
+                         */
+                        status: "available" | "reserved" | "maintenance" | "offline" | "needs_reprovision";
                         error?: string;
                     };
                 };
@@ -3277,13 +3391,15 @@ export interface operations {
                      *       "reserved": 1,
                      *       "maintenance": 0,
                      *       "offline": 1,
+                     *       "needs_reprovision": 0,
                      *       "by_type": {
                      *         "server": {
                      *           "total": 3,
                      *           "available": 1,
                      *           "reserved": 1,
                      *           "maintenance": 0,
-                     *           "offline": 1
+                     *           "offline": 1,
+                     *           "needs_reprovision": 0
                      *         }
                      *       }
                      *     }
@@ -3294,6 +3410,7 @@ export interface operations {
                         reserved: number;
                         maintenance: number;
                         offline: number;
+                        needs_reprovision: number;
                         by_type: {
                             [key: string]: {
                                 total: number;
@@ -3301,6 +3418,7 @@ export interface operations {
                                 reserved: number;
                                 maintenance: number;
                                 offline: number;
+                                needs_reprovision: number;
                             };
                         };
                     };
@@ -3415,7 +3533,7 @@ export interface operations {
                     duration_minutes?: number;
                     /** @description the Unix account to create; default: the caller's username */
                     username?: string;
-                    /** @description the account password; generated (and returned once) when neither password nor ssh_public_key is given */
+                    /** @description the account password; generated (and returned once) when neither password nor ssh_public_key is given. Machines receive it only hashed (SHA-512 crypt) */
                     password?: string;
                     ssh_public_key?: string;
                 };
@@ -4097,15 +4215,6 @@ export interface operations {
             };
             /** @description Default Response */
             401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Default Response */
-            403: {
                 headers: {
                     [name: string]: unknown;
                 };
