@@ -207,8 +207,9 @@ export async function startEmbeddedMariaDb(opts: EmbeddedOptions): Promise<Embed
   }
 
   if (await answers(root)) {
-    // A server left running by a process that crashed: take it over rather than fight it
-    // (it is not supervised: berth did not start it).
+    // A server already answering here (another berth on this data directory, or one left
+    // by a berth from before servers died with it): use it rather than fight it (it is not
+    // supervised: this process did not start it).
     log(`reusing the MariaDB already listening on ${socketPath}`);
   } else {
     await launch();
