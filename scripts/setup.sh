@@ -14,6 +14,7 @@ say() { printf '[setup] %s\n' "$*"; }
 # command → Debian package that provides it
 declare -A PROVIDERS=(
   [mariadbd]=mariadb-server
+  [setpriv]=util-linux         # the embedded MariaDB dies with berth (parent-death signal)
   [dockerd]=docker.io          # the test machines (sshd containers) and, later, image builds
   [debootstrap]=debootstrap    # the Debian base image, built locally: no registry is reachable
   [curl]=curl                  # scripts/ensure-docker.sh pings the engine

@@ -50,8 +50,8 @@ import { withTimeout } from './shared/time-limit.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** The reservation job of this instance: `tick()` runs expiry and reconciliation now. */
-    reservationJob: { tick(): Promise<TickResult | null> };
+    /** The reservation job of this instance: `tick()` runs expiry and reconciliation now (rejects if it fails). */
+    reservationJob: { tick(): Promise<TickResult> };
     /** This instance's background jobs (tests run one with `runNow`). */
     jobs: JobRunner;
   }
@@ -298,7 +298,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   );
   app.addHook('onReady', async () => {
     void vmRuntime.get().then(
-      () => templates && jobs.runNow('vm-templates'),
+      // A failed check is logged by the job runner and made again at its next tick.
+      () => templates && jobs.runNow('vm-templates').catch(() => {}),
       (err: Error) => app.log.warn({ err: err.message }, 'VMs are unavailable on this host'),
     );
     jobs.start();

@@ -27,7 +27,7 @@ async function main() {
   // One Ctrl-C reaches berth more than once: the terminal signals the whole foreground
   // group (npm and berth) and npm forwards what it got to berth. Signals within a moment
   // of the first are that same Ctrl-C; one after that means "stop now". Before berth
-  // serves there is nothing to finish: it exits (and its 'exit' hook stops the database).
+  // serves there is nothing to finish: it exits (and its embedded database dies with it).
   let stoppingSince = 0;
   let stopGracefully: () => void = () => process.exit(1);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -1,7 +1,10 @@
 // A private MariaDB server living in a directory: berth's default database when no
 // DATABASE_URL is given, and the per-run database of the test suite. It listens only on
-// a unix socket inside a 0700 directory, so nothing else on the machine can reach it.
+// a unix socket inside a 0700 directory, so nothing else on the machine can reach it. It
+// lives and dies with the process that started it: restarted when it exits, killed by
+// the kernel when that process dies, however it dies.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -29,20 +32,41 @@ export interface EmbeddedOptions {
   log?: (msg: string) => void;
 }
 
-async function findBinary(name: string): Promise<string> {
+/** `name` from the system's directories; `debianPackage` is what provides it. */
+async function findBinary(name: string, debianPackage = 'mariadb-server'): Promise<string> {
   for (const dir of ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin']) {
     const candidate = path.join(dir, name);
     if (existsSync(candidate)) return candidate;
   }
-  throw new Error(`${name} not found: install MariaDB (scripts/setup.sh does this as root: apt-get install mariadb-server)`);
+  throw new Error(`${name} not found: install it (scripts/setup.sh does this as root: apt-get install ${debianPackage})`);
 }
 
-async function socketPathFor(dir: string): Promise<string> {
-  const preferred = path.join(dir, 'mysqld.sock');
+/**
+ * Where the server of `dir` listens: `dir/mysqld.sock`, or, when that path is too long for
+ * a unix socket, the same name in a directory of the temporary directory (/tmp if that is
+ * long too) named after `dir`. Either way the same path on every start (berth logs it once
+ * the server is ready).
+ */
+export function embeddedSocketPath(dir: string): string {
+  const preferred = path.join(path.resolve(dir), 'mysqld.sock');
   if (preferred.length <= MAX_SOCKET_PATH) return preferred;
-  const short = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-db-'));
-  await fs.chmod(short, 0o700);
-  return path.join(short, 'mysqld.sock');
+  const id = createHash('sha256').update(path.resolve(dir)).digest('hex').slice(0, 16);
+  const inTemp = path.join(os.tmpdir(), `berth-mariadb-${id}`, 'mysqld.sock');
+  return inTemp.length <= MAX_SOCKET_PATH ? inTemp : path.join('/tmp', `berth-mariadb-${id}`, 'mysqld.sock');
+}
+
+/**
+ * The socket's directory outside `dir` is in a directory anyone may write to, and its
+ * name can be guessed: it must be a real directory of ours, closed to everyone else.
+ */
+async function ensurePrivateDir(socketDir: string): Promise<void> {
+  await fs.mkdir(socketDir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+  });
+  const st = await fs.lstat(socketDir);
+  if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o077) !== 0) {
+    throw new Error(`${socketDir} (for the database's socket) is not a directory of this user closed to others: remove it`);
+  }
 }
 
 async function answers(target: DatabaseTarget): Promise<boolean> {
@@ -82,9 +106,12 @@ export async function startEmbeddedMariaDb(opts: EmbeddedOptions): Promise<Embed
     ]);
   }
 
-  const socketPath = await socketPathFor(dir);
+  const socketPath = embeddedSocketPath(dir);
+  if (path.dirname(socketPath) !== dir) await ensurePrivateDir(path.dirname(socketPath));
   const root: DatabaseTarget = { socketPath, user: 'root', database: '' };
   let child: ChildProcess | undefined;
+  /** Restarts begin once the first start has succeeded: a first start that fails is the caller's error. */
+  let supervising = false;
   let stopping = false;
   let restarts = 0;
   let restartTimer: NodeJS.Timeout | undefined;
@@ -92,10 +119,23 @@ export async function startEmbeddedMariaDb(opts: EmbeddedOptions): Promise<Embed
   /** Starts mariadbd and waits until it answers. */
   async function launch(): Promise<void> {
     const mariadbd = await findBinary('mariadbd');
+    // setpriv (util-linux) sets the parent-death signal (prctl PR_SET_PDEATHSIG), then
+    // becomes mariadbd: when berth dies, even by SIGKILL or out of memory, the kernel kills
+    // its server at once. No server outlives berth holding the data directory, and the next
+    // start finds it free (InnoDB recovers from the kill as from a power cut). (The parent
+    // is the thread that spawns it: Node's main thread, which lives as long as berth.)
+    const setpriv = await findBinary('setpriv', 'util-linux');
+    // Stopped while this start was on its way: no server after stop().
+    if (stopping) throw new Error('the database is being stopped');
     const out = createWriteStream(logFile, { flags: 'a' });
+    // A log that cannot be written (its directory gone) must not end berth with an unhandled error.
+    out.on('error', (err) => log(`cannot write the MariaDB log: ${err.message}`));
     const server = spawn(
-      mariadbd,
+      setpriv,
       [
+        '--pdeathsig=KILL',
+        '--',
+        mariadbd,
         '--no-defaults',
         `--datadir=${dataDir}`,
         `--socket=${socketPath}`,
@@ -113,20 +153,22 @@ export async function startEmbeddedMariaDb(opts: EmbeddedOptions): Promise<Embed
     child = server;
     server.stdout?.pipe(out);
     server.stderr?.pipe(out);
-    // If berth exits without its orderly shutdown (a second Ctrl-C, an uncaught error),
-    // still ask the server to stop; mariadbd shuts down cleanly on SIGTERM by itself.
-    const stopOnExit = () => server.kill('SIGTERM');
-    process.once('exit', stopOnExit);
-    let exitCode: number | null | undefined;
-    server.once('exit', (code, signal) => {
-      exitCode = code;
-      process.removeListener('exit', stopOnExit);
-      if (!stopping && child === server) supervise(code, signal);
+    let gone: string | undefined;
+    const wentAway = (how: string) => {
+      gone = how;
+      if (supervising && !stopping && child === server) supervise(how);
+    };
+    server.once('exit', (code, signal) => wentAway(signal ?? `code ${code}`));
+    // Not started at all (the system had no process to spare): no 'exit' follows, and
+    // without a listener the error would end berth.
+    server.once('error', (err) => {
+      if (server.pid === undefined) wentAway(`not started: ${err.message}`);
+      else log(`mariadbd: ${err.message}`);
     });
     const deadline = Date.now() + (opts.startTimeoutMs ?? 30_000);
     while (!(await answers(root))) {
-      if (exitCode !== undefined) {
-        throw new Error(`mariadbd exited with code ${exitCode} before it was ready:\n${await tail(logFile)}`);
+      if (gone !== undefined) {
+        throw new Error(`mariadbd exited (${gone}) before it was ready:\n${await tail(logFile)}`);
       }
       if (Date.now() > deadline) {
         server.kill('SIGKILL');
@@ -142,10 +184,10 @@ export async function startEmbeddedMariaDb(opts: EmbeddedOptions): Promise<Embed
    * longer after each failed attempt (0.5 s, 1 s, 2 s … 30 s). berth's connections come
    * back by themselves once it answers; requests meanwhile get 503 database_unavailable.
    */
-  function supervise(code: number | null, signal: NodeJS.Signals | null): void {
+  function supervise(how: string): void {
     const delay = Math.min(30_000, 500 * 2 ** restarts);
     restarts++;
-    log(`MariaDB exited (${signal ?? `code ${code}`}); restarting it in ${delay / 1000} s`);
+    log(`MariaDB exited (${how}); restarting it in ${delay / 1000} s`);
     restartTimer = setTimeout(() => {
       restartTimer = undefined;
       if (stopping) return;
@@ -165,11 +207,13 @@ export async function startEmbeddedMariaDb(opts: EmbeddedOptions): Promise<Embed
   }
 
   if (await answers(root)) {
-    // A server left running by a process that crashed: take it over rather than fight it
-    // (it is not supervised: berth did not start it).
+    // A server already answering here (another berth on this data directory, or one left
+    // by a berth from before servers died with it): use it rather than fight it (it is not
+    // supervised: this process did not start it).
     log(`reusing the MariaDB already listening on ${socketPath}`);
   } else {
     await launch();
+    supervising = true;
   }
 
   return {

@@ -13,8 +13,12 @@ export interface Job<T = unknown> {
 export interface JobRunner {
   /** Ticks every job now, then on its interval. */
   start(): void;
-  /** Runs a tick of `name` now (or joins the one running); null when it failed, or once stopped. */
-  runNow<T>(name: string): Promise<T | null>;
+  /**
+   * Runs a tick of `name` now (or joins the one running) and answers its result; rejects
+   * with the tick's error when it fails (the runner logs it and goes on all the same), and
+   * once the runner is stopped.
+   */
+  runNow<T>(name: string): Promise<T>;
   /** No more ticks; resolves once the ticks in progress have ended. */
   stop(): Promise<void>;
 }
@@ -29,18 +33,20 @@ export function createJobRunner(jobs: Job[], log: { error(obj: object, msg: stri
   const running = new Map<string, Running>(jobs.map((job) => [job.name, { job, current: null }]));
   let stopped = false;
 
+  /** The tick in progress, as the job answers it: whoever asked for it sees its failure too. */
   function tick(r: Running): Promise<unknown> {
-    r.current ??= r.job
-      .tick()
-      .catch((err: unknown) => {
-        log.error({ err, job: r.job.name }, 'a background job failed; it runs again at its next tick');
-        return null;
-      })
+    if (r.current) return r.current;
+    const current = r.job.tick();
+    r.current = current;
+    // The runner's own handling (which also keeps a scheduled tick's failure from going
+    // unhandled): the failure is logged and the job goes on at its next tick.
+    current
+      .catch((err: unknown) => log.error({ err, job: r.job.name }, 'a background job failed; it runs again at its next tick'))
       .finally(() => {
         r.current = null;
         schedule(r);
       });
-    return r.current;
+    return current;
   }
 
   function schedule(r: Running) {
@@ -58,13 +64,13 @@ export function createJobRunner(jobs: Job[], log: { error(obj: object, msg: stri
       const r = running.get(name);
       if (!r) throw new Error(`no job named ${name}`);
       // Stopped (berth is closing): what the job needs may be gone already.
-      if (stopped) return Promise.resolve(null);
-      return tick(r) as Promise<T | null>;
+      if (stopped) return Promise.reject(new Error(`the job runner is stopped: ${name} does not run`));
+      return tick(r) as Promise<T>;
     },
     async stop() {
       stopped = true;
       for (const r of running.values()) clearTimeout(r.timer);
-      await Promise.all([...running.values()].map((r) => r.current));
+      await Promise.allSettled([...running.values()].map((r) => r.current));
     },
   };
 }

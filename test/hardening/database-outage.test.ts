@@ -1,14 +1,15 @@
 // The database stops answering (SIGSTOP) or dies (SIGKILL) while berth is under load.
 // Requests get 503 database_unavailable with Retry-After within about two seconds, never
 // a 500; the embedded server is restarted by berth; berth heals by itself once the
-// database is back (with DATABASE_URL too); no reservation is lost or handed out twice.
-import { spawnSync } from 'node:child_process';
+// database is back (with DATABASE_URL too); no reservation is lost, and no machine is ever
+// handed out twice (the database's own record of the whole run says so).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createConnection } from 'mariadb';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { startEmbeddedMariaDb } from '../../src/infra/embedded-mariadb.js';
+import { readAllocationHistory, recordAllocations } from '../helpers/allocation-history.js';
 import { callJson, startServer, type ServerProcess } from '../helpers/server-process.js';
 import { rootKey, startMachines, type TestMachine } from '../helpers/ssh-machines.js';
 
@@ -53,11 +54,21 @@ async function probe(base: string, access: string) {
   ]);
 }
 
-function expectUnavailable(answers: Awaited<ReturnType<typeof probe>>) {
-  for (const a of answers) {
+/**
+ * Probes three times: every answer is 503 database_unavailable with Retry-After, and each
+ * URL's median time is under 3 s (berth's deadline is 2 s; on a busy machine one answer
+ * may come late without the deadline being missed).
+ */
+async function expectUnavailable(base: string, access: string) {
+  const rounds: Awaited<ReturnType<typeof probe>>[] = [];
+  for (let i = 0; i < 3; i++) rounds.push(await probe(base, access));
+  for (const a of rounds.flat()) {
     expect(a, a.url).toMatchObject({ status: 503, code: 'database_unavailable' });
     expect(Number(a.retryAfter), a.url).toBeGreaterThan(0);
-    expect(a.ms, a.url).toBeLessThan(3000);
+  }
+  for (const url of rounds[0]!.map((a) => a.url)) {
+    const times = rounds.map((r) => r.find((a) => a.url === url)!.ms).sort((x, y) => x - y);
+    expect(times[1], url).toBeLessThan(3000);
   }
 }
 
@@ -75,15 +86,25 @@ const mariadbPid = (dir: string) => Number(fs.readFileSync(path.join(dir, 'maria
 /**
  * Kills the server of `dir` (SIGKILL), and again each time it is started, for `ms`: a
  * crash loop, long enough to see what clients get while the database is gone (a single
- * kill is repaired within about a second).
+ * kill is repaired within about a second). The children of `parentPid`, the process that
+ * starts the server, are looked at every few milliseconds (a pkill loop left gaps of
+ * 300 ms on a busy machine, time enough for a restarted server to answer).
  */
-async function crashLoop(dir: string, ms: number, during: () => Promise<void>) {
+async function crashLoop(parentPid: number, dir: string, ms: number, during: () => Promise<void>) {
   const datadir = `--datadir=${path.join(dir, 'data')}`;
+  const read = (file: string) => fs.promises.readFile(file, 'utf8').catch(() => '');
   let looping = true;
   const loop = (async () => {
     while (looping) {
-      spawnSync('pkill', ['-KILL', '-f', '--', datadir]);
-      await new Promise((r) => setTimeout(r, 50));
+      for (const pid of (await read(`/proc/${parentPid}/task/${parentPid}/children`)).split(' ').filter(Boolean)) {
+        if (!(await read(`/proc/${pid}/cmdline`)).split('\0').includes(datadir)) continue;
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
+      await new Promise((r) => setTimeout(r, 5));
     }
   })();
   const deadline = Date.now() + ms;
@@ -97,29 +118,36 @@ async function crashLoop(dir: string, ms: number, during: () => Promise<void>) {
 }
 
 /**
- * Users who reserve and release in a loop, as fast as berth lets them, until stopped.
- * Every answer is recorded: a 500 is a failure whatever else happens.
+ * Users who log in, reserve and release in a loop, as fast as berth lets them, until
+ * stopped. Every answer is recorded, logins included (a 500 is a failure whatever else
+ * happens), and so is every request that got no answer at all.
  */
 function load(base: string, users: string[]) {
-  const statuses: number[] = [];
+  const statuses: { url: string; status: number }[] = [];
+  const unanswered: string[] = [];
   const granted = new Set<string>();
   let running = true;
+  const call = async (method: string, url: string, access?: string, body?: unknown) => {
+    const r = await callJson(base, method, url, access, body);
+    statuses.push({ url: `${method} ${url}`, status: r.status });
+    return r;
+  };
   const worker = async (username: string) => {
-    let access = '';
     while (running) {
       try {
-        access ||= await token(base, username);
-        const r = await callJson(base, 'POST', '/v1/reservations', access, { count: 1, duration_minutes: 5 });
-        statuses.push(r.status);
-        if (r.status === 201) {
-          granted.add(r.body.id);
-          const rel = await callJson(base, 'DELETE', `/v1/reservations/${r.body.id}`, access);
-          statuses.push(rel.status);
+        // A login every round: logins meet the outages too.
+        const login = await call('POST', '/v1/token', undefined, { username, password: PASSWORD });
+        if (login.status === 200) {
+          const access: string = login.body.access_token;
+          const r = await call('POST', '/v1/reservations', access, { count: 1, duration_minutes: 5 });
+          if (r.status === 201) {
+            granted.add(r.body.id);
+            await call('DELETE', `/v1/reservations/${r.body.id}`, access);
+          }
+          await call('GET', '/v1/whoami', access);
         }
-        const who = await callJson(base, 'GET', '/v1/whoami', access);
-        statuses.push(who.status);
-      } catch {
-        access = '';
+      } catch (err) {
+        unanswered.push(String((err as Error).cause ?? err));
       }
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -127,6 +155,7 @@ function load(base: string, users: string[]) {
   const workers = users.map(worker);
   return {
     statuses,
+    unanswered,
     granted,
     stop: async () => {
       running = false;
@@ -148,15 +177,23 @@ async function setUp(base: string): Promise<{ admin: string; users: string[] }> 
   return { admin, users };
 }
 
-/** What must hold once the dust has settled: nothing lost, nothing handed out twice, nothing left behind. */
+async function allocationHistory(socketPath: string) {
+  const conn = await createConnection({ socketPath, user: 'root', database: 'berth' });
+  return readAllocationHistory(conn).finally(() => conn.end());
+}
+
+/**
+ * What must hold once the dust has settled: no machine was ever handed out twice (over the
+ * whole run), nothing lost, nothing left behind.
+ */
 async function checkInvariants(socketPath: string, granted: Set<string>) {
+  const history = await allocationHistory(socketPath);
+  expect(history.overlaps).toEqual([]);
+  // Not vacuous: every grant is in the record, and machines went from one reservation to the next.
+  expect(history.claims).toBeGreaterThanOrEqual(granted.size);
+  expect(history.reuses).toBeGreaterThan(0);
   const conn = await createConnection({ socketPath, user: 'root', database: 'berth' });
   try {
-    const doubled = await conn.query(
-      `SELECT rm.machine_id FROM reservation_machines rm JOIN reservations r ON r.id = rm.reservation_id
-        WHERE r.status IN ('provisioning','active','releasing') GROUP BY rm.machine_id HAVING COUNT(*) > 1`,
-    );
-    expect(doubled).toEqual([]);
     const rows: { id: string; status: string }[] = await conn.query('SELECT id, status FROM reservations');
     const known = new Map(rows.map((r) => [r.id, r.status]));
     // Every reservation a client was given still exists, and ended the way it was released.
@@ -201,8 +238,17 @@ describe('the embedded database stopped and killed under load', () => {
   it('answers 503 quickly while it is away, restarts it, heals, and loses nothing', { timeout: 240_000 }, async () => {
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-outage-'));
     server = await startServer({ ...serverEnv, BERTH_DATA_DIR: dataDir });
+    onTestFailed(() => {
+      const mariadbLog = fs.readFileSync(path.join(dataDir, 'mariadb', 'mariadb.log'), 'utf8').split('\n').slice(-60).join('\n');
+      console.error(`berth's output:\n${server.output()}\nthe end of mariadb.log:\n${mariadbLog}`);
+    });
     const base = server.url;
     const mariadbDir = path.join(dataDir, 'mariadb');
+    // Where berth's server listens, as berth says (in the data directory unless that path is
+    // too long for a unix socket).
+    const socketPath = /MariaDB ready on (\S+)/.exec(server.output())![1]!;
+    const recorder = await createConnection({ socketPath, user: 'root', database: 'berth' });
+    await recordAllocations(recorder).finally(() => recorder.end());
     const { admin, users } = await setUp(base);
     const work = load(base, users);
     await new Promise((r) => setTimeout(r, 2000));
@@ -212,7 +258,7 @@ describe('the embedded database stopped and killed under load', () => {
     process.kill(mariadbPid(mariadbDir), 'SIGSTOP');
     try {
       await new Promise((r) => setTimeout(r, 1500));
-      expectUnavailable(await probe(base, admin));
+      await expectUnavailable(base, admin);
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
     } finally {
       process.kill(mariadbPid(mariadbDir), 'SIGCONT');
@@ -223,22 +269,29 @@ describe('the embedded database stopped and killed under load', () => {
 
     // Killed, and killed again as it comes back: berth says so at once, keeps starting it
     // (waiting longer each time), and carries on once it stays up.
-    await crashLoop(mariadbDir, 4000, async () => {
+    await crashLoop(server.child.pid!, mariadbDir, 4000, async () => {
       await new Promise((r) => setTimeout(r, 300));
-      expectUnavailable(await probe(base, admin));
+      await expectUnavailable(base, admin);
     });
     await untilReady(base);
     expect(server.output()).toMatch(/MariaDB exited \(SIGKILL\); restarting it in 0.5 s[^]*restarting it in 1 s/);
     await expect.poll(() => server.output(), { timeout: 5000 }).toMatch(/MariaDB is back/);
     for (const a of await probe(base, admin)) expect(a, a.url).toMatchObject({ status: 200 });
-    await new Promise((r) => setTimeout(r, 2000));
+    // The load goes on until a client has been given a reservation and a machine has gone
+    // from one reservation to another (on a busy machine a round of the load takes seconds):
+    // the record below then has something to show.
+    await expect
+      .poll(async () => work.granted.size > 0 && (await allocationHistory(socketPath)).reuses > 0, { timeout: 120_000, interval: 1000 })
+      .toBe(true);
 
     await work.stop();
-    expect(work.statuses.filter((s) => s >= 500 && s !== 503)).toEqual([]);
-    // The outages met the load: some of its requests were the ones answered 503.
-    expect(work.statuses).toContain(503);
+    expect(work.unanswered).toEqual([]);
+    expect(work.statuses.filter((s) => s.status >= 500 && s.status !== 503)).toEqual([]);
+    // The outages met the load: some of its requests were the ones answered 503. Logins
+    // were among what was counted, again and again.
+    expect(work.statuses.map((s) => s.status)).toContain(503);
+    expect(work.statuses.filter((s) => s.url === 'POST /v1/token').length).toBeGreaterThan(users.length);
     expect(work.granted.size).toBeGreaterThan(0);
-    const socketPath = path.join(mariadbDir, 'mysqld.sock');
     await settle(base, admin, socketPath);
     await checkInvariants(socketPath, work.granted);
   });
@@ -265,9 +318,9 @@ describe('a DATABASE_URL database that dies and comes back', () => {
       });
       const base = server.url;
       const admin = await token(base, 'admin', ADMIN_PASSWORD);
-      await crashLoop(path.join(dir, 'db'), 3000, async () => {
+      await crashLoop(process.pid, path.join(dir, 'db'), 3000, async () => {
         await new Promise((r) => setTimeout(r, 300));
-        expectUnavailable(await probe(base, admin));
+        await expectUnavailable(base, admin);
       });
       await untilReady(base);
       for (const a of await probe(base, admin)) expect(a, a.url).toMatchObject({ status: 200 });

@@ -6,8 +6,8 @@ export interface ServerProcess {
   child: ChildProcess;
   url: string;
   output(): string;
-  /** SIGTERM, then the exit code. */
-  stop(): Promise<number | null>;
+  /** SIGTERM (or `signal`), then the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
 /** Calls a berth server over HTTP with an optional bearer token and JSON body; the body comes back parsed. */
@@ -50,8 +50,8 @@ export async function startServer(env: Record<string, string>, timeoutMs = 60_00
     child,
     url,
     output: () => out,
-    async stop() {
-      child.kill('SIGTERM');
+    async stop(signal = 'SIGTERM') {
+      child.kill(signal);
       return exited;
     },
   };

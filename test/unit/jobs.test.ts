@@ -42,4 +42,30 @@ describe('the job runner', () => {
     expect(ticks).toBe(after);
     expect(() => runner.runNow('nothing')).toThrow(/no job named/);
   });
+
+  it('answers runNow with the failure of a tick that throws, and the job goes on by itself', async () => {
+    let ticks = 0;
+    const errors: unknown[] = [];
+    const runner = createJobRunner(
+      [
+        {
+          name: 'failing',
+          intervalMs: 5,
+          async tick() {
+            ticks++;
+            throw new Error(`tick ${ticks} fails`);
+          },
+        },
+      ],
+      { error: (obj) => errors.push(obj) },
+    );
+    await expect(runner.runNow('failing')).rejects.toThrow(/tick 1 fails/);
+    expect(errors).toHaveLength(1);
+    // Started, it keeps ticking on its interval although every tick fails; each failure is logged.
+    runner.start();
+    await expect.poll(() => ticks, { timeout: 5000 }).toBeGreaterThan(3);
+    await runner.stop();
+    expect(errors.length).toBe(ticks);
+    await expect(runner.runNow('failing')).rejects.toThrow(/stopped/);
+  });
 });
