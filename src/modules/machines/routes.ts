@@ -68,6 +68,7 @@ const importRoute: FastifyPluginAsyncZod<{ machines: MachinesService }> = async 
           `At most ${IMPORT_MAX_BYTES / 1024} KiB and 1,000 machines.`,
         security: bearerSecurity,
         body: s.importBody,
+        consumes: ['application/json', ...YAML_TYPES],
         response: { 200: s.importResult, ...problemResponses(400, 401, 403, 413, 415) },
       },
     },
