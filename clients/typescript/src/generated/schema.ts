@@ -1470,6 +1470,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1554,6 +1556,12 @@ export interface operations {
             /** @description Default Response */
             201: {
                 headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1563,6 +1571,12 @@ export interface operations {
             /** @description Default Response */
             400: {
                 headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1572,6 +1586,12 @@ export interface operations {
             /** @description Default Response */
             403: {
                 headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1581,6 +1601,42 @@ export interface operations {
             /** @description Default Response */
             409: {
                 headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1590,6 +1646,14 @@ export interface operations {
             /** @description Default Response */
             429: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After": number;
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1599,6 +1663,14 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1632,6 +1704,12 @@ export interface operations {
             /** @description Default Response */
             200: {
                 headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1641,6 +1719,12 @@ export interface operations {
             /** @description Default Response */
             400: {
                 headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1650,6 +1734,14 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1659,6 +1751,42 @@ export interface operations {
             /** @description Default Response */
             403: {
                 headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1668,6 +1796,14 @@ export interface operations {
             /** @description Default Response */
             429: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After": number;
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1677,6 +1813,14 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1726,6 +1870,26 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -1735,6 +1899,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1761,9 +1927,49 @@ export interface operations {
                     "application/json": components["schemas"]["TokenIntrospection"];
                 };
             };
+            /** @description the request is not valid (`validation_failed`, `malformed_body` …) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `database_unavailable`: the database does not answer; see Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1811,6 +2017,26 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -1820,6 +2046,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1868,6 +2096,19 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `database_unavailable`: the database does not answer; see Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1908,6 +2149,12 @@ export interface operations {
             /** @description Default Response */
             200: {
                 headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1927,6 +2174,12 @@ export interface operations {
             /** @description Default Response */
             400: {
                 headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1936,6 +2189,14 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1945,6 +2206,42 @@ export interface operations {
             /** @description Default Response */
             403: {
                 headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1954,6 +2251,12 @@ export interface operations {
             /** @description Default Response */
             422: {
                 headers: {
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1963,6 +2266,14 @@ export interface operations {
             /** @description Default Response */
             429: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After": number;
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1972,6 +2283,14 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description requests this client address may make in the window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description requests left in the window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description seconds until the window starts again */
+                    "X-RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2016,6 +2335,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2025,6 +2346,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2063,6 +2386,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2078,9 +2403,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2130,6 +2484,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2148,6 +2504,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2213,6 +2571,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2237,9 +2597,29 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2280,6 +2660,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2304,9 +2686,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2345,6 +2738,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2378,9 +2773,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2433,6 +2857,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2466,6 +2892,33 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             422: {
                 headers: {
@@ -2478,6 +2931,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2510,6 +2965,54 @@ export interface operations {
                  *     }
                  */
                 "application/json": {
+                    machines: unknown[];
+                };
+                /**
+                 * @example {
+                 *       "machines": [
+                 *         {
+                 *           "name": "alpine-1",
+                 *           "host": "localhost",
+                 *           "port": 2221,
+                 *           "user": "root",
+                 *           "password": "test"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/yaml": {
+                    machines: unknown[];
+                };
+                /**
+                 * @example {
+                 *       "machines": [
+                 *         {
+                 *           "name": "alpine-1",
+                 *           "host": "localhost",
+                 *           "port": 2221,
+                 *           "user": "root",
+                 *           "password": "test"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/x-yaml": {
+                    machines: unknown[];
+                };
+                /**
+                 * @example {
+                 *       "machines": [
+                 *         {
+                 *           "name": "alpine-1",
+                 *           "host": "localhost",
+                 *           "port": 2221,
+                 *           "user": "root",
+                 *           "password": "test"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "text/yaml": {
                     machines: unknown[];
                 };
             };
@@ -2552,6 +3055,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2588,6 +3093,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2601,7 +3108,7 @@ export interface operations {
             query?: {
                 status?: "available" | "reserved" | "maintenance" | "offline";
                 type?: string;
-                /** @description key:value; repeat for several */
+                /** @description key:value; repeat for several (at most 16) */
                 tag?: string | string[];
                 limit?: number;
                 cursor?: string;
@@ -2636,6 +3143,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2645,6 +3154,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2687,6 +3198,7 @@ export interface operations {
                      * @example root
                      */
                     username: string;
+                    /** @description at most 8000 bytes (UTF-8) */
                     password?: string;
                     /** @description an OpenSSH or PEM private key (unencrypted) */
                     private_key?: string;
@@ -2709,7 +3221,7 @@ export interface operations {
                      * @default true
                      */
                     allow_sudo?: boolean;
-                };
+                } & (unknown | unknown);
             };
         };
         responses: {
@@ -2734,6 +3246,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2758,9 +3272,29 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2802,6 +3336,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2817,9 +3353,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2859,6 +3406,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2892,9 +3441,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2921,7 +3499,9 @@ export interface operations {
                     port?: number;
                     /** @example root */
                     username?: string;
+                    /** @description at most 8000 bytes (UTF-8) */
                     password?: string;
+                    /** @description at most 8000 bytes (UTF-8) */
                     private_key?: string;
                     /** @description null forgets the pinned key; the next contact records it again */
                     host_key?: string | null;
@@ -2961,6 +3541,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2985,9 +3567,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3040,6 +3651,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3073,9 +3686,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3117,6 +3759,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3150,9 +3794,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3209,6 +3882,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3233,9 +3908,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3298,6 +4002,19 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `database_unavailable`: the database does not answer; see Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3347,6 +4064,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3365,6 +4084,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3414,6 +4135,8 @@ export interface operations {
             /** @description Default Response */
             201: {
                 headers: {
+                    /** @description the answer to an earlier request with the same Idempotency-Key, sent again: nothing new was made */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3432,6 +4155,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3449,6 +4174,24 @@ export interface operations {
             };
             /** @description Default Response */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3477,6 +4220,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3517,6 +4262,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3532,9 +4279,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3575,6 +4333,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3599,9 +4359,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3653,6 +4442,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3677,6 +4468,33 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             422: {
                 headers: {
@@ -3689,6 +4507,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3722,9 +4542,20 @@ export interface operations {
                     };
                 };
             };
+            /** @description the request is not valid (`validation_failed`, `malformed_body` …) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3740,9 +4571,29 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3788,6 +4639,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3797,6 +4650,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3866,6 +4721,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3911,6 +4768,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3951,6 +4810,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3966,9 +4827,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4007,6 +4879,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4040,9 +4914,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4087,6 +4990,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4102,9 +5007,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4152,6 +5068,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4161,6 +5079,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4234,6 +5154,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4267,6 +5189,24 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             422: {
                 headers: {
@@ -4279,6 +5219,8 @@ export interface operations {
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4319,6 +5261,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4334,9 +5278,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4384,6 +5339,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4417,9 +5374,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4476,6 +5462,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4509,9 +5497,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4568,6 +5585,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4601,9 +5620,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4653,6 +5701,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4686,9 +5736,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4733,6 +5812,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4766,9 +5847,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4834,6 +5926,8 @@ export interface operations {
             /** @description Default Response */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4867,9 +5961,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Default Response */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
