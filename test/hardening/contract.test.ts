@@ -6,7 +6,9 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.js';
 import { adminSession, createTestApp, json, PASSWORD, userSession, type Session, type TestApp } from '../helpers/app.js';
+import { checkAnswersAgainstDocument } from '../helpers/contract.js';
 
 let t: TestApp;
 let admin: Session;
@@ -147,5 +149,39 @@ describe('what the server answers, the document lists', () => {
     }
     expect(last!.statusCode).toBe(429);
     expect(Number(last!.headers['retry-after'])).toBeGreaterThan(0);
+  });
+});
+
+describe("the suite's check of every answer", () => {
+  it('catches an undocumented status, a body the document does not allow, and an undocumented header', async () => {
+    const found: string[] = [];
+    // The check sees what a route would answer if it broke the document: here /healthz,
+    // changed on its way out by a hook ahead of the check.
+    const app = await buildApp(t.config, {
+      prisma: t.prisma,
+      keyring: t.keyring,
+      observe: (instance) => {
+        instance.addHook('onSend', async (request, reply, payload) => {
+          const broken = request.headers['x-break'];
+          if (broken === 'status') reply.code(418);
+          if (broken === 'header') reply.header('retry-after', '5');
+          return broken === 'body' ? '{"status":"fine"}' : payload;
+        });
+        checkAnswersAgainstDocument(found)(instance);
+      },
+    });
+    try {
+      await app.ready();
+      expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+      expect(found).toEqual([]);
+      for (const broken of ['status', 'body', 'header']) await app.inject({ method: 'GET', url: '/healthz', headers: { 'x-break': broken } });
+      expect(found).toEqual([
+        expect.stringContaining('status 418 is not documented'),
+        expect.stringContaining('the body does not match the documented schema'),
+        expect.stringContaining('header retry-after is sent but not documented'),
+      ]);
+    } finally {
+      await app.close();
+    }
   });
 });
