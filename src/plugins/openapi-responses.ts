@@ -4,6 +4,7 @@
 // database away), the headers that go with answers (Retry-After, WWW-Authenticate, rate
 // limits, Idempotent-Replayed), and the media types berth really sends. The test helpers
 // check every answer of the test suite against the result (test/helpers/contract.ts).
+import { STATUS_TITLES } from '../errors/codes.js';
 import { PROBLEM_CONTENT_TYPE } from '../http/problem-schema.js';
 
 interface Header {
@@ -83,6 +84,8 @@ function completeOperation(method: string, op: Operation) {
     // The generator writes every response as JSON; problems are application/problem+json.
     const media = response.content && Object.values(response.content)[0];
     if (Number(status) >= 400 && media) response.content = { [PROBLEM_CONTENT_TYPE]: media };
+    // The generator's placeholder says nothing; a problem's `code` says the rest.
+    if (Number(status) >= 400 && response.description === 'Default Response') response.description = STATUS_TITLES[Number(status)] ?? 'Error';
     if (status === '401') addHeaders(response, { 'WWW-Authenticate': WWW_AUTHENTICATE });
     if (status === '429') addHeaders(response, { 'Retry-After': { ...RETRY_AFTER, required: true } });
     // database_unavailable says when to try again; a VM host without QEMU does not.
