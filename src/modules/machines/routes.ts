@@ -142,7 +142,8 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
         security: bearerSecurity,
         params: s.nameParams,
         body: s.patchMachineBody,
-        response: { 200: s.machine, ...problemResponses(400, 401, 403, 404) },
+        // 409 machine_is_vm: a VM's machine changes through /v1/vms.
+        response: { 200: s.machine, ...problemResponses(400, 401, 403, 404, 409) },
       },
     },
     async (request) => toMachineDto(await machines.update(request.params.name, request.body), ADMIN),
@@ -210,7 +211,8 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
         summary: 'Probe a machine over SSH (admin); records the host key on first contact',
         security: bearerSecurity,
         params: s.nameParams,
-        response: { 200: s.checkResult, ...problemResponses(400, 401, 403, 404) },
+        // 409 machine_is_vm: berth watches its own VMs.
+        response: { 200: s.checkResult, ...problemResponses(400, 401, 403, 404, 409) },
       },
     },
     async (request) => machines.check(request.params.name),
