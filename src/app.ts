@@ -44,6 +44,7 @@ import { createUsersService } from './modules/users/service.js';
 import identityGuard from './modules/identity/guard.js';
 import openapiPlugin from './plugins/openapi.js';
 import problemPlugin, { clientErrorHandler, frameworkErrors } from './plugins/problem.js';
+import securityHeaders from './plugins/security-headers.js';
 import { serializerCompiler } from './plugins/serializer.js';
 import { idleTimeoutForClientsOnly } from './http/idle-connections.js';
 import { withTimeout } from './shared/time-limit.js';
@@ -81,6 +82,12 @@ export interface AppDeps {
   instanceId?: string;
   /** The password hasher, when the caller made one already (the server, for the admin bootstrap). */
   hasher?: PasswordHasher;
+  /**
+   * Called with the bare instance before any plugin or route: a hook added there sees every
+   * answer (one added once routes are registered reaches none of them). Tests check every
+   * answer against the OpenAPI document this way.
+   */
+  observe?: (app: FastifyInstance) => void;
 }
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -121,6 +128,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     clientErrorHandler,
     genReqId: () => randomUUID(),
   }).withTypeProvider<ZodTypeProvider>();
+  deps.observe?.(app);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.addHook('onRequest', (request, reply, done) => {
@@ -207,6 +215,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     releaseReservationsOf: (userId) => reservations.releaseAll({ userId }),
   });
 
+  await app.register(securityHeaders);
   await app.register(problemPlugin);
   await app.register(openapiPlugin, { version, publicUrl: config.publicUrl });
   await app.register(rateLimit, { global: false });

@@ -4,6 +4,8 @@ import fastifySwagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
+import { completeResponses, type Document } from './openapi-responses.js';
+import { DOCS_HEADERS } from './security-headers.js';
 
 type TransformInput = Parameters<typeof jsonSchemaTransform>[0];
 
@@ -23,31 +25,6 @@ function transform(doc: TransformInput) {
   );
   const rest = jsonSchemaTransform({ ...doc, schema: { ...doc.schema, body: undefined } } as TransformInput);
   return { ...rest, schema: { ...rest.schema, body: { content } } };
-}
-
-type Content = Record<string, { schema?: { anyOf?: { type?: string }[] } }>;
-interface DocumentOperation {
-  requestBody?: { required?: boolean; content?: Content };
-  responses?: Record<string, { content?: Content }>;
-}
-
-/**
- * Says in the document what berth really sends: problem documents as
- * `application/problem+json` (the generator writes every response as JSON), and a body
- * that may be absent (a schema that allows null) as not required.
- */
-function mediaTypes<T extends { paths?: Record<string, Record<string, DocumentOperation>> }>(doc: T): T {
-  for (const item of Object.values(doc.paths ?? {})) {
-    for (const op of Object.values(item)) {
-      for (const [status, response] of Object.entries(op.responses ?? {})) {
-        const media = response.content && Object.values(response.content)[0];
-        if (Number(status) >= 400 && media) response.content = { 'application/problem+json': media };
-      }
-      const body = op.requestBody?.content && Object.values(op.requestBody.content)[0];
-      if (body?.schema?.anyOf?.some((s) => s.type === 'null')) op.requestBody!.required = false;
-    }
-  }
-  return doc;
 }
 
 export const TAGS = [
@@ -81,7 +58,7 @@ function lazyDocs(app: FastifyInstance, configuration: { url: string; title: str
     return docs;
   };
   for (const url of [DOCS, `${DOCS}/`, `${DOCS}/js/scalar.js`]) {
-    app.get(url, { schema: { hide: true } }, async (request, reply) => {
+    app.get(url, { schema: { hide: true }, ...DOCS_HEADERS }, async (request, reply) => {
       // A failed load (it should not) is tried again on the next visit.
       const docs = await (inner ??= load().catch((err: unknown) => ((inner = undefined), Promise.reject(err))));
       const res = await docs.inject({ method: 'GET', url: request.url, headers: { host: request.headers.host ?? 'localhost' } });
@@ -117,7 +94,7 @@ export default fp(
         },
       },
       transform,
-      transformObject: (doc) => mediaTypes(jsonSchemaTransformObject(doc) as Parameters<typeof mediaTypes>[0]) as ReturnType<typeof jsonSchemaTransformObject>,
+      transformObject: (doc) => completeResponses(jsonSchemaTransformObject(doc) as Document) as ReturnType<typeof jsonSchemaTransformObject>,
     });
 
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -165,3 +165,54 @@ describe('image builds through Caddy', () => {
     expect(image).toMatchObject({ status: 'failed' });
   });
 });
+
+describe('security headers through Caddy', () => {
+  it('answers with HSTS, nosniff, no framing, and no-store on everything that carries a token or a secret', async () => {
+    const registered = await call('/v1/register', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'edge-headers', password: PASSWORD }),
+    });
+    expect(registered.status).toBe(201);
+    const token = await login('edge-headers', PASSWORD, '127.0.0.8');
+    expect(token.status).toBe(200);
+    const { refresh_token } = (await token.json()) as { refresh_token: string };
+    const refreshed = await call('/v1/token/refresh', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ refresh_token }),
+    });
+    expect(refreshed.status).toBe(200);
+    const answers = {
+      registered,
+      token,
+      refreshed,
+      whoami: await call('/v1/whoami', { headers: admin.auth }),
+      problem: await call('/v1/whoami'),
+      missing: await call('/v1/no-such-route'),
+    };
+    for (const [what, res] of Object.entries(answers)) {
+      expect(res.headers.get('strict-transport-security'), what).toBe('max-age=31536000');
+      expect(res.headers.get('cache-control'), what).toBe('no-store');
+      expect(res.headers.get('x-content-type-options'), what).toBe('nosniff');
+      expect(res.headers.get('x-frame-options'), what).toBe('DENY');
+      expect(res.headers.get('content-security-policy'), what).toContain("frame-ancestors 'none'");
+    }
+    // An answer opened in a browser runs nothing.
+    expect(answers.whoami.headers.get('content-security-policy')).toContain("default-src 'none'");
+  });
+
+  it('serves the interactive docs, which may run their own scripts but not be framed', async () => {
+    const page = await call('/docs');
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toMatch(/js\/scalar\.js/);
+    const csp = page.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).not.toContain('default-src');
+    expect(page.headers.get('x-frame-options')).toBe('DENY');
+    const script = await call('/docs/js/scalar.js');
+    expect(script.status).toBe(200);
+    expect(script.headers.get('content-type')).toContain('javascript');
+  });
+});

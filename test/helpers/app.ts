@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import Docker from 'dockerode';
+import { afterEach } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { dockerTag } from '../../src/modules/images/service.js';
 import { loadConfig, type Config } from '../../src/config.js';
@@ -13,6 +14,19 @@ import { Keyring } from '../../src/modules/identity/keyring.js';
 import { createPasswordHasher } from '../../src/modules/identity/passwords.js';
 import { createMigratedDatabase } from './db.js';
 import { stopVm } from '../../src/infra/vm/qemu.js';
+import { checkAnswersAgainstDocument } from './contract.js';
+
+/**
+ * Every answer of every test app is checked against the OpenAPI document (./contract.ts);
+ * what disagrees fails the test during which it was answered (answers in beforeAll fail the
+ * first test, answers in afterAll the file).
+ */
+const disagreements: string[] = [];
+function assertAnswersAgreeWithDocument() {
+  const found = disagreements.splice(0);
+  if (found.length) throw new Error(`answers that disagree with the OpenAPI document:\n${found.join('\n')}`);
+}
+afterEach(assertAnswersAgreeWithDocument);
 
 export interface TestApp {
   app: FastifyInstance;
@@ -65,7 +79,13 @@ export async function createTestApp(env: Record<string, string> = {}, opts: Test
   });
   const prisma = createPrisma(db.target);
   const keyring = Keyring.open(config.jwt.keysDir);
-  const app = await buildApp(config, { prisma, keyring, logStream: opts.logStream, instanceId: opts.instanceId });
+  const app = await buildApp(config, {
+    prisma,
+    keyring,
+    logStream: opts.logStream,
+    instanceId: opts.instanceId,
+    observe: checkAnswersAgainstDocument(disagreements),
+  });
   await app.ready();
   return {
     app,
@@ -85,6 +105,7 @@ export async function createTestApp(env: Record<string, string> = {}, opts: Test
       await prisma.$disconnect();
       await db.drop();
       fs.rmSync(dataDir, { recursive: true, force: true });
+      assertAnswersAgreeWithDocument();
     },
   };
 }

@@ -72,6 +72,7 @@ const importRoute: FastifyPluginAsyncZod<{ machines: MachinesService }> = async 
           `At most ${IMPORT_MAX_BYTES / 1024} KiB and 1,000 machines.`,
         security: bearerSecurity,
         body: s.importBody,
+        consumes: ['application/json', ...YAML_TYPES],
         response: { 200: s.importResult, ...problemResponses(400, 401, 403, 413, 415) },
       },
     },
@@ -145,7 +146,8 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
         security: bearerSecurity,
         params: s.nameParams,
         body: s.patchMachineBody,
-        response: { 200: s.machine, ...problemResponses(400, 401, 403, 404) },
+        // 409 machine_is_vm: a VM's machine changes through /v1/vms.
+        response: { 200: s.machine, ...problemResponses(400, 401, 403, 404, 409) },
       },
     },
     async (request) => savedMachineDto(await machines.update(request.params.name, request.body)),
@@ -232,7 +234,8 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
         summary: 'Probe a machine over SSH (admin); records the host key on first contact',
         security: bearerSecurity,
         params: s.nameParams,
-        response: { 200: s.checkResult, ...problemResponses(400, 401, 403, 404) },
+        // 409 machine_is_vm: berth watches its own VMs.
+        response: { 200: s.checkResult, ...problemResponses(400, 401, 403, 404, 409) },
       },
     },
     async (request) => machines.check(request.params.name),

@@ -32,7 +32,9 @@ const SECRET_MAX_BYTES = 8000;
 const secret = z
   .string()
   .min(1)
-  .refine((v) => Buffer.byteLength(v, 'utf8') <= SECRET_MAX_BYTES, `must be at most ${SECRET_MAX_BYTES} bytes`);
+  .max(SECRET_MAX_BYTES)
+  .refine((v) => Buffer.byteLength(v, 'utf8') <= SECRET_MAX_BYTES, `must be at most ${SECRET_MAX_BYTES} bytes`)
+  .meta({ description: `at most ${SECRET_MAX_BYTES} bytes (UTF-8)` });
 
 /** What giving tenants sudo on a machine means; said wherever it can be turned on. */
 export const SUDO_WARNING =
@@ -53,7 +55,8 @@ const oneCredential = <T extends { password?: string; private_key?: string }>(b:
 export const machineInput = z.object({
   name: machineName,
   host: hostName,
-  port: z.coerce.number().int().min(1).max(65535).default(22),
+  // A number, as the document says: a string ("22") is refused, not converted.
+  port: z.number().int().min(1).max(65535).default(22),
   username: loginUser.meta({ description: 'the account berth logs in as: root, or one with passwordless sudo' }),
   password: secret.optional(),
   private_key: secret.optional().meta({ description: 'an OpenSSH or PEM private key (unencrypted)' }),
@@ -68,6 +71,8 @@ export const createMachineBody = machineInput
   .refine(oneCredential, { message: 'give exactly one of password and private_key', path: ['password'] })
   .refine((b) => !(b.keep_password && !b.password), { message: 'keep_password goes with a password', path: ['keep_password'] })
   .meta({
+    // The refinement above, as the document says it.
+    oneOf: [{ required: ['password'] }, { required: ['private_key'] }],
     examples: [{ name: 'gpu-01', host: '10.0.0.21', port: 22, username: 'root', private_key: '-----BEGIN OPENSSH PRIVATE KEY-----\n…', type: 'gpu', tags: { gpu: 'a100' } }],
   });
 
@@ -88,7 +93,12 @@ export const patchMachineBody = z
   .refine((b) => !(b.password && b.private_key), { message: 'give at most one of password and private_key', path: ['password'] })
   .refine((b) => !(b.keep_password && !b.password), { message: 'keep_password: true goes with the password to keep', path: ['keep_password'] })
   .refine((b) => Object.keys(b).length > 0, { message: 'name at least one field to change' })
-  .meta({ examples: [{ tags: { gpu: 'h100' } }, { host_key: null }] });
+  .meta({
+    // The refinements above, as the document says them.
+    not: { required: ['password', 'private_key'] },
+    minProperties: 1,
+    examples: [{ tags: { gpu: 'h100' } }, { host_key: null }],
+  });
 
 export const machine = z
   .object({
@@ -137,15 +147,16 @@ export const machine = z
     ],
   });
 
+const tagFilter = z.string().regex(/^[A-Za-z0-9_.-]{1,64}:.{0,128}$/, 'tag filters look like key:value');
+
 export const listMachinesQuery = z.object({
   status: machineStatus.optional(),
   type: machineType.optional(),
   tag: z
-    .union([z.string(), z.array(z.string())])
+    .union([tagFilter, z.array(tagFilter).max(MAX_TAG_FILTERS)])
     .optional()
     .transform((t) => (t === undefined ? [] : Array.isArray(t) ? t : [t]))
-    .pipe(z.array(z.string().regex(/^[A-Za-z0-9_.-]{1,64}:.{0,128}$/, 'tag filters look like key:value')).max(MAX_TAG_FILTERS))
-    .meta({ description: 'key:value; repeat for several' }),
+    .meta({ description: `key:value; repeat for several (at most ${MAX_TAG_FILTERS})` }),
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(128).optional(),
 });

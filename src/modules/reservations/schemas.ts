@@ -13,7 +13,7 @@ const sshPublicKey = z
 export const createReservationBody = z
   .object({
     count: z.number().int().min(1).max(200).optional(),
-    machines: z.array(machineName).min(1).max(200).optional().meta({ description: 'reserve exactly these machines' }),
+    machines: z.array(machineName).min(1).max(200).optional().meta({ description: 'reserve exactly these machines', uniqueItems: true }),
     type: z.string().max(32).optional(),
     tags: tags.optional().meta({ description: 'every tag must match' }),
     duration_minutes: z.number().int().min(1).max(1_000_000).optional().meta({ description: 'default 60; capped by the server policy' }),
@@ -39,6 +39,8 @@ export const createReservationBody = z
   .refine((b) => !(b.count !== undefined && b.machines), { message: 'give count or machines, not both', path: ['count'] })
   .refine((b) => !b.machines || new Set(b.machines).size === b.machines.length, { message: 'a machine is named twice', path: ['machines'] })
   .meta({
+    // The first refinement above, as the document says it (uniqueItems says the second).
+    not: { required: ['count', 'machines'] },
     examples: [
       { count: 2, duration_minutes: 120, ssh_public_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0Hc8vJp2C1mYpA3m8k9rQ alice@laptop' },
       { machines: ['gpu-01'], username: 'alice', duration_minutes: 30 },

@@ -25,6 +25,7 @@ export const patchUserBody = z
   .strict()
   .refine((b) => Object.keys(b).length > 0, { message: 'name at least one of email, role, disabled, password' })
   .meta({
+    minProperties: 1,
     description: 'Admins may change any field; a user may change only their own email. Disabling a user or setting their password ends their sessions.',
     examples: [{ role: 'admin' }, { email: 'new@example.com' }, { disabled: true }],
   });
