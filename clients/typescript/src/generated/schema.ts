@@ -387,7 +387,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Your reservations, newest first (admins: ?all=true or ?user=name) */
+        /**
+         * Your reservations, newest first (admins: ?all=true or ?user=name)
+         * @description `?user=` with your own name lists your own reservations; naming anyone else, or `?all=true`, needs the admin role (403 `admin_required`).
+         */
         get: operations["listReservations"];
         put?: never;
         /**
@@ -465,7 +468,7 @@ export interface paths {
         put?: never;
         /**
          * Build an image from a Dockerfile or a tar build context (admin); answers at once, the build goes on
-         * @description JSON `{name, dockerfile}`, or `Content-Type: application/x-tar` with the build context as the body and the name in `?name=`. The build runs through the local Docker engine with networking off; follow it with GET /v1/images/{id}/log.
+         * @description JSON `{name, dockerfile}`, or `Content-Type: application/x-tar` with the build context as the body and the name in `?name=`. The build runs through the local Docker engine with networking off; follow it with GET /v1/images/{id}/log. A Dockerfile that would reach the network through the engine (ADD of a URL or a git source, `--network`), or that uses a form berth does not check (here-documents, variables in ADD, unknown instructions), is refused: 400 dockerfile_not_allowed.
          */
         post: operations["createImage"];
         delete?: never;
@@ -481,7 +484,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Read an image: status, error, sizes and timings */
+        /** Read an image: status, sizes and timings (admins: why a build failed, and its configuration) */
         get: operations["getImage"];
         put?: never;
         post?: never;
@@ -499,7 +502,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The build log as text/plain, streamed while the image builds */
+        /** The build log as text/plain, streamed while the image builds (admin) */
         get: operations["getImageLog"];
         put?: never;
         post?: never;
@@ -660,7 +663,7 @@ export interface components {
             status: number;
             detail?: string;
             /** @enum {string} */
-            code: "validation_failed" | "malformed_body" | "bad_request" | "bad_url" | "invalid_cursor" | "invalid_yaml" | "yaml_too_complex" | "invalid_host_key" | "invalid_build_context" | "name_required" | "missing_credentials" | "malformed_credentials" | "missing_refresh_token" | "request_timeout" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "route_not_found" | "missing_token" | "invalid_token" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "account_disabled" | "admin_required" | "forbidden" | "field_not_allowed" | "invalid_current_password" | "registration_closed" | "too_many_attempts" | "rate_limited" | "user_not_found" | "session_not_found" | "machine_not_found" | "reservation_not_found" | "image_not_found" | "vm_not_found" | "username_taken" | "cannot_delete_self" | "last_admin" | "password_changed" | "machine_exists" | "machine_reserved" | "machine_is_vm" | "not_in_maintenance" | "not_awaiting_reprovision" | "insufficient_capacity" | "reservation_not_active" | "reservation_expired" | "reservation_provisioning" | "reservation_changed" | "request_in_progress" | "image_exists" | "image_building" | "image_in_use" | "image_not_ready" | "vm_exists" | "vm_state" | "vm_reserved" | "vm_on_other_host" | "pool_reserved" | "account_name_reserved" | "exceeds_max_duration" | "machine_limit_exceeded" | "idempotency_key_reused" | "password_rejected" | "vm_limits_exceeded" | "internal_error" | "provisioning_failed" | "database_unavailable" | "vm_unavailable" | "vm_ports_exhausted";
+            code: "validation_failed" | "malformed_body" | "bad_request" | "bad_url" | "invalid_cursor" | "invalid_yaml" | "yaml_too_complex" | "invalid_host_key" | "invalid_build_context" | "name_required" | "dockerfile_not_allowed" | "missing_credentials" | "malformed_credentials" | "missing_refresh_token" | "request_timeout" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "route_not_found" | "missing_token" | "invalid_token" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "account_disabled" | "admin_required" | "forbidden" | "field_not_allowed" | "invalid_current_password" | "registration_closed" | "too_many_attempts" | "rate_limited" | "user_not_found" | "session_not_found" | "machine_not_found" | "reservation_not_found" | "image_not_found" | "vm_not_found" | "username_taken" | "cannot_delete_self" | "last_admin" | "password_changed" | "machine_exists" | "machine_reserved" | "machine_is_vm" | "not_in_maintenance" | "not_awaiting_reprovision" | "insufficient_capacity" | "reservation_not_active" | "reservation_expired" | "reservation_provisioning" | "reservation_changed" | "request_in_progress" | "image_exists" | "image_building" | "image_in_use" | "image_not_ready" | "vm_exists" | "vm_state" | "vm_reserved" | "vm_on_other_host" | "pool_reserved" | "account_name_reserved" | "exceeds_max_duration" | "machine_limit_exceeded" | "idempotency_key_reused" | "password_rejected" | "vm_limits_exceeded" | "internal_error" | "provisioning_failed" | "database_unavailable" | "vm_unavailable" | "vm_ports_exhausted";
             instance?: string;
             errors?: {
                 pointer: string;
@@ -782,7 +785,7 @@ export interface components {
             current: boolean;
         };
         /**
-         * @description Credentials are write-only: they are never returned.
+         * @description Credentials are write-only: they are never returned. The login user, status reasons and reservation ids are shown to admins only.
          * @example {
          *       "id": "8d3f5c1e-2b4a-4f6e-9a7b-1c2d3e4f5a6b",
          *       "name": "gpu-01",
@@ -811,7 +814,8 @@ export interface components {
             name: string;
             host: string;
             port: number;
-            username: string;
+            /** @description the account berth logs in as (admins only) */
+            username?: string;
             type: string;
             tags: {
                 [key: string]: string;
@@ -948,13 +952,15 @@ export interface components {
             name: string;
             /** @enum {string} */
             status: "building" | "ready" | "failed";
+            /** @description why the build failed, for admins; users read only that it failed */
             error: string | null;
             size_bytes: number | null;
             build_ms: number | null;
             convert_ms: number | null;
             /** @description VMs of this image the pool keeps (PUT /v1/images/{id}/pool) */
             pool_size: number;
-            config: {
+            /** @description the engine image configuration, once ready (admins only: its environment may hold secrets) */
+            config?: {
                 entrypoint: string[] | null;
                 cmd: string[] | null;
                 env: string[];
@@ -1170,7 +1176,7 @@ export interface components {
             current: boolean;
         };
         /**
-         * @description Credentials are write-only: they are never returned.
+         * @description Credentials are write-only: they are never returned. The login user, status reasons and reservation ids are shown to admins only.
          * @example {
          *       "id": "8d3f5c1e-2b4a-4f6e-9a7b-1c2d3e4f5a6b",
          *       "name": "gpu-01",
@@ -1199,7 +1205,8 @@ export interface components {
             name: string;
             host: string;
             port: number;
-            username: string;
+            /** @description the account berth logs in as (admins only) */
+            username?: string;
             type: string;
             tags: {
                 [key: string]: string;
@@ -1336,13 +1343,15 @@ export interface components {
             name: string;
             /** @enum {string} */
             status: "building" | "ready" | "failed";
+            /** @description why the build failed, for admins; users read only that it failed */
             error: string | null;
             size_bytes: number | null;
             build_ms: number | null;
             convert_ms: number | null;
             /** @description VMs of this image the pool keeps (PUT /v1/images/{id}/pool) */
             pool_size: number;
-            config: {
+            /** @description the engine image configuration, once ready (admins only: its environment may hold secrets) */
+            config?: {
                 entrypoint: string[] | null;
                 cmd: string[] | null;
                 env: string[];
@@ -3074,6 +3083,8 @@ export interface operations {
                             index: number;
                             name: string | null;
                             pointer: string;
+                            /** @description the problem code: validation_failed, or one of the codes POST /v1/machines answers (invalid_host_key, machine_is_vm …) */
+                            code: string;
                             message: string;
                         }[];
                     };
@@ -3909,7 +3920,7 @@ export interface operations {
                     "application/json": components["schemas"]["Machine"];
                 };
             };
-            /** @description Default Response */
+            /** @description Bad Request */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3918,16 +3929,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Default Response */
+            /** @description Unauthorized */
             401: {
                 headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Default Response */
+            /** @description Forbidden */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3936,7 +3949,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Default Response */
+            /** @description Not Found */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3945,7 +3958,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Default Response */
+            /** @description Conflict */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3954,9 +3967,38 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Default Response */
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service Unavailable */
             503: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5139,6 +5181,15 @@ export interface operations {
                 headers: {
                     /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
                     "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
