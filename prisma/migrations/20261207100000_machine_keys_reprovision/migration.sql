@@ -9,3 +9,7 @@ ALTER TABLE `machines`
   MODIFY `allow_sudo` BOOLEAN NOT NULL DEFAULT false,
   ADD COLUMN `keep_password` BOOLEAN NOT NULL DEFAULT false,
   ADD COLUMN `sudo_granted` BOOLEAN NOT NULL DEFAULT false;
+-- An account made before this migration on a machine that allowed sudo had it: the machine
+-- it still holds (reserved, or offline with its cleanup pending) must wait for a reinstall
+-- once released, like one provisioned from now on.
+UPDATE `machines` SET `sudo_granted` = true WHERE `allow_sudo` = true AND `reservation_id` IS NOT NULL;

@@ -205,7 +205,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
         if (looksLikeRefreshToken(token)) {
           await identity.logoutWithRefreshToken(token);
         } else {
-          // Signature, issuer and expiry only: logging out an already-ended session is not an error.
+          // The token is verified, its session not checked: logging out an already-ended session is not an error.
           const payload = await app.verifyAccessToken(request);
           await identity.logoutSession(payload.sid);
         }
