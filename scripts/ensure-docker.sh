@@ -12,7 +12,10 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "[setup] starting dockerd"
 mkdir -p /var/log
-nohup dockerd --bridge=none --iptables=false --ip6tables=false >>/var/log/berth-dockerd.log 2>&1 &
+# The engine outlives whatever started it (a test run sets TMPDIR to its checkout's data
+# directory): it keeps its own temporary files in /tmp, or every exec into a container
+# fails once that checkout is gone.
+TMPDIR=/tmp nohup dockerd --bridge=none --iptables=false --ip6tables=false >>/var/log/berth-dockerd.log 2>&1 &
 for _ in $(seq 1 100); do answers && exit 0; sleep 0.2; done
 echo "[setup] dockerd did not answer within 20 s; see /var/log/berth-dockerd.log" >&2
 tail -20 /var/log/berth-dockerd.log >&2
