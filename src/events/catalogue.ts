@@ -1,0 +1,45 @@
+// Every domain event berth raises, by name, with what it carries. A subscriber (webhooks,
+// the audit log, metrics) reads this file to know what there is; the module that owns a
+// state raises its events, and never knows who listens.
+//
+// Payloads name their targets by id (and by name where people search by it), never carry a
+// secret (no password, key, token or hash), and say what the change was, not the whole row.
+import type { MachineStatus, ReservationStatus, VmState, ImageStatus } from '../generated/prisma/enums.js';
+
+export interface DomainEvents {
+  /** A transition of the pool's state machine (machines/state.ts), named as there. */
+  'machine.changed': { machineIds: string[]; transition: string; status: MachineStatus | null; reservationId: string | null };
+  /** A machine record was made, edited, re-pinned or deleted by an admin (or an import). */
+  'machine.edited': { machineId: string; name: string; change: 'created' | 'updated' | 'host_key_pinned' | 'deleted' };
+  /** A reservation moved between statuses (reservations/status.ts). */
+  'reservation.changed': {
+    reservationId: string;
+    userId: string | null;
+    from: ReservationStatus | null;
+    to: ReservationStatus;
+    /** Why it ended (`released`, `expired`, `released_by_admin`, `user_deleted`, a failure); null otherwise. */
+    reason: string | null;
+  };
+  /** An active reservation now ends later. */
+  'reservation.extended': { reservationId: string; userId: string | null; expiresAt: Date };
+  /** A VM's lifecycle: made, started, stopped, reset, failed, deleted. */
+  'vm.changed': { vmId: string; machineId: string | null; name: string; change: 'created' | 'started' | 'stopped' | 'reset' | 'failed' | 'deleted'; state: VmState | null };
+  /** An image's build: started, ready, failed, deleted. */
+  'image.changed': { imageId: string; name: string; status: ImageStatus | 'deleted'; sharesBaseWith: string | null };
+  /** Identity: what a person did with their account, and what an admin did to it. */
+  'user.registered': { userId: string; username: string };
+  'user.created': { userId: string; username: string; role: 'user' | 'admin' };
+  'user.login_succeeded': { userId: string; username: string; sessionId: string };
+  'user.login_failed': { username: string; reason: 'bad_credentials' | 'disabled' };
+  'user.password_changed': { userId: string; by: 'self' | 'admin' };
+  'user.updated': { userId: string; fields: string[] };
+  'user.deleted': { userId: string };
+  'session.revoked': { userId: string; sessionIds: string[] | 'all'; reason: string };
+}
+
+export type EventName = keyof DomainEvents;
+
+/** One raised event: its name, when it was raised, and its payload. */
+export type DomainEvent<K extends EventName = EventName> = {
+  [P in K]: { type: P; at: Date } & DomainEvents[P];
+}[K];
