@@ -48,6 +48,7 @@ import securityHeaders from './plugins/security-headers.js';
 import { serializerCompiler } from './plugins/serializer.js';
 import { idleTimeoutForClientsOnly } from './http/idle-connections.js';
 import { withTimeout } from './shared/time-limit.js';
+import { createBackgroundWork } from './shared/background.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -252,11 +253,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
         .then(() => prepareTemplate(image));
     },
   });
-  const builds = new Set<Promise<void>>();
-  const track = (build: Promise<void>) => {
-    builds.add(build);
-    void build.finally(() => builds.delete(build));
-  };
+  const builds = createBackgroundWork();
+  const track = (build: Promise<void>) => builds.track(build);
   await app.register(imagesRoutes, { images, track, maxContextBytes: config.images.maxContextBytes });
   await app.register(vmsRoutes, { vms });
 
@@ -319,7 +317,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     await vms.close();
     await templates?.close();
     // Builds run after their request has been answered; closing waits for them.
-    await Promise.allSettled([...builds]);
+    await builds.settled();
   });
   app.decorate('reservationJob', { tick: () => jobs.runNow<TickResult>('reservations') });
   app.decorate('jobs', jobs);

@@ -2,6 +2,7 @@
 // server) and the Prisma client built on the official mariadb driver adapter. When the
 // database is down or stopped, an operation fails within `timeoutMs` instead of waiting
 // for it; DatabaseUnavailableError and `isDatabaseUnavailable` name those failures.
+import { timeLimit, withTimeout } from '../shared/time-limit.js';
 import { PrismaMariaDb } from '@prisma/adapter-mariadb';
 import type { EventEmitter } from 'node:events';
 import { createConnection, createPool, type FieldInfo, type PoolConfig } from 'mariadb';
@@ -99,14 +100,6 @@ const CHECK_AFTER_SHARE = 0.6;
 /** A slow operation on a server that answers is waited for up to this long. */
 const SLOW_OPERATION_MAX_MS = 30_000;
 
-const timeout = <T>(ms: number, error: () => Error) => {
-  let timer: NodeJS.Timeout | undefined;
-  const promise = new Promise<T>((_, reject) => {
-    timer = setTimeout(() => reject(error()), ms);
-  });
-  return { promise, clear: () => clearTimeout(timer) };
-};
-
 /**
  * Whether the server answers a fresh connection's `SELECT 1` within `ms`: a stopped server
  * accepts connections and never answers; a busy one answers late. Concurrent askers
@@ -116,14 +109,14 @@ function createLivenessCheck(target: DatabaseTarget, ms: number): () => Promise<
   let running: Promise<boolean> | null = null;
   async function check(): Promise<boolean> {
     let conn: Awaited<ReturnType<typeof createConnection>> | undefined;
-    const limit = timeout<never>(ms, () => new Error('no answer'));
+    const limit = timeLimit(ms, () => new Error('no answer'));
     try {
       await Promise.race([
         (async () => {
           conn = await createConnection({ ...poolConfig(target), connectTimeout: ms });
           await conn.query('SELECT 1');
         })(),
-        limit.promise,
+        limit.expired,
       ]);
       return true;
     } catch {
@@ -205,9 +198,9 @@ export function createPrisma(target: DatabaseTarget, timeoutMs = DEFAULT_DATABAS
 
   /** `answer`, or DatabaseUnavailableError when the server does not answer (see above). */
   async function inTime<T>(answer: Promise<T>): Promise<T> {
-    const first = timeout<never>(checkAfterMs, () => new Error('check'));
+    const first = timeLimit(checkAfterMs, () => new Error('check'));
     try {
-      return await Promise.race([answer, first.promise]);
+      return await Promise.race([answer, first.expired]);
     } catch (err) {
       if (!(err instanceof Error && err.message === 'check')) throw err;
     } finally {
@@ -218,12 +211,7 @@ export function createPrisma(target: DatabaseTarget, timeoutMs = DEFAULT_DATABAS
       void answer.catch(() => {});
       throw new DatabaseUnavailableError(`the database did not answer within ${timeoutMs} ms`);
     }
-    const cap = timeout<never>(SLOW_OPERATION_MAX_MS, unavailable(`a database operation took more than ${SLOW_OPERATION_MAX_MS} ms`));
-    try {
-      return await Promise.race([answer, cap.promise]);
-    } finally {
-      cap.clear();
-    }
+    return withTimeout(answer, SLOW_OPERATION_MAX_MS, unavailable(`a database operation took more than ${SLOW_OPERATION_MAX_MS} ms`));
   }
 
   async function rows<T>(sql: string, values: unknown[] = []): Promise<T[]> {

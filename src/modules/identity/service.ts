@@ -1,5 +1,6 @@
 // Identity rules: registration, login, refresh, logout, password change, own sessions.
 // No HTTP here: routes translate requests into these calls and results into responses.
+import { lockUser } from './queries.js';
 import { isUniqueViolation } from '../../infra/database.js';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
 import { AppError } from '../../errors/app-error.js';
@@ -136,10 +137,9 @@ export function createIdentityService({ prisma, hasher, issuer, sessions, regist
       // The new hash and the revocations commit together, under the lock logins take
       // (sessions.open): no login with the old password can slip in between.
       const sessionsRevoked = await prisma.$transaction(async (tx) => {
-        const [row] = await tx.$queryRaw<{ password_hash: string }[]>`
-          SELECT password_hash FROM users WHERE id = ${principal.userId} FOR UPDATE`;
+        const row = await lockUser(tx, principal.userId);
         if (!row) throw new AppError('session_revoked', 'this account no longer exists');
-        if (row.password_hash !== user.passwordHash) {
+        if (row.passwordHash !== user.passwordHash) {
           throw new AppError('password_changed', 'the password was changed meanwhile; try again');
         }
         await tx.user.update({ where: { id: principal.userId }, data: { passwordHash: newHash } });

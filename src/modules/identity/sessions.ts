@@ -1,6 +1,7 @@
 // Sessions and their chains of refresh tokens. A session is one login; each refresh spends
 // the presented token and mints its successor. Presenting a spent token means it was
 // copied: the whole session is revoked, so both the thief and the owner must log in again.
+import { lockUser } from './queries.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import { afterCursor, encodeCursor, pageOf } from '../../infra/paging.js';
 import { AppError } from '../../errors/app-error.js';
@@ -96,12 +97,11 @@ export function createSessionStore(
       const refresh = newRefreshToken();
       const refreshExpiresAt = refreshExpiry(now, sessionExpiresAt);
       const session = await prisma.$transaction(async (tx) => {
-        const [row] = await tx.$queryRaw<{ password_hash: string; disabled: number | boolean }[]>`
-          SELECT password_hash, disabled FROM users WHERE id = ${user.id} FOR UPDATE`;
-        if (!row || row.password_hash !== verifiedHash) {
+        const row = await lockUser(tx, user.id);
+        if (!row || row.passwordHash !== verifiedHash) {
           throw new AppError('invalid_credentials', 'username or password is wrong');
         }
-        if (Number(row.disabled)) throw new AppError('account_disabled', 'this account is disabled');
+        if (row.disabled) throw new AppError('account_disabled', 'this account is disabled');
         return tx.session.create({
           data: {
             userId: user.id,

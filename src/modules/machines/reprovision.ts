@@ -5,6 +5,7 @@
 // shell, with only PATH and what it needs in its environment (never berth's secrets): the
 // machine's login user and the public half of berth's login key, to authorize on the fresh
 // system so that berth can log in again.
+import { createBackgroundWork } from '../../shared/background.js';
 import { execFile } from 'node:child_process';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { SecretBox } from '../../infra/secret-box.js';
@@ -26,7 +27,7 @@ export function createReprovisioner(deps: {
 }) {
   const { prisma, state, secretBox, command, log } = deps;
   const abort = new AbortController();
-  const running = new Set<Promise<void>>();
+  const running = createBackgroundWork();
 
   function run(m: MachineRow): Promise<void> {
     const publicKey = m.credentialKind === 'private_key' ? publicKeyLineOf(secretBox.open(m.credential)) : null;
@@ -73,8 +74,7 @@ export function createReprovisioner(deps: {
       let started = 0;
       for (const m of due) {
         if (!(await state.reprovisionStarted(m))) continue;
-        const done = run(m).finally(() => running.delete(done));
-        running.add(done);
+        running.track(run(m));
         started++;
       }
       return started;
@@ -83,7 +83,7 @@ export function createReprovisioner(deps: {
     /** Stops the commands still running (their machines stay waiting) and waits for them. */
     async stop(): Promise<void> {
       abort.abort();
-      await Promise.all(running);
+      await running.settled();
     },
   };
 }

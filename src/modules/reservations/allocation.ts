@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
 import { AppError } from '../../errors/app-error.js';
 import type { Principal } from '../../shared/principal.js';
+import { lockUser } from '../identity/queries.js';
 import type { MachineState } from '../machines/state.js';
 import type { RequestHasher } from './idempotency.js';
 import type { Leases } from './leases.js';
@@ -60,7 +61,7 @@ export function createAllocator({ prisma, state, policy, leases, requestHash, no
 
     return prisma.$transaction(async (tx) => {
       // One allocation per user at a time, so two requests cannot both pass the per-user limit.
-      await tx.$queryRaw`SELECT id FROM users WHERE id = ${actor.userId} FOR UPDATE`;
+      await lockUser(tx, actor.userId);
       const [held] = await tx.$queryRaw<{ n: bigint }[]>`
         SELECT COUNT(*) AS n FROM reservation_machines rm JOIN reservations r ON r.id = rm.reservation_id
          WHERE r.user_id = ${actor.userId} AND r.status IN ('provisioning', 'active', 'releasing')`;

@@ -7,6 +7,7 @@ import type { PasswordHasher } from '../identity/passwords.js';
 import { userSelect, type IdentityService, type UserRecord } from '../identity/service.js';
 import type { Principal } from '../../shared/principal.js';
 import type { SessionChecker } from '../identity/session-check.js';
+import { lockUser } from '../identity/queries.js';
 import { pageOf } from '../../infra/paging.js';
 
 export interface UsersDeps {
@@ -26,12 +27,6 @@ export interface UserPatch {
 }
 
 const notFound = () => new AppError('user_not_found', 'no such user');
-
-async function lockUser(tx: Prisma.TransactionClient, id: string) {
-  const [row] = await tx.$queryRaw<{ role: 'user' | 'admin'; disabled: number | boolean; username: string }[]>`
-    SELECT role, disabled, username FROM users WHERE id = ${id} FOR UPDATE`;
-  return row ? { role: row.role, disabled: Boolean(Number(row.disabled)), username: row.username } : null;
-}
 
 /** Admin changes lock rows in different orders; MariaDB aborts one of two deadlocked transactions: run it again. */
 async function withDeadlockRetry<T>(work: () => Promise<T>, attempts = 3): Promise<T> {

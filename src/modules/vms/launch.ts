@@ -6,6 +6,7 @@
 // current one (start mode `restore`), else it boots cold, the reason logged
 // (infra/vm/start.ts). Launches in progress are tracked until QEMU has started: the watch
 // leaves them alone, and stopping or deleting waits for them.
+import { createBackgroundWork } from '../../shared/background.js';
 import type { Image, PrismaClient, Vm } from '../../generated/prisma/client.js';
 import { AppError } from '../../errors/app-error.js';
 import { portIsFree } from '../../infra/ports.js';
@@ -37,12 +38,8 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
   /** Launches in progress here, from the state change until QEMU has started. */
   const starting = new Map<string, Promise<void>>();
   /** Work that goes on after a request was answered (starting QEMU, following the boot); closing waits for it. */
-  const background = new Set<Promise<void>>();
-
-  const inBackground = (work: Promise<void>) => {
-    background.add(work);
-    void work.finally(() => background.delete(work));
-  };
+  const background = createBackgroundWork();
+  const inBackground = (work: Promise<void>) => background.track(work);
 
   const requireRuntime = () =>
     runtime.get().catch((err: Error) => {
@@ -167,7 +164,7 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
 
     /** Waits for the background work (the VMs keep running; the next process re-adopts them). */
     async close(): Promise<void> {
-      await Promise.allSettled([...background]);
+      await background.settled();
     },
 
     requireRuntime,
