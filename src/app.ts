@@ -49,6 +49,7 @@ import { serializerCompiler } from './plugins/serializer.js';
 import { idleTimeoutForClientsOnly } from './http/idle-connections.js';
 import { withTimeout } from './shared/time-limit.js';
 import { createBackgroundWork } from './shared/background.js';
+import { createEventBus, type EventBus } from './events/bus.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -56,6 +57,8 @@ declare module 'fastify' {
     reservationJob: { tick(): Promise<TickResult> };
     /** This instance's background jobs (tests run one with `runNow`). */
     jobs: JobRunner;
+    /** This instance's domain events: subscribers (webhooks, audit, metrics) listen here. */
+    events: EventBus;
   }
 }
 
@@ -151,6 +154,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
 
   const { prisma, keyring } = deps;
+  const events = createEventBus(app.log);
   const hasher = deps.hasher ?? (await createPasswordHasher(config.argon2));
   const checker = createSessionChecker(prisma, { cacheMs: config.sessions.cacheMs });
   const sessions = createSessionStore(prisma, checker, config.sessions);
@@ -321,5 +325,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
   app.decorate('reservationJob', { tick: () => jobs.runNow<TickResult>('reservations') });
   app.decorate('jobs', jobs);
+  app.decorate('events', events);
   return app;
 }
