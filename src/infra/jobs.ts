@@ -36,16 +36,17 @@ export function createJobRunner(jobs: Job[], log: { error(obj: object, msg: stri
   /** The tick in progress, as the job answers it: whoever asked for it sees its failure too. */
   function tick(r: Running): Promise<unknown> {
     if (r.current) return r.current;
-    const current = r.job.tick();
+    // The slot is free before anyone waiting for this tick hears its end: a runNow right
+    // after it starts a new tick instead of answering this one's (stale) result again.
+    const current = r.job.tick().finally(() => {
+      r.current = null;
+    });
     r.current = current;
     // The runner's own handling (which also keeps a scheduled tick's failure from going
     // unhandled): the failure is logged and the job goes on at its next tick.
     current
       .catch((err: unknown) => log.error({ err, job: r.job.name }, 'a background job failed; it runs again at its next tick'))
-      .finally(() => {
-        r.current = null;
-        schedule(r);
-      });
+      .finally(() => schedule(r));
     return current;
   }
 

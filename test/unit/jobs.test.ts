@@ -43,6 +43,14 @@ describe('the job runner', () => {
     expect(() => runner.runNow('nothing')).toThrow(/no job named/);
   });
 
+  it('starts a new tick for a runNow asked right after the last one answered', async () => {
+    let ticks = 0;
+    const runner = createJobRunner([{ name: 'count', intervalMs: 60_000, tick: async () => ++ticks }], { error: () => {} });
+    expect(await runner.runNow<number>('count')).toBe(1);
+    expect(await runner.runNow<number>('count')).toBe(2);
+    await runner.stop();
+  });
+
   it('answers runNow with the failure of a tick that throws, and the job goes on by itself', async () => {
     let ticks = 0;
     const errors: unknown[] = [];
