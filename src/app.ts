@@ -16,7 +16,8 @@ import { createIdentityService } from './modules/identity/service.js';
 import { createSessionChecker } from './modules/identity/session-check.js';
 import { createSessionStore } from './modules/identity/sessions.js';
 import { createTokenIssuer } from './modules/identity/tokens.js';
-import { serviceRoutes } from './modules/service/routes.js';
+import { healthRoutes } from './modules/health/routes.js';
+import { createReadinessProbe } from './modules/health/readiness.js';
 import { usersRoutes } from './modules/users/routes.js';
 import { createMachineAccess } from './modules/machines/access.js';
 import { createLoginKeyInstaller } from './modules/machines/login-key.js';
@@ -30,7 +31,6 @@ import { reservationsRoutes } from './modules/reservations/routes.js';
 import { createReservationsService } from './modules/reservations/service.js';
 import { createSecretBox, loadSecretKey } from './infra/secret-box.js';
 import { dockerEngine } from './infra/docker/engine.js';
-import type Docker from 'dockerode';
 import path from 'node:path';
 import { imagesRoutes } from './modules/images/routes.js';
 import { createImagesService, imageBasePath } from './modules/images/service.js';
@@ -47,7 +47,6 @@ import problemPlugin, { clientErrorHandler, frameworkErrors } from './plugins/pr
 import securityHeaders from './plugins/security-headers.js';
 import { serializerCompiler } from './plugins/serializer.js';
 import { idleTimeoutForClientsOnly } from './http/idle-connections.js';
-import { withTimeout } from './shared/time-limit.js';
 import { createBackgroundWork } from './shared/background.js';
 import { createEventBus, type EventBus } from './events/bus.js';
 
@@ -62,20 +61,8 @@ declare module 'fastify' {
   }
 }
 
-const READINESS_TIMEOUT_MS = 2000;
-const noAnswer = () => new Error(`no answer within ${READINESS_TIMEOUT_MS} ms`);
 /** How often pooled images' VM templates are checked (made again when stale: a new kernel, QEMU, image). */
 const TEMPLATE_CHECK_MS = 60_000;
-
-/** Whether the engine answers, and its version, for /readyz. */
-async function dockerStatus(docker: Docker): Promise<{ available: boolean; version?: string }> {
-  try {
-    const v = await withTimeout(docker.version(), READINESS_TIMEOUT_MS, noAnswer);
-    return { available: true, version: v.Version };
-  } catch {
-    return { available: false };
-  }
-}
 
 export interface AppDeps {
   prisma: Database;
@@ -231,13 +218,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     audience: config.jwt.audience,
   });
 
-  await app.register(serviceRoutes, {
-    readiness: {
-      // A probe must answer quickly even when the pool would keep retrying for longer.
-      database: () => withTimeout(prisma.$queryRaw`SELECT 1`, READINESS_TIMEOUT_MS, noAnswer),
-      capabilities: async () => ({ ssh: { client: 'ssh2' }, docker: await dockerStatus(docker()), vm: vmRuntime.status() }),
-    },
-  });
+  await app.register(healthRoutes, { readiness: createReadinessProbe({ prisma, docker, vmRuntime }) });
   await app.register(identityRoutes, { identity, keyring, throttles: config.throttles });
   await app.register(usersRoutes, { users });
   await app.register(machinesRoutes, { machines });
