@@ -7,7 +7,6 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Config } from './config.js';
-import type { Image } from './generated/prisma/client.js';
 import type { Database } from './infra/database.js';
 import type { Keyring } from './modules/identity/keyring.js';
 import { createPasswordHasher, type PasswordHasher } from './modules/identity/passwords.js';
@@ -36,7 +35,7 @@ import { imagesRoutes } from './modules/images/routes.js';
 import { createImagesService, imageBasePath } from './modules/images/service.js';
 import { vmsRoutes } from './modules/vms/routes.js';
 import { createVmsService } from './modules/vms/service.js';
-import { imageCommand } from './infra/vm/guest-init.js';
+import { createVmTemplates, prepareVmRuntime, TEMPLATE_CHECK_MS } from './modules/vms/templates.js';
 import { createVmRuntime } from './infra/vm/runtime.js';
 import { startVm } from './infra/vm/start.js';
 import { createTemplates } from './infra/vm/template.js';
@@ -60,9 +59,6 @@ declare module 'fastify' {
     events: EventBus;
   }
 }
-
-/** How often pooled images' VM templates are checked (made again when stale: a new kernel, QEMU, image). */
-const TEMPLATE_CHECK_MS = 60_000;
 
 export interface AppDeps {
   prisma: Database;
@@ -162,16 +158,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const templates = config.vms.snapshots
     ? createTemplates({ runtime: vmRuntime, dirOf: (imageId) => path.join(imagesDir, imageId, 'templates'), bootTimeoutMs: config.vms.bootTimeoutMs, log: app.log })
     : null;
-  /** The image's template for the default VM shape, made in the background unless it is current. */
-  const prepareTemplate = (image: Image) =>
-    templates?.ensure({
-      imageId: image.id,
-      base: imageBasePath(imagesDir, image.id),
-      command: imageCommand(image.config),
-      cpus: config.vms.defaultCpus,
-      memoryMb: config.vms.defaultMemoryMb,
-      egress: config.vms.egress,
-    });
   const vms = createVmsService({
     startVm: (spec) => startVm(spec, { templates, log: app.log }),
     prisma,
@@ -224,36 +210,22 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(machinesRoutes, { machines });
   await app.register(reservationsRoutes, { reservations });
 
-  const images = createImagesService({
-    prisma,
-    docker,
-    dir: imagesDir,
-    log: app.log,
-    // A ready image gets its template for the default VM shape at once (in the background),
-    // after taking over those of the image whose base it shares.
-    onReady: (image, sharedWith) => {
-      if (!templates) return;
-      void (sharedWith ? templates.adopt(sharedWith.id, image.id, imageBasePath(imagesDir, image.id)) : Promise.resolve())
-        .catch((err: Error) => app.log.warn({ image: image.id, err: err.message }, 'could not take over VM templates'))
-        .then(() => prepareTemplate(image));
-    },
-  });
+  const images = createImagesService({ prisma, docker, dir: imagesDir, events, log: app.log });
+  const vmTemplates = templates
+    ? createVmTemplates({
+        templates,
+        runtime: vmRuntime,
+        images,
+        events,
+        imageBase: (imageId) => imageBasePath(imagesDir, imageId),
+        shape: { cpus: config.vms.defaultCpus, memoryMb: config.vms.defaultMemoryMb, egress: config.vms.egress },
+        log: app.log,
+      })
+    : null;
   const builds = createBackgroundWork();
   const track = (build: Promise<void>) => builds.track(build);
   await app.register(imagesRoutes, { images, track, maxContextBytes: config.images.maxContextBytes });
   await app.register(vmsRoutes, { vms });
-
-  /**
-   * Asks for the templates of this host's pooled images, once its VM runtime is ready (a
-   * host without VMs has nothing to make). Not waiting for it: preparing it (a first kernel
-   * fetch, the KVM probe) takes seconds, and closing waits for a tick; onReady runs the
-   * job again when the runtime is ready.
-   */
-  async function prepareTemplates(): Promise<void> {
-    if (vmRuntime.status().accel === null) return;
-    const pooled = await prisma.image.findMany({ where: { status: 'ready', poolSize: { gt: 0 } } });
-    pooled.forEach(prepareTemplate);
-  }
 
   const reprovisioner = config.reprovision && createReprovisioner({ prisma, state, secretBox, command: config.reprovision, log: app.log });
 
@@ -271,36 +243,19 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
         ? [{ name: 'reprovision', intervalMs: config.reservations.expiryIntervalSeconds * 1000, tick: () => reprovisioner.startDue() }]
         : []),
       // Pools come back as clones: pooled images' templates are made (again) in the background.
-      // First, from start-up on, what makings by a berth process that is gone left behind (a
-      // template's QEMU waiting for ever, its work) is removed.
-      ...(templates
-        ? [
-            {
-              name: 'vm-templates',
-              intervalMs: TEMPLATE_CHECK_MS,
-              tick: async () => {
-                await templates.sweep((await prisma.image.findMany({ select: { id: true } })).map((i) => i.id));
-                await prepareTemplates();
-              },
-            },
-          ]
-        : []),
+      ...(vmTemplates ? [{ name: 'vm-templates', intervalMs: TEMPLATE_CHECK_MS, tick: () => vmTemplates.check() }] : []),
     ],
     app.log,
   );
   app.addHook('onReady', async () => {
-    void vmRuntime.get().then(
-      // A failed check is logged by the job runner and made again at its next tick.
-      () => templates && jobs.runNow('vm-templates').catch(() => {}),
-      (err: Error) => app.log.warn({ err: err.message }, 'VMs are unavailable on this host'),
-    );
+    prepareVmRuntime(vmRuntime, vmTemplates && (() => jobs.runNow('vm-templates')), app.log);
     jobs.start();
   });
   app.addHook('onClose', async () => {
     await reprovisioner?.stop();
     await jobs.stop();
     await vms.close();
-    await templates?.close();
+    await vmTemplates?.close();
     // Builds run after their request has been answered; closing waits for them.
     await builds.settled();
   });
