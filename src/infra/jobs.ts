@@ -1,7 +1,7 @@
 // The one way berth runs background work: each job ticks on its own interval, never
 // overlaps itself (the next tick is scheduled when one ends), logs its failures and goes
-// on; `stop` waits for the ticks in progress. Every job berth has is in the list app.ts
-// gives the runner.
+// on; `stop` waits for the ticks in progress. Every job berth has is in the list of
+// src/jobs.ts.
 
 export interface Job<T = unknown> {
   name: string;

@@ -64,7 +64,7 @@ describe('the build log follower', () => {
   it('ends its stream with the error when the log cannot be read, and the process goes on', async () => {
     const image = await t.prisma.image.create({ data: { name: 'unreadable', heartbeatAt: new Date() } });
     const dir = path.join(t.dataDir, 'images');
-    const images = createImagesService({ prisma: t.prisma, docker: () => new Docker(), dir, log: console });
+    const images = createImagesService({ prisma: t.prisma, docker: () => new Docker(), dir, events: t.app.events, log: console });
     // Where the log should be is a directory: every read of it fails.
     fs.mkdirSync(path.join(dir, image.id, 'build.log'), { recursive: true });
     const stream = await images.logStream(image.id);

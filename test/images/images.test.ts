@@ -164,7 +164,7 @@ describe('building an image', () => {
     const row = await t.prisma.image.create({ data: { name: 'orphan', heartbeatAt: new Date(Date.now() - 120_000) } });
     const { createImagesService } = await import('../../src/modules/images/service.js');
     const Docker = (await import('dockerode')).default;
-    const service = createImagesService({ prisma: t.prisma, docker: () => new Docker(), dir: t.dataDir, log: console });
+    const service = createImagesService({ prisma: t.prisma, docker: () => new Docker(), dir: t.dataDir, events: t.app.events, log: console });
     expect(await service.failInterrupted()).toBe(1);
     const after = await t.prisma.image.findUniqueOrThrow({ where: { id: row.id } });
     expect(after).toMatchObject({ status: 'failed' });

@@ -152,7 +152,7 @@ export const imagesRoutes: FastifyPluginAsyncZod<ImagesRouteOptions> = async (ap
         response: { 200: s.image, ...problemResponses(400, 401, 404) },
       },
     },
-    async (request) => toImageDto(await images.get(request.params.id), viewerOf(request)),
+    async (request) => toImageDto(await images.getOrThrow(request.params.id), viewerOf(request)),
   );
 
   app.get(

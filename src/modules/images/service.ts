@@ -3,7 +3,9 @@
 // converted already, sharing that base: a hard link). The work runs in the background; the row says
 // where it is (`building` → `ready` | `failed` with the reason) and the log file is
 // readable, and followable, while it grows. A build whose process died stops
-// heartbeating and is marked failed by the next process that looks.
+// heartbeating and is marked failed by the next process that looks. Each change of an
+// image's status is raised as `image.changed` once it is committed (the VM templates hear
+// of ready images that way).
 import { isUniqueViolation } from '../../infra/database.js';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -15,6 +17,7 @@ import { buildImage } from '../../infra/docker/build.js';
 import { imageToExt4 } from '../../infra/vm/rootfs.js';
 import { AppError } from '../../errors/app-error.js';
 import { afterName, pageOf } from '../../infra/paging.js';
+import type { EventBus } from '../../events/bus.js';
 import { checkDockerfile } from './dockerfile-policy.js';
 
 const HEARTBEAT_MS = 10_000;
@@ -27,9 +30,9 @@ export interface ImagesDeps {
   docker: () => Docker;
   /** Where each image keeps its build log and ext4 base: <dir>/<id>/. */
   dir: string;
+  /** Where committed changes of an image are raised. */
+  events: Pick<EventBus, 'raise'>;
   log: { error(obj: object, msg: string): void };
-  /** Told when an image is ready; `sharedWith` is the image whose base it shares, if any. */
-  onReady?(image: Image, sharedWith: Image | null): void;
 }
 
 const notFound = () => new AppError('image_not_found', 'no such image');
@@ -68,10 +71,12 @@ export const dockerTag = (image: Pick<Image, 'id'>) => `berth/image-${image.id}:
 /** The read-only ext4 base VMs of this image boot from. */
 export const imageBasePath = (imagesDir: string, imageId: string) => path.join(imagesDir, imageId, 'base.ext4');
 
-export function createImagesService({ prisma, docker, dir, log, onReady }: ImagesDeps) {
+export function createImagesService({ prisma, docker, dir, events, log }: ImagesDeps) {
   const paths = (id: string) => ({ dir: path.join(dir, id), log: path.join(dir, id, 'build.log'), base: imageBasePath(dir, id) });
+  const changed = (image: Pick<Image, 'id' | 'name'>, status: Image['status'] | 'deleted', sharesBaseWith: string | null = null) =>
+    events.raise('image.changed', { imageId: image.id, name: image.name, status, sharesBaseWith });
 
-  async function get(id: string): Promise<Image> {
+  async function getOrThrow(id: string): Promise<Image> {
     const image = await prisma.image.findUnique({ where: { id } });
     if (!image) throw notFound();
     return image;
@@ -109,13 +114,14 @@ export function createImagesService({ prisma, docker, dir, log, onReady }: Image
           heartbeatAt: null,
         },
       });
-      onReady?.(ready, shared?.image ?? null);
+      await changed(ready, 'ready', shared?.image.id ?? null);
     } catch (err) {
       const message = (err as Error).message;
       await fsp.appendFile(p.log, `berth: the image failed: ${message}\n`);
-      await prisma.image
+      const failed = await prisma.image
         .update({ where: { id: image.id }, data: { status: 'failed', error: message.slice(0, 2048), heartbeatAt: null } })
         .catch((e: unknown) => log.error({ err: e, image: image.id }, 'could not record a failed build'));
+      if (failed) await changed(failed, 'failed');
     } finally {
       clearInterval(heartbeat);
     }
@@ -140,7 +146,18 @@ export function createImagesService({ prisma, docker, dir, log, onReady }: Image
   }
 
   return {
-    get,
+    getOrThrow,
+
+    /** The image, or null when there is none (deleted meanwhile). */
+    find: (id: string): Promise<Image | null> => prisma.image.findUnique({ where: { id } }),
+
+    /** The ready images with a pool of VMs: those whose VM templates are kept made. */
+    listPooled: (): Promise<Image[]> => prisma.image.findMany({ where: { status: 'ready', poolSize: { gt: 0 } } }),
+
+    /** The id of every image, whatever its status. */
+    async listIds(): Promise<string[]> {
+      return (await prisma.image.findMany({ select: { id: true } })).map((i) => i.id);
+    },
 
     /**
      * Starts a build of `context`, whose Dockerfile is `dockerfile`; resolves once it is
@@ -157,6 +174,7 @@ export function createImagesService({ prisma, docker, dir, log, onReady }: Image
         }
         throw err;
       }
+      await changed(image, 'building');
       await fsp.mkdir(paths(image.id).dir, { recursive: true });
       await fsp.writeFile(paths(image.id).log, '');
       return { image, done: run(image, context) };
@@ -174,7 +192,7 @@ export function createImagesService({ prisma, docker, dir, log, onReady }: Image
 
     /** The build log; while the image is building, a stream that follows it until the build ends. */
     async logStream(id: string): Promise<Readable> {
-      await get(id);
+      await getOrThrow(id);
       const file = paths(id).log;
       let offset = 0;
       let finished = false;
@@ -192,7 +210,7 @@ export function createImagesService({ prisma, docker, dir, log, onReady }: Image
             stream.push(null);
             return;
           }
-          const { status } = await get(id).catch(() => ({ status: 'failed' as const }));
+          const { status } = await getOrThrow(id).catch(() => ({ status: 'failed' as const }));
           // One more read after the build ends picks up its last lines.
           if (status !== 'building') finished = true;
           else await sleep(200);
@@ -209,7 +227,7 @@ export function createImagesService({ prisma, docker, dir, log, onReady }: Image
     },
 
     async remove(id: string): Promise<void> {
-      const image = await get(id);
+      const image = await getOrThrow(id);
       if (image.status === 'building') throw new AppError('image_building', 'the image is still being built; delete it once it is done');
       const inUse = () => new AppError('image_in_use', 'VMs use this image; delete them (or set its pool to 0) first');
       if (await prisma.vm.count({ where: { imageId: id } })) throw inUse();
@@ -220,17 +238,30 @@ export function createImagesService({ prisma, docker, dir, log, onReady }: Image
         if (err instanceof Prisma.PrismaClientKnownRequestError && ['P2003', 'P2014'].includes(err.code)) throw inUse();
         throw err;
       }
+      await changed(image, 'deleted');
       await docker().getImage(dockerTag(image)).remove({ force: true }).catch(() => {});
       await fsp.rm(paths(id).dir, { recursive: true, force: true });
     },
 
-    /** Marks builds whose process stopped heartbeating as failed: the image watch, at start-up and every BERTH_IMAGE_WATCH_SECONDS. */
+    /**
+     * Marks builds whose process stopped heartbeating as failed: the image watch, at start-up
+     * and every BERTH_IMAGE_WATCH_SECONDS. Each is failed on its own, still on the condition
+     * that made it a candidate: of two processes that look at once, one fails it (and says so).
+     */
     async failInterrupted(): Promise<number> {
-      const { count } = await prisma.image.updateMany({
-        where: { status: 'building', heartbeatAt: { lt: new Date(Date.now() - STALE_MS) } },
-        data: { status: 'failed', error: 'the build was interrupted (berth stopped); build it again', heartbeatAt: null },
-      });
-      return count;
+      const stale = { status: 'building', heartbeatAt: { lt: new Date(Date.now() - STALE_MS) } } satisfies Prisma.ImageWhereInput;
+      const candidates = await prisma.image.findMany({ where: stale, select: { id: true, name: true } });
+      let failed = 0;
+      for (const image of candidates) {
+        const { count } = await prisma.image.updateMany({
+          where: { id: image.id, ...stale },
+          data: { status: 'failed', error: 'the build was interrupted (berth stopped); build it again', heartbeatAt: null },
+        });
+        if (count !== 1) continue;
+        failed += 1;
+        await changed(image, 'failed');
+      }
+      return failed;
     },
   };
 }

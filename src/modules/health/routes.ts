@@ -1,22 +1,17 @@
 // Liveness and readiness. /healthz says the process is alive; /readyz says whether it can
-// do its job (the database answers) and which optional capabilities this host has.
+// do its job (the database answers) and which optional capabilities this host has
+// (readiness.ts asks them).
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { AppError } from '../../errors/app-error.js';
 import { problemSchema } from '../../http/problem-schema.js';
-
-export interface ReadinessProbe {
-  /** Resolves when the database answers; rejects otherwise. */
-  database(): Promise<unknown>;
-  /** Optional capabilities of this host (ssh, docker, vm …), reported as they are. */
-  capabilities(): Promise<Record<string, unknown>>;
-}
+import type { ReadinessProbe } from './readiness.js';
 
 const readyResponse = z
   .object({ status: z.literal('ready'), database: z.literal('ok'), capabilities: z.record(z.string(), z.unknown()) })
   .meta({ examples: [{ status: 'ready', database: 'ok', capabilities: {} }] });
 
-export const serviceRoutes: FastifyPluginAsyncZod<{ readiness: ReadinessProbe }> = async (app, { readiness }) => {
+export const healthRoutes: FastifyPluginAsyncZod<{ readiness: ReadinessProbe }> = async (app, { readiness }) => {
   app.get(
     '/healthz',
     {
