@@ -157,9 +157,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const events = createEventBus(app.log);
   const hasher = deps.hasher ?? (await createPasswordHasher(config.argon2));
   const checker = createSessionChecker(prisma, { cacheMs: config.sessions.cacheMs });
-  const sessions = createSessionStore(prisma, checker, config.sessions);
+  const sessions = createSessionStore(prisma, checker, config.sessions, events);
   const issuer = createTokenIssuer(keyring, config.jwt);
-  const identity = createIdentityService({ prisma, hasher, issuer, sessions, registration: config.registration });
+  const identity = createIdentityService({ prisma, hasher, issuer, sessions, registration: config.registration, events });
   const secretKey = loadSecretKey(config.secretKey, config.dataDir);
   const docker = dockerEngine(config.dockerSocket);
   const secretBox = createSecretBox(secretKey);
@@ -217,6 +217,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     hasher,
     identity,
     checker,
+    events,
     releaseReservationsOf: (userId) => reservations.releaseAll({ userId }),
   });
 
