@@ -163,9 +163,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const secretKey = loadSecretKey(config.secretKey, config.dataDir);
   const docker = dockerEngine(config.dockerSocket);
   const secretBox = createSecretBox(secretKey);
-  const state = createMachineState(prisma);
-  const replacePasswordByKey = createLoginKeyInstaller({ prisma, secretBox, timeouts: config.ssh });
-  const access = createMachineAccess({ prisma, state, secretBox, replacePasswordByKey, timeouts: config.ssh });
+  const state = createMachineState(prisma, events);
+  const replacePasswordByKey = createLoginKeyInstaller({ prisma, secretBox, timeouts: config.ssh, events });
+  const access = createMachineAccess({ prisma, state, secretBox, replacePasswordByKey, timeouts: config.ssh, events });
   const imagesDir = path.join(config.dataDir, 'images');
   // Three watch ticks missed (15 s at least): a VM host's process is gone, not just busy.
   const vmHostDownAfterMs = Math.max(15_000, 3 * config.vms.watchSeconds * 1000);
@@ -197,6 +197,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     limits: config.vms,
     network: config.vms,
     hostDownAfterMs: vmHostDownAfterMs,
+    events,
     log: app.log,
   });
   const reservations = createReservationsService({
