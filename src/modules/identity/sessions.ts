@@ -1,7 +1,7 @@
 // Sessions and their chains of refresh tokens. A session is one login; each refresh spends
 // the presented token and mints its successor. Presenting a spent token means it was
 // copied: the whole session is revoked, so both the thief and the owner must log in again.
-import { lockUser } from './queries.js';
+import { deleteDeadSessionsBatch, lockUser } from './queries.js';
 import type { EventBus } from '../../events/bus.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import { afterCursor, encodeCursor, pageOf } from '../../infra/paging.js';
@@ -205,10 +205,7 @@ export function createSessionStore(
       const spentBefore = new Date(now.getTime() - ttl.reuseWindowSeconds * 1000);
       let total = 0;
       for (;;) {
-        const deleted =
-          (await prisma.$executeRaw`DELETE FROM sessions WHERE revoked_at IS NOT NULL OR expires_at <= ${now} LIMIT ${PRUNE_BATCH}`) +
-          (await prisma.$executeRaw`
-            DELETE FROM refresh_tokens WHERE expires_at <= ${now} OR spent_at < ${spentBefore} LIMIT ${PRUNE_BATCH}`);
+        const deleted = await deleteDeadSessionsBatch(prisma, now, spentBefore, PRUNE_BATCH);
         total += deleted;
         if (deleted === 0) return total;
       }

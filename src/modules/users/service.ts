@@ -10,7 +10,7 @@ import type { PasswordHasher } from '../identity/passwords.js';
 import { userSelect, type IdentityService, type UserRecord } from '../identity/service.js';
 import type { Principal } from '../../shared/principal.js';
 import type { SessionChecker } from '../identity/session-check.js';
-import { lockUser, type LockedUser } from '../identity/queries.js';
+import { lockEnabledAdmins, lockUser, type LockedUser } from '../identity/queries.js';
 import { pageOf } from '../../infra/paging.js';
 
 export interface UsersDeps {
@@ -57,9 +57,8 @@ async function withDeadlockRetry<T>(work: () => Promise<T>, attempts = 3): Promi
 export function createUsersService({ prisma, hasher, identity, checker, events, releaseReservationsOf }: UsersDeps) {
   /** Inside a transaction: throws unless some other enabled admin would remain. */
   async function assertAnotherAdmin(tx: Prisma.TransactionClient, userId: string) {
-    const admins = await tx.$queryRaw<{ id: string }[]>`
-      SELECT id FROM users WHERE role = 'admin' AND disabled = false FOR UPDATE`;
-    if (!admins.some((a) => a.id !== userId)) {
+    const admins = await lockEnabledAdmins(tx);
+    if (!admins.some((id) => id !== userId)) {
       throw new AppError('last_admin', 'this is the last enabled admin; promote another user first');
     }
   }
