@@ -51,13 +51,13 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
 
   const hasher = deps.hasher ?? (await createPasswordHasher(config.argon2));
   const checker = createSessionChecker(prisma, { cacheMs: config.sessions.cacheMs });
-  const sessions = createSessionStore(prisma, checker, config.sessions);
+  const sessions = createSessionStore(prisma, checker, config.sessions, events);
   const issuer = createTokenIssuer(keyring, config.jwt);
-  const identity = createIdentityService({ prisma, hasher, issuer, sessions, registration: config.registration });
+  const identity = createIdentityService({ prisma, hasher, issuer, sessions, registration: config.registration, events });
 
-  const state = createMachineState(prisma);
-  const replacePasswordByKey = createLoginKeyInstaller({ prisma, secretBox, timeouts: config.ssh });
-  const access = createMachineAccess({ prisma, state, secretBox, replacePasswordByKey, timeouts: config.ssh });
+  const state = createMachineState(prisma, events);
+  const replacePasswordByKey = createLoginKeyInstaller({ prisma, secretBox, timeouts: config.ssh, events });
+  const access = createMachineAccess({ prisma, state, secretBox, replacePasswordByKey, timeouts: config.ssh, events });
 
   const imagesDir = path.join(config.dataDir, 'images');
   const imageBase = (imageId: string) => imageBasePath(imagesDir, imageId);
@@ -96,6 +96,7 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
     limits: config.vms,
     network: config.vms,
     hostDownAfterMs: vmHostDownAfterMs,
+    events,
     log,
   });
 
@@ -117,6 +118,7 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
     hasher,
     identity,
     checker,
+    events,
     releaseReservationsOf: (userId) => reservations.releaseAll({ userId }),
   });
   // Machines a tenant was root on, reinstalled by the admin's command (when there is one).

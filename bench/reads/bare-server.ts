@@ -8,7 +8,7 @@ import Fastify from 'fastify';
 import mariadb from 'mariadb';
 import { MACHINE_VIEW_COLUMNS, POOL_COUNTS } from '../../src/modules/machines/service.js';
 import { RESERVATION_VIEW_SELECT } from '../../src/modules/reservations/service.js';
-import { VM_VIEW_SELECT } from '../../src/modules/vms/records.js';
+import { VM_VIEW_SELECT } from '../../src/modules/vms/queries.js';
 import { sqlTime } from '../../src/infra/sql-where.js';
 
 const pool = mariadb.createPool({

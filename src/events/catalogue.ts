@@ -9,7 +9,11 @@ import type { MachineStatus, ReservationStatus, VmState, ImageStatus } from '../
 export interface DomainEvents {
   /** A transition of the pool's state machine (machines/state.ts), named as there. */
   'machine.changed': { machineIds: string[]; transition: string; status: MachineStatus | null; reservationId: string | null };
-  /** A machine record was made, edited, re-pinned or deleted by an admin (or an import). */
+  /**
+   * A machine record was made, edited, re-pinned or deleted by an admin (or an import); or
+   * by berth at its first contact (`host_key_pinned`: the key it met, trusted from then on)
+   * and first login (`updated`: the admin's password replaced by berth's own key).
+   */
   'machine.edited': { machineId: string; name: string; change: 'created' | 'updated' | 'host_key_pinned' | 'deleted' };
   /** A reservation moved between statuses (reservations/status.ts). */
   'reservation.changed': {
@@ -22,8 +26,8 @@ export interface DomainEvents {
   };
   /** An active reservation now ends later. */
   'reservation.extended': { reservationId: string; userId: string | null; expiresAt: Date };
-  /** A VM's lifecycle: made, started, stopped, reset, failed, deleted. */
-  'vm.changed': { vmId: string; machineId: string | null; name: string; change: 'created' | 'started' | 'stopped' | 'reset' | 'failed' | 'deleted'; state: VmState | null };
+  /** A VM's lifecycle: made, started, booted (SSH answers: it runs), stopped, reset, failed, deleted. */
+  'vm.changed': { vmId: string; machineId: string | null; name: string; change: 'created' | 'started' | 'booted' | 'stopped' | 'reset' | 'failed' | 'deleted'; state: VmState | null };
   /** An image's build: started, ready, failed, deleted. */
   'image.changed': { imageId: string; name: string; status: ImageStatus | 'deleted'; sharesBaseWith: string | null };
   /** Identity: what a person did with their account, and what an admin did to it. */

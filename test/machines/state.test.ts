@@ -15,7 +15,7 @@ beforeAll(async () => {
   const db = await createMigratedDatabase('state');
   drop = db.drop;
   prisma = createPrisma(db.target);
-  state = createMachineState(prisma);
+  state = createMachineState(prisma, { raise: async () => {} });
 });
 afterAll(async () => {
   await prisma.$disconnect();
@@ -52,12 +52,12 @@ describe('reservations', () => {
   it('claim takes only available machines; free gives back only what the same reservation holds', async () => {
     const [a, b] = [await machine(), await machine({ status: 'maintenance' })];
     const r = await reservation();
-    expect(await prisma.$transaction((tx) => state.claim(tx, [a.id, b.id], r))).toBe(1);
+    expect(await prisma.$transaction((tx) => state.claim(tx, [a.id, b.id], r, () => {}))).toBe(1);
     expect(await read(a.id)).toMatchObject({ status: 'reserved', reservationId: r });
     expect(await read(b.id)).toMatchObject({ status: 'maintenance', reservationId: null });
     // Another reservation cannot claim or free it.
     const other = await reservation();
-    expect(await prisma.$transaction((tx) => state.claim(tx, [a.id], other))).toBe(0);
+    expect(await prisma.$transaction((tx) => state.claim(tx, [a.id], other, () => {}))).toBe(0);
     await state.free(a.id, other);
     expect(await read(a.id)).toMatchObject({ status: 'reserved', reservationId: r });
     await state.free(a.id, r);
@@ -67,7 +67,7 @@ describe('reservations', () => {
   it('a failed cleanup keeps the link until it is cleaned up, or the machine returns to its live reservation', async () => {
     const m = await machine();
     const r = await reservation();
-    await prisma.$transaction((tx) => state.claim(tx, [m.id], r));
+    await prisma.$transaction((tx) => state.claim(tx, [m.id], r, () => {}));
     await state.markCleanupPending(m.id, r, 'alice', 'connection refused');
     const pending = await read(m.id);
     expect(pending).toMatchObject({ status: 'offline', reservationId: r, statusReason: REASONS.cleanupPending('alice', r, 'connection refused') });

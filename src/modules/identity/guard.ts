@@ -149,6 +149,7 @@ export default fp(
 
     async function authenticate(request: FastifyRequest): Promise<void> {
       const payload = await verifyAccessToken(request);
+      // The principal names what authenticated it: this token's session (authenticatedBy).
       const principal = await opts.sessionChecker.check(payload.sid, payload.sub);
       if (!principal) {
         throw new AppError('session_revoked', 'the session of this token has ended (logged out, revoked or expired)', {

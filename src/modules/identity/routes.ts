@@ -5,6 +5,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { bearerSecurity, idParams, listQuery, page, problemResponses } from '../../http/common-schemas.js';
 import { principalOf } from '../../http/principal.js';
+import { sessionOf } from '../../shared/principal.js';
 import type { AccessTokenPayload } from './guard.js';
 import { AppError } from '../../errors/app-error.js';
 import { problemSchema } from '../../http/problem-schema.js';
@@ -176,7 +177,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
         sub: principal.userId,
         username: principal.username,
         role: principal.role,
-        session_id: principal.sessionId,
+        session_id: principal.authenticatedBy.sessionId,
         iat: token.iat,
         exp: token.exp,
       };
@@ -207,7 +208,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
         } else {
           // The token is verified, its session not checked: logging out an already-ended session is not an error.
           const payload = await app.verifyAccessToken(request);
-          await identity.logoutSession(payload.sid);
+          await identity.logoutSession({ id: payload.sid, userId: payload.sub });
         }
       }
       return reply.status(204).send(null);
@@ -228,7 +229,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
     },
     async (request) => {
       const p = principalOf(request);
-      return { id: p.userId, username: p.username, email: p.email, role: p.role, session_id: p.sessionId };
+      return { id: p.userId, username: p.username, email: p.email, role: p.role, session_id: p.authenticatedBy.sessionId };
     },
   );
 
@@ -271,6 +272,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
     },
     async (request) => {
       const p = principalOf(request);
+      const current = sessionOf(p);
       const { items, nextCursor } = await identity.listSessions(p.userId, request.query);
       return {
         items: items.map((x) => ({
@@ -280,7 +282,7 @@ export const identityRoutes: FastifyPluginAsyncZod<IdentityRouteOptions> = async
           expires_at: x.expiresAt.toISOString(),
           user_agent: x.userAgent,
           ip_address: x.ipAddress,
-          current: x.id === p.sessionId,
+          current: x.id === current,
         })),
         next_cursor: nextCursor,
       };

@@ -43,7 +43,13 @@ export function createSessionChecker(prisma: PrismaClient, opts: { cacheMs: numb
       return null;
     }
     const { user } = session;
-    const principal: Principal = { userId: user.id, username: user.username, email: user.email, role: user.role, sessionId };
+    const principal: Principal = {
+      userId: user.id,
+      username: user.username,
+      email: user.email,
+      role: user.role,
+      authenticatedBy: { kind: 'session', sessionId },
+    };
     if (opts.cacheMs > 0 && startedAt === generation) {
       if (cache.size >= MAX_ENTRIES) cache.clear();
       const until = Math.min(now + opts.cacheMs, session.expiresAt.getTime());

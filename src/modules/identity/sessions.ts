@@ -1,7 +1,8 @@
 // Sessions and their chains of refresh tokens. A session is one login; each refresh spends
 // the presented token and mints its successor. Presenting a spent token means it was
 // copied: the whole session is revoked, so both the thief and the owner must log in again.
-import { lockUser } from './queries.js';
+import { deleteDeadSessionsBatch, lockUser } from './queries.js';
+import type { EventBus } from '../../events/bus.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import { afterCursor, encodeCursor, pageOf } from '../../infra/paging.js';
 import { AppError } from '../../errors/app-error.js';
@@ -21,6 +22,12 @@ export interface SessionUser {
   role: 'user' | 'admin';
 }
 
+/** A session and whose it is. */
+export interface SessionRef {
+  id: string;
+  userId: string;
+}
+
 export interface OpenedSession {
   sessionId: string;
   sessionExpiresAt: Date;
@@ -38,8 +45,9 @@ export interface SessionStore {
   open(user: SessionUser, meta: SessionMeta, verifiedHash: string): Promise<OpenedSession>;
   rotate(refreshToken: string): Promise<OpenedSession>;
   /** The session a refresh token belongs to, spent or not (logout by refresh token). */
-  sessionOfRefreshToken(refreshToken: string): Promise<string | null>;
-  revoke(sessionId: string, reason: RevokeReason): Promise<boolean>;
+  sessionOfRefreshToken(refreshToken: string): Promise<SessionRef | null>;
+  /** Ends the session (raises `session.revoked` when it was live); false when it had ended already. */
+  revoke(session: SessionRef, reason: RevokeReason): Promise<boolean>;
   /** Drops this process's cached session checks of a user (after revoking inside a transaction). */
   forget(userId: string): void;
   ownerOf(sessionId: string): Promise<string | null>;
@@ -78,16 +86,20 @@ export function createSessionStore(
   prisma: PrismaClient,
   checker: SessionChecker,
   ttl: { refreshIdleTtlSeconds: number; maxTtlSeconds: number; reuseWindowSeconds: number },
+  events: Pick<EventBus, 'raise'>,
 ): SessionStore {
   const refreshExpiry = (now: number, sessionExpiresAt: Date) =>
     new Date(Math.min(now + ttl.refreshIdleTtlSeconds * 1000, sessionExpiresAt.getTime()));
 
-  async function revokeWhere(where: { id: string }, reason: RevokeReason) {
+  /** Ends one live session, and says so once it has: false when it had ended already. */
+  async function revokeLive(session: SessionRef, reason: RevokeReason): Promise<boolean> {
     const { count } = await prisma.session.updateMany({
-      where: { ...where, revokedAt: null },
+      where: { id: session.id, revokedAt: null },
       data: { revokedAt: new Date(), revokedReason: reason },
     });
-    return count;
+    checker.forgetSession(session.id);
+    if (count === 1) await events.raise('session.revoked', { userId: session.userId, sessionIds: [session.id], reason });
+    return count === 1;
   }
 
   return {
@@ -136,8 +148,7 @@ export function createSessionStore(
       if (!found) throw invalidRefresh();
       const { session } = found;
       const reuse = async () => {
-        await revokeWhere({ id: session.id }, 'refresh_token_reuse');
-        checker.forgetSession(session.id);
+        await revokeLive({ id: session.id, userId: session.user.id }, 'refresh_token_reuse');
         return new AppError(
           'refresh_token_reused',
           'this refresh token was already used; the session has been revoked, log in again',
@@ -173,16 +184,12 @@ export function createSessionStore(
     async sessionOfRefreshToken(presented) {
       const found = await prisma.refreshToken.findUnique({
         where: { tokenHash: hashRefreshToken(presented) },
-        select: { sessionId: true },
+        select: { session: { select: { id: true, userId: true } } },
       });
-      return found?.sessionId ?? null;
+      return found?.session ?? null;
     },
 
-    async revoke(sessionId, reason) {
-      const count = await revokeWhere({ id: sessionId }, reason);
-      checker.forgetSession(sessionId);
-      return count === 1;
-    },
+    revoke: revokeLive,
 
     forget(userId) {
       checker.forgetUser(userId);
@@ -198,10 +205,7 @@ export function createSessionStore(
       const spentBefore = new Date(now.getTime() - ttl.reuseWindowSeconds * 1000);
       let total = 0;
       for (;;) {
-        const deleted =
-          (await prisma.$executeRaw`DELETE FROM sessions WHERE revoked_at IS NOT NULL OR expires_at <= ${now} LIMIT ${PRUNE_BATCH}`) +
-          (await prisma.$executeRaw`
-            DELETE FROM refresh_tokens WHERE expires_at <= ${now} OR spent_at < ${spentBefore} LIMIT ${PRUNE_BATCH}`);
+        const deleted = await deleteDeadSessionsBatch(prisma, now, spentBefore, PRUNE_BATCH);
         total += deleted;
         if (deleted === 0) return total;
       }

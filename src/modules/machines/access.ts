@@ -2,6 +2,7 @@
 // its host key (recording it on first contact), take the machine offline when the key has
 // changed instead of trusting the impostor, and on the first login with a password replace
 // it by a key of berth's own (login-key.ts) unless the admin keeps the password.
+import type { EventBus } from '../../events/bus.js';
 import type { Machine, PrismaClient } from '../../generated/prisma/client.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { HostKeyMismatchError, sshConnect, type SshSession } from '../../infra/ssh.js';
@@ -20,8 +21,9 @@ export function createMachineAccess(deps: {
   secretBox: SecretBox;
   replacePasswordByKey: ReplacePasswordByKey;
   timeouts: { connectTimeoutMs: number; commandTimeoutMs: number };
+  events: Pick<EventBus, 'raise'>;
 }): MachineAccess {
-  const { prisma, state, secretBox, replacePasswordByKey, timeouts } = deps;
+  const { prisma, state, secretBox, replacePasswordByKey, timeouts, events } = deps;
   return {
     async open(machine) {
       const credential = secretBox.open(machine.credential);
@@ -38,10 +40,11 @@ export function createMachineAccess(deps: {
         );
         if (!machine.hostKeyFingerprint) {
           // First contact: trust on first use, and from now on only this key.
-          await prisma.machine.updateMany({
+          const { count } = await prisma.machine.updateMany({
             where: { id: machine.id, hostKeyFingerprint: null },
             data: { hostKeyFingerprint: session.fingerprint, hostKey: session.hostKey },
           });
+          if (count === 1) await events.raise('machine.edited', { machineId: machine.id, name: machine.name, change: 'host_key_pinned' });
         } else if (!machine.hostKey) {
           // Pinned by its fingerprint only: the key that matched it is the one clients need.
           await prisma.machine.updateMany({

@@ -8,6 +8,7 @@
 // Several processes may log in for the first time at once: each appends its own key, and
 // only the one whose conditional update replaces the password keeps its key; it then drops
 // every other key of berth's for this machine, and a loser drops its own.
+import type { EventBus } from '../../events/bus.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { SshError, generateSshKeyPair, sshConnect, type SshSession } from '../../infra/ssh.js';
@@ -52,8 +53,9 @@ export function createLoginKeyInstaller(deps: {
   prisma: PrismaClient;
   secretBox: SecretBox;
   timeouts: { connectTimeoutMs: number; commandTimeoutMs: number };
+  events: Pick<EventBus, 'raise'>;
 }) {
-  const { prisma, secretBox, timeouts } = deps;
+  const { prisma, secretBox, timeouts, events } = deps;
 
   async function edit(session: SshSession, machine: MachineRow, publicKey: string, mode: 'add' | 'keep' | 'drop'): Promise<void> {
     const r = await session.runScript(LOGIN_KEY, [machine.username, markerOf(machine), mode], { stdin: `${publicKey}\n` });
@@ -88,6 +90,7 @@ export function createLoginKeyInstaller(deps: {
       where: { id: machine.id, credentialKind: 'password', keepPassword: false, credential: { equals: machine.credential } },
       data: { credentialKind: 'private_key', credential: secretBox.seal(pair.private) },
     });
+    if (count === 1) await events.raise('machine.edited', { machineId: machine.id, name: machine.name, change: 'updated' });
     // Best effort: a line left over is a public key whose private half no one holds.
     await edit(session, machine, publicKey, count === 1 ? 'keep' : 'drop').catch(() => {});
   };

@@ -108,7 +108,7 @@ export function createAllocator({ prisma, state, policy, leases, requestHash, no
           machines: { create: rows.map((r) => ({ machineId: r.id })) },
         },
       });
-      const claimed = await state.claim(tx, rows.map((r) => r.id), id);
+      const claimed = await state.claim(tx, rows.map((r) => r.id), id, () => {});
       if (claimed !== want) throw new Error(`claimed ${claimed} of ${want} locked machines`);
       return id;
       // READ COMMITTED: the candidate read sees what other allocations have committed.

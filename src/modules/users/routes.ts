@@ -57,7 +57,7 @@ export const usersRoutes: FastifyPluginAsyncZod<{ users: UsersService }> = async
         response: { 200: user, ...problemResponses(400, 401, 403, 404) },
       },
     },
-    async (request) => toUserDto(await users.get(principalOf(request), request.params.id)),
+    async (request) => toUserDto(await users.getOrThrow(principalOf(request), request.params.id)),
   );
 
   app.patch(

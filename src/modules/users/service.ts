@@ -1,13 +1,16 @@
 // User administration. The one invariant that needs care: there is always at least one
 // enabled admin. Changes that could remove the last one lock the admin rows first, so two
-// admins demoting each other at once cannot both succeed.
+// admins demoting each other at once cannot both succeed. What an admin did to an account
+// (made, changed, reset its password, deleted it, and the sessions that ended with it) is
+// raised once it has committed.
+import type { EventBus } from '../../events/bus.js';
 import type { Prisma, PrismaClient } from '../../generated/prisma/client.js';
 import { AppError } from '../../errors/app-error.js';
 import type { PasswordHasher } from '../identity/passwords.js';
 import { userSelect, type IdentityService, type UserRecord } from '../identity/service.js';
 import type { Principal } from '../../shared/principal.js';
 import type { SessionChecker } from '../identity/session-check.js';
-import { lockUser } from '../identity/queries.js';
+import { lockEnabledAdmins, lockUser, type LockedUser } from '../identity/queries.js';
 import { pageOf } from '../../infra/paging.js';
 
 export interface UsersDeps {
@@ -15,6 +18,7 @@ export interface UsersDeps {
   hasher: PasswordHasher;
   identity: Pick<IdentityService, 'createUser'>;
   checker: Pick<SessionChecker, 'forgetUser'>;
+  events: Pick<EventBus, 'raise' | 'afterCommit'>;
   /** Releases the user's active reservations (accounts removed) before the user goes. */
   releaseReservationsOf(userId: string): Promise<unknown>;
 }
@@ -27,6 +31,15 @@ export interface UserPatch {
 }
 
 const notFound = () => new AppError('user_not_found', 'no such user');
+
+/** The fields of `patch` whose value differs from the user's (`user.updated` names them; the password has its own event). */
+function changedFields(before: LockedUser, patch: UserPatch): string[] {
+  const fields: string[] = [];
+  if (patch.email !== undefined && patch.email !== before.email) fields.push('email');
+  if (patch.role !== undefined && patch.role !== before.role) fields.push('role');
+  if (patch.disabled !== undefined && patch.disabled !== before.disabled) fields.push('disabled');
+  return fields;
+}
 
 /** Admin changes lock rows in different orders; MariaDB aborts one of two deadlocked transactions: run it again. */
 async function withDeadlockRetry<T>(work: () => Promise<T>, attempts = 3): Promise<T> {
@@ -41,18 +54,21 @@ async function withDeadlockRetry<T>(work: () => Promise<T>, attempts = 3): Promi
   }
 }
 
-export function createUsersService({ prisma, hasher, identity, checker, releaseReservationsOf }: UsersDeps) {
+export function createUsersService({ prisma, hasher, identity, checker, events, releaseReservationsOf }: UsersDeps) {
   /** Inside a transaction: throws unless some other enabled admin would remain. */
   async function assertAnotherAdmin(tx: Prisma.TransactionClient, userId: string) {
-    const admins = await tx.$queryRaw<{ id: string }[]>`
-      SELECT id FROM users WHERE role = 'admin' AND disabled = false FOR UPDATE`;
-    if (!admins.some((a) => a.id !== userId)) {
+    const admins = await lockEnabledAdmins(tx);
+    if (!admins.some((id) => id !== userId)) {
       throw new AppError('last_admin', 'this is the last enabled admin; promote another user first');
     }
   }
 
   return {
-    create: identity.createUser,
+    async create(input: Parameters<IdentityService['createUser']>[0]): Promise<UserRecord> {
+      const user = await identity.createUser(input);
+      await events.raise('user.created', { userId: user.id, username: user.username, role: user.role });
+      return user;
+    },
 
     async list(filter: { email?: string; role?: 'user' | 'admin'; q?: string; limit: number; cursor?: string }) {
       const where: Prisma.UserWhereInput = {
@@ -65,7 +81,7 @@ export function createUsersService({ prisma, hasher, identity, checker, releaseR
       return pageOf(rows, filter.limit, (u) => u.username);
     },
 
-    async get(actor: Principal, id: string): Promise<UserRecord> {
+    async getOrThrow(actor: Principal, id: string): Promise<UserRecord> {
       if (actor.role !== 'admin' && actor.userId !== id) throw new AppError('forbidden', 'you may only read your own user');
       const user = await prisma.user.findUnique({ where: { id }, select: userSelect });
       if (!user) throw notFound();
@@ -82,7 +98,8 @@ export function createUsersService({ prisma, hasher, identity, checker, releaseR
       const passwordHash = patch.password ? await hasher.hash(patch.password) : undefined;
       const losesAdmin = patch.role === 'user' || patch.disabled === true;
 
-      const user = await withDeadlockRetry(() => prisma.$transaction(async (tx) => {
+      // Each attempt records its events afresh: only the one that commits raises them.
+      const user = await withDeadlockRetry(() => events.afterCommit((record) => prisma.$transaction(async (tx) => {
         // The target row first, under lock: what it was decides which rules apply, and a
         // concurrent change to it must not slip in between (e.g. re-enabling a disabled admin).
         const before = await lockUser(tx, id);
@@ -101,14 +118,18 @@ export function createUsersService({ prisma, hasher, identity, checker, releaseR
           },
           select: userSelect,
         });
+        const fields = changedFields(before, patch);
+        if (fields.length) record('user.updated', { userId: id, fields });
+        if (passwordHash) record('user.password_changed', { userId: id, by: 'admin' });
         // Disabling or resetting the password ends the sessions in the same transaction, under
         // the lock logins take: no login can open a session in between.
         const reason = patch.disabled === true && !before.disabled ? 'user_disabled' : passwordHash ? 'password_reset' : null;
         if (reason) {
-          await tx.session.updateMany({ where: { userId: id, revokedAt: null }, data: { revokedAt: new Date(), revokedReason: reason } });
+          const { count } = await tx.session.updateMany({ where: { userId: id, revokedAt: null }, data: { revokedAt: new Date(), revokedReason: reason } });
+          if (count) record('session.revoked', { userId: id, sessionIds: 'all', reason });
         }
         return user;
-      }));
+      })));
       // Role, email and revocations are read per request through the session check: drop this process's cache.
       checker.forgetUser(id);
       return user;
@@ -123,17 +144,19 @@ export function createUsersService({ prisma, hasher, identity, checker, releaseR
      */
     async remove(actor: Principal, id: string): Promise<void> {
       if (actor.userId === id) throw new AppError('cannot_delete_self', 'you cannot delete your own account');
-      await withDeadlockRetry(() => prisma.$transaction(async (tx) => {
+      await withDeadlockRetry(() => events.afterCommit((record) => prisma.$transaction(async (tx) => {
         const target = await lockUser(tx, id);
         if (!target) throw notFound();
         if (target.role === 'admin' && !target.disabled) await assertAnotherAdmin(tx, id);
         await tx.user.update({ where: { id }, data: { disabled: true } });
-        await tx.session.updateMany({ where: { userId: id, revokedAt: null }, data: { revokedAt: new Date(), revokedReason: 'user_deleted' } });
-      }));
+        const { count } = await tx.session.updateMany({ where: { userId: id, revokedAt: null }, data: { revokedAt: new Date(), revokedReason: 'user_deleted' } });
+        if (count) record('session.revoked', { userId: id, sessionIds: 'all', reason: 'user_deleted' });
+      })));
       checker.forgetUser(id);
       await releaseReservationsOf(id);
       // Sessions (and their refresh tokens) go with the user by ON DELETE CASCADE.
-      await prisma.user.deleteMany({ where: { id } });
+      const { count } = await prisma.user.deleteMany({ where: { id } });
+      if (count === 1) await events.raise('user.deleted', { userId: id });
       // Evict this process's cached session checks; other processes miss the row within the cache window.
       checker.forgetUser(id);
     },

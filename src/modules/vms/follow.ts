@@ -3,7 +3,9 @@
 // runs out (the VM is `failed`, its machine offline). The guest's init says on the serial
 // console when sshd is up; the console is read only where it grew since the last look. A
 // restored clone said so already, on its identity channel, before its port was forwarded.
+// Either end is raised as `vm.changed` (booted, failed) once recorded.
 import path from 'node:path';
+import type { EventBus } from '../../events/bus.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PrismaClient, Vm } from '../../generated/prisma/client.js';
 import { HostKeyMismatchError, sshProveHostKey } from '../../infra/ssh.js';
@@ -23,10 +25,11 @@ export interface BootFollowerDeps {
   bind: string;
   /** A VM's directory (overlay, seed, console log, pid file). */
   vmDir(id: string): string;
+  events: Pick<EventBus, 'raise'>;
   log: VmsLog;
 }
 
-export function createBootFollower({ prisma, state, limits, bind, vmDir, log }: BootFollowerDeps) {
+export function createBootFollower({ prisma, state, limits, bind, vmDir, events, log }: BootFollowerDeps) {
   /** Boots this process is following. */
   const following = new Map<string, AbortController>();
   let closed = false;
@@ -39,24 +42,27 @@ export function createBootFollower({ prisma, state, limits, bind, vmDir, log }: 
   }
 
   /** The boot (the one that was read) failed: the VM and its machine say so, reserved or not. */
-  async function markFailed(vm: Pick<Vm, 'id' | 'machineId' | 'bootStartedAt'>, reason: string): Promise<void> {
+  async function markFailed(vm: Pick<Vm, 'id' | 'name' | 'machineId' | 'bootStartedAt'>, reason: string): Promise<void> {
     const { count } = await prisma.vm.updateMany({
       where: { id: vm.id, state: { in: ['booting', 'running'] }, bootStartedAt: vm.bootStartedAt },
       data: { state: 'failed', stateReason: reason.slice(0, 1024), pid: null },
     });
     if (count === 0) return;
     log.warn({ vm: vm.id, reason }, 'a VM failed');
+    await events.raise('vm.changed', { vmId: vm.id, machineId: vm.machineId, name: vm.name, change: 'failed', state: 'failed' });
     // A reservation keeps its claim, and its release resets the VM.
     if (vm.machineId) await state.vmFailed(vm.machineId, reason);
   }
 
-  async function markRunning(vm: Pick<Vm, 'id' | 'machineId' | 'bootStartedAt'>): Promise<void> {
+  async function markRunning(vm: Pick<Vm, 'id' | 'name' | 'machineId' | 'bootStartedAt'>): Promise<void> {
     const bootMs = vm.bootStartedAt ? Date.now() - vm.bootStartedAt.getTime() : null;
     const { count } = await prisma.vm.updateMany({
       where: { id: vm.id, state: 'booting', bootStartedAt: vm.bootStartedAt },
       data: { state: 'running', bootMs },
     });
-    if (count === 1 && vm.machineId) await state.returnVm(vm.machineId);
+    if (count === 0) return;
+    await events.raise('vm.changed', { vmId: vm.id, machineId: vm.machineId, name: vm.name, change: 'booted', state: 'running' });
+    if (vm.machineId) await state.returnVm(vm.machineId);
   }
 
   /**

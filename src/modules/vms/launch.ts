@@ -5,15 +5,18 @@
 // the background. QEMU starts as a clone of the image's template snapshot when there is a
 // current one (start mode `restore`), else it boots cold, the reason logged
 // (infra/vm/start.ts). Launches in progress are tracked until QEMU has started: the watch
-// leaves them alone, and stopping or deleting waits for them.
+// leaves them alone, and stopping or deleting waits for them. A launch raises `vm.changed`
+// (started, or reset when it discards what an earlier boot left) once the VM is `booting`,
+// and a halt once it is `stopped`.
 import { createBackgroundWork } from '../../shared/background.js';
+import type { EventBus } from '../../events/bus.js';
 import type { Image, PrismaClient, Vm } from '../../generated/prisma/client.js';
 import { AppError } from '../../errors/app-error.js';
 import { portIsFree } from '../../infra/ports.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { imageCommand } from '../../infra/vm/guest-init.js';
 import { discardVm, stopVm } from '../../infra/vm/qemu.js';
-import type { VmRuntimeProvider } from '../../infra/vm/runtime.js';
+import type { VmRuntime, VmRuntimeProvider } from '../../infra/vm/runtime.js';
 import type { StartSpec, Started } from '../../infra/vm/start.js';
 import type { BootFollower } from './follow.js';
 import type { VmNetwork, VmRow, VmsLog } from './model.js';
@@ -23,7 +26,7 @@ export interface LauncherDeps {
   prisma: PrismaClient;
   secretBox: SecretBox;
   runtime: VmRuntimeProvider;
-  records: Pick<VmRecords, 'get' | 'ownedHere' | 'newHostKey' | 'newPort'>;
+  records: Pick<VmRecords, 'getOrThrow' | 'ownedHere' | 'newHostKey' | 'newPort'>;
   follower: Pick<BootFollower, 'follow' | 'markFailed' | 'abort'>;
   /** Starts a VM's QEMU: restored from its image's template snapshot, or booted cold (infra/vm/start.ts). */
   startVm(spec: StartSpec): Promise<Started>;
@@ -31,10 +34,18 @@ export interface LauncherDeps {
   imageBase(imageId: string): string;
   vmDir(id: string): string;
   network: VmNetwork;
+  events: Pick<EventBus, 'raise'>;
   log: VmsLog;
 }
 
-export function createLauncher({ prisma, secretBox, runtime, records, follower, startVm, imageBase, vmDir, network, log }: LauncherDeps) {
+/** What the caller of a launch has read and checked already (a VM's creation): not read again. */
+export interface LaunchReads {
+  /** The VM's image, ready. */
+  image: Image;
+  runtime: VmRuntime;
+}
+
+export function createLauncher({ prisma, secretBox, runtime, records, follower, startVm, imageBase, vmDir, network, events, log }: LauncherDeps) {
   /** Launches in progress here, from the state change until QEMU has started. */
   const starting = new Map<string, Promise<void>>();
   /** Work that goes on after a request was answered (starting QEMU, following the boot); closing waits for it. */
@@ -46,9 +57,15 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
       throw new AppError('vm_unavailable', `VMs cannot boot on this host: ${err.message}`);
     });
 
+  /** What a launch needs before it changes anything: the VM's image, ready, and this host's runtime. */
+  async function readForLaunch(vm: Pick<Vm, 'imageId'>): Promise<LaunchReads> {
+    const image = await prisma.image.findUniqueOrThrow({ where: { id: vm.imageId } });
+    if (image.status !== 'ready') throw new AppError('image_not_ready', `the image ${image.name} is ${image.status}`);
+    return { image, runtime: await requireRuntime() };
+  }
+
   /** Starts QEMU for a VM in `booting`; null when the VM moved on meanwhile (that QEMU is stopped again). */
-  async function startQemu(vm: VmRow, image: Image, booting: VmRow): Promise<Started | null> {
-    const rt = await requireRuntime();
+  async function startQemu(vm: VmRow, { image, runtime: rt }: LaunchReads, booting: VmRow): Promise<Started | null> {
     const dir = vmDir(vm.id);
     try {
       const started = await startVm({
@@ -87,22 +104,25 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
     /**
      * Boots the VM (a fresh writable layer and a new host key when `discard`) after moving
      * it to `booting` from one of `from`. Answers once the old QEMU is gone and the state
-     * is recorded; the new QEMU starts, and is followed, in the background.
+     * is recorded, with the VM as the launch left it (its machine as it was read); the new
+     * QEMU starts, and is followed, in the background. Its image and the runtime are read
+     * here unless the caller has them (`known`).
      */
-    async launch(vm: VmRow, opts: { discard: boolean; from: Vm['state'][] }): Promise<VmRow> {
+    async launch(vm: VmRow, opts: { discard: boolean; from: Vm['state'][] }, known?: LaunchReads): Promise<VmRow> {
       records.ownedHere(vm);
-      const image = await prisma.image.findUniqueOrThrow({ where: { id: vm.imageId } });
-      if (image.status !== 'ready') throw new AppError('image_not_ready', `the image ${image.name} is ${image.status}`);
-      await requireRuntime();
+      const reads = known ?? (await readForLaunch(vm));
       const bootStartedAt = new Date();
       const { count } = await prisma.vm.updateMany({
         where: { id: vm.id, state: { in: opts.from }, bootStartedAt: vm.bootStartedAt },
         data: { state: 'booting', stateReason: null, pid: null, bootStartedAt, bootMs: null, startMode: null },
       });
       if (count === 0) {
-        const now = await records.get(vm.id);
+        const now = await records.getOrThrow(vm.id);
         throw new AppError('vm_state', `${vm.name} is ${now.state}${now.state === vm.state ? ' (changed meanwhile)' : ''}`);
       }
+      // A VM's first boot is its start; a later one that discards what the last left is a reset.
+      const change = opts.discard && vm.bootStartedAt !== null ? 'reset' : 'started';
+      await events.raise('vm.changed', { vmId: vm.id, machineId: vm.machineId, name: vm.name, change, state: 'booting' });
       follower.abort(vm.id);
       let booting: VmRow = { ...vm, state: 'booting', bootStartedAt, pid: null, bootMs: null, startMode: null, stateReason: null };
       const dir = vmDir(vm.id);
@@ -124,7 +144,7 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
       const start = cleared.then(async () => {
         // A stopped VM's port may have been taken meanwhile: pick another.
         if (!(await portIsFree(booting.sshPort, network.bind))) booting = { ...booting, sshPort: await records.newPort(vm) };
-        return startQemu(vm, image, booting);
+        return startQemu(vm, reads, booting);
       });
       // Waiters only need to know it settled; its failure is recorded below.
       const started = start.then(
@@ -145,12 +165,13 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
           .catch((err: unknown) => log.error({ err, vm: vm.id }, 'launching a VM failed')),
       );
       await cleared;
-      return records.get(vm.id);
+      return booting;
     },
 
     /** Records the VM stopped, then stops its QEMU (waiting for one still starting). */
     async halt(id: string, reason: string | null): Promise<void> {
-      await prisma.vm.update({ where: { id }, data: { state: 'stopped', stateReason: reason, pid: null } });
+      const vm = await prisma.vm.update({ where: { id }, data: { state: 'stopped', stateReason: reason, pid: null } });
+      await events.raise('vm.changed', { vmId: id, machineId: vm.machineId, name: vm.name, change: 'stopped', state: 'stopped' });
       follower.abort(id);
       await starting.get(id);
       await stopVm(vmDir(id));

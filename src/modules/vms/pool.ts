@@ -2,11 +2,13 @@
 // booting more or deleting unreserved ones (failed, stopped and booting ones first), and
 // brings back members that are down: the pool means running VMs. One resize of an image
 // at a time, in every process (a row lock on the image).
+import type { EventBus } from '../../events/bus.js';
 import type { Image, PrismaClient, Vm } from '../../generated/prisma/client.js';
 import { AppError } from '../../errors/app-error.js';
 import { REASONS, type MachineState } from '../machines/state.js';
 import type { Launcher } from './launch.js';
 import { imageGone, withRefs, type VmRow, type VmsLog } from './model.js';
+import type { VmView, VmViews } from './queries.js';
 import type { VmRecords } from './records.js';
 
 const REMOVAL_ORDER: Record<Vm['state'], number> = { failed: 0, stopped: 1, booting: 2, running: 3 };
@@ -14,26 +16,28 @@ const REMOVAL_ORDER: Record<Vm['state'], number> = { failed: 0, stopped: 1, boot
 export function createPoolSizer(deps: {
   prisma: PrismaClient;
   state: Pick<MachineState, 'withdrawVm'>;
-  records: Pick<VmRecords, 'get' | 'record'>;
-  launcher: Pick<Launcher, 'launch'>;
+  records: Pick<VmRecords, 'record'>;
+  views: Pick<VmViews, 'ofImage'>;
+  launcher: Pick<Launcher, 'launch' | 'requireRuntime'>;
   /** Brings back a member that is down (here, or through its own host). */
   restart(vm: VmRow): Promise<unknown>;
   /** Deletes a VM whose machine has left the pool (here, or through its own host). */
   remove(vm: VmRow): Promise<unknown>;
+  events: Pick<EventBus, 'afterCommit'>;
   log: VmsLog;
 }) {
-  const { prisma, state, records, launcher, restart, remove, log } = deps;
+  const { prisma, state, records, views, launcher, restart, remove, events, log } = deps;
 
-  return async function resizePool(imageId: string, size: number): Promise<{ image: Image; vms: VmRow[] }> {
+  return async function resizePool(imageId: string, size: number): Promise<{ image: Image; vms: VmView[] }> {
     const image = await prisma.image.findUnique({ where: { id: imageId } });
     if (!image) throw new AppError('image_not_found', 'no such image');
     if (size > 0 && image.status !== 'ready') throw new AppError('image_not_ready', `the image ${image.name} is ${image.status}`);
-    const { created, removed } = await prisma
-      .$transaction(async (tx) => {
+    const { created, removed } = await events
+      .afterCommit((record) => prisma.$transaction(async (tx) => {
         await tx.$queryRaw`SELECT id FROM images WHERE id = ${imageId} FOR UPDATE`;
         const vms = await tx.vm.findMany({ where: { imageId }, include: withRefs });
         const removed: VmRow[] = [];
-        const created: string[] = [];
+        const created: VmRow[] = [];
         if (vms.length > size) {
           const free = vms
             .filter((v) => !v.machine?.reservationId && v.machine?.status !== 'reserved')
@@ -45,21 +49,23 @@ export function createPoolSizer(deps: {
             });
           }
           for (const v of free.slice(0, need)) {
-            if (v.machineId && !(await state.withdrawVm(v.machineId, REASONS.vmBeingDeleted, tx))) {
+            if (v.machineId && !(await state.withdrawVm(v.machineId, REASONS.vmBeingDeleted, { tx, record }))) {
               throw new AppError('pool_reserved', `${v.name} was reserved meanwhile; try again`);
             }
             removed.push(v);
           }
         }
-        for (let i = vms.length; i < size; i++) created.push(await records.record(tx, image, {}));
+        for (let i = vms.length; i < size; i++) created.push(await records.record({ tx, record }, image, {}));
         await tx.image.update({ where: { id: imageId }, data: { poolSize: size } });
         return { created, removed };
-      })
+      }))
       .catch((err: unknown) => {
         throw imageGone(err);
       });
     await Promise.all(removed.map((v) => remove(v)));
-    for (const id of created) await launcher.launch(await records.get(id), { discard: true, from: ['stopped'] });
+    // The image was read ready, and the runtime is read once for all of them.
+    const known = created.length ? { image, runtime: await launcher.requireRuntime() } : undefined;
+    for (const vm of created) await launcher.launch(vm, { discard: true, from: ['stopped'] }, known);
     const members = await prisma.vm.findMany({ where: { imageId }, include: withRefs });
     for (const v of members) {
       if ((v.state === 'failed' || v.state === 'stopped') && !v.pendingAction && !v.machine?.reservationId) {
@@ -68,9 +74,6 @@ export function createPoolSizer(deps: {
         await restart(v).catch((err: Error) => log.warn({ vm: v.id, err: err.message }, 'could not restart a pool member'));
       }
     }
-    return {
-      image: await prisma.image.findUniqueOrThrow({ where: { id: imageId } }),
-      vms: await prisma.vm.findMany({ where: { imageId }, include: withRefs, orderBy: { name: 'asc' } }),
-    };
+    return { image: await prisma.image.findUniqueOrThrow({ where: { id: imageId } }), vms: await views.ofImage(imageId) };
   };
 }

@@ -1,60 +1,16 @@
 // A VM's records: its row and its machine, its keys (a host key pinned by berth, a root key
-// sealed as the machine's credential) and its forwarded port. Nothing here starts QEMU.
+// sealed as the machine's credential) and its forwarded port. Nothing here starts QEMU. The
+// views the answers show are read in queries.ts.
 import { randomBytes } from 'node:crypto';
-import type { Image, Machine, Prisma, Vm } from '../../generated/prisma/client.js';
+import type { Image, Prisma, PrismaClient, Vm } from '../../generated/prisma/client.js';
 import { AppError } from '../../errors/app-error.js';
-import type { Database } from '../../infra/database.js';
-import { pageOf } from '../../infra/paging.js';
 import { freePortIn } from '../../infra/ports.js';
-import { sqlTime, whereAll } from '../../infra/sql-where.js';
-import type { Timestamp } from '../../shared/timestamps.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { generateSshKeyPair, normalizeKeyLine, parseHostKey } from '../../infra/ssh.js';
-import { REASONS } from '../machines/state.js';
+import { REASONS, type InTransaction } from '../machines/state.js';
 import { withRefs, type CreateVmInput, type VmLimits, type VmNetwork, type VmRow } from './model.js';
 
-/**
- * A VM as the API shows it: a VmRow, or what the list reads (times as ISO 8601 strings, and
- * of its machine only what the answer shows, never its credential).
- */
-export type VmView = Omit<Vm, 'createdAt' | 'updatedAt' | 'hostKeyPublic' | 'hostKeySealed' | 'rootKeyPublic' | 'pid' | 'pendingSince' | 'bootStartedAt'> & {
-  image: Pick<Image, 'id' | 'name'>;
-  machine: Pick<Machine, 'host' | 'name' | 'status'> | null;
-  createdAt: Timestamp;
-  updatedAt: Timestamp;
-};
-
-/** Whether the VM's host said lately that it is alive (hosts.ts). */
-export type NodeStatus = 'up' | 'down';
-
-/**
- * The columns of a VmView with its image and machine flat (made into objects here: cheaper
- * than JSON_OBJECT, measured), and its host's status: `up` when the host's heartbeat is no
- * older than the one `?` (the first placeholder). STRAIGHT_JOIN reads the VMs in name order
- * from their index: MariaDB otherwise starts from images and sorts the join in a temporary table.
- */
-export const VM_VIEW_SELECT = `SELECT v.id, v.name, v.image_id AS imageId, v.machine_id AS machineId, v.state, v.state_reason AS stateReason,
-  v.node, v.cpus, v.memory_mb AS memoryMb, v.ssh_port AS sshPort, v.host_key_fingerprint AS hostKeyFingerprint, v.boot_ms AS bootMs, v.start_mode AS startMode,
-  v.pending_action AS pendingAction, v.created_at AS createdAt, v.updated_at AS updatedAt, i.name AS imageName, m.host AS machineHost, m.name AS machineName,
-  m.status AS machineStatus, IF(h.heartbeat_at >= ?, 'up', 'down') AS nodeStatus
-  FROM vms v STRAIGHT_JOIN images i ON i.id = v.image_id LEFT JOIN machines m ON m.id = v.machine_id LEFT JOIN vm_hosts h ON h.name = v.node`;
-type VmListRow = Omit<VmView, 'image' | 'machine'> & {
-  nodeStatus: NodeStatus;
-  imageName: string;
-  machineHost: string | null;
-  machineName: string | null;
-  machineStatus: Machine['status'] | null;
-};
-
-function vmView({ imageName, machineHost, machineName, machineStatus, ...vm }: VmListRow): VmView & { nodeStatus: NodeStatus } {
-  return {
-    ...vm,
-    image: { id: vm.imageId, name: imageName },
-    machine: machineName === null ? null : { host: machineHost!, name: machineName, status: machineStatus! },
-  };
-}
-
-export function createVmRecords(deps: { prisma: Database; secretBox: SecretBox; node: string; limits: VmLimits; network: VmNetwork }) {
+export function createVmRecords(deps: { prisma: PrismaClient; secretBox: SecretBox; node: string; limits: VmLimits; network: VmNetwork }) {
   const { prisma, secretBox, node, limits, network } = deps;
 
   /** A port of BERTH_VM_PORTS that no VM of this host has recorded (stopped VMs keep theirs) and that is free now. */
@@ -66,25 +22,10 @@ export function createVmRecords(deps: { prisma: Database; secretBox: SecretBox; 
   }
 
   return {
-    async get(id: string): Promise<VmRow> {
+    async getOrThrow(id: string): Promise<VmRow> {
       const vm = await prisma.vm.findUnique({ where: { id }, include: withRefs });
       if (!vm) throw new AppError('vm_not_found', 'no such VM');
       return vm;
-    },
-
-    /** A page of VMs, each with its host's status: up when its heartbeat is from `upSince` or later. */
-    async list(q: { image?: string; state?: Vm['state']; limit: number; cursor?: string }, upSince: Date) {
-      const where = whereAll([
-        q.state ? ['v.state = ?', q.state] : null,
-        q.image ? ['i.id = ? OR i.name = ?', q.image, q.image] : null,
-        q.cursor ? ['v.name > ?', q.cursor] : null,
-      ]);
-      const rows = await prisma.$rows<VmListRow>(`${VM_VIEW_SELECT} ${where.sql} ORDER BY v.name LIMIT ?`, [
-        sqlTime(upSince),
-        ...where.values,
-        q.limit + 1,
-      ]);
-      return pageOf(rows.map(vmView), q.limit, (v) => v.name);
     },
 
     /** VMs belong to the host whose QEMU runs them: only processes there touch them. */
@@ -92,7 +33,7 @@ export function createVmRecords(deps: { prisma: Database; secretBox: SecretBox; 
       if (vm.node !== node) throw new AppError('vm_on_other_host', `${vm.name} runs on ${vm.node}; ask a berth process on that host`);
     },
 
-    async readyImage(ref: string): Promise<Image> {
+    async readyImageOrThrow(ref: string): Promise<Image> {
       const image = await prisma.image.findFirst({ where: { OR: [{ id: ref }, { name: ref }] } });
       if (!image) throw new AppError('image_not_found', `no image ${ref}`);
       if (image.status !== 'ready') throw new AppError('image_not_ready', `the image ${image.name} is ${image.status}; VMs boot only from a ready image`);
@@ -108,8 +49,8 @@ export function createVmRecords(deps: { prisma: Database; secretBox: SecretBox; 
       }
     },
 
-    /** Records a new VM and its machine (not yet booted); its id. */
-    async record(tx: Prisma.TransactionClient, image: Image, input: Omit<CreateVmInput, 'image'>): Promise<string> {
+    /** Records a new VM and its machine (not yet booted) in `within`, and says so once it commits; the new VM. */
+    async record({ tx, record }: InTransaction, image: Image, input: Omit<CreateVmInput, 'image'>): Promise<VmRow> {
       const name = input.name ?? `${image.name.slice(0, 56)}-${randomBytes(3).toString('hex')}`;
       if (await tx.machine.findUnique({ where: { name }, select: { id: true } })) {
         throw new AppError('vm_exists', `a machine or VM named ${name} exists`);
@@ -152,7 +93,8 @@ export function createVmRecords(deps: { prisma: Database; secretBox: SecretBox; 
           rootKeyPublic: rootKey.public.trim(),
         },
       });
-      return vm.id;
+      record('vm.changed', { vmId: vm.id, machineId: machine.id, name, change: 'created', state: vm.state });
+      return { ...vm, image: { id: image.id, name: image.name }, machine };
     },
 
     /** Gives the VM a new SSH host key, pinned on its machine. */

@@ -2,13 +2,11 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { bearerSecurity, idParams, page, problemResponses } from '../../http/common-schemas.js';
 import { viewerOf } from '../../http/principal.js';
-import { isoOf } from '../../shared/timestamps.js';
-import type { NodeStatus, VmView } from './records.js';
 import * as s from './schemas.js';
-import type { VmRow, VmsService } from './service.js';
+import type { VmAccepted, VmView, VmsService } from './service.js';
 
 /** The VM as `viewer` may see it (why it failed — its console's last lines, the tenant's output — is for admins), with whether its host is up. */
-export function toVmDto(v: VmView, viewer: { admin: boolean }, nodeStatus: NodeStatus) {
+export function toVmDto(v: VmView, viewer: { admin: boolean }) {
   return {
     id: v.id,
     name: v.name,
@@ -23,22 +21,18 @@ export function toVmDto(v: VmView, viewer: { admin: boolean }, nodeStatus: NodeS
     machine_name: v.machine?.name ?? null,
     machine_status: v.machine?.status ?? null,
     node: v.node,
-    node_status: nodeStatus,
+    node_status: v.nodeStatus,
     pending_action: v.pendingAction,
-    created_at: isoOf(v.createdAt),
-    updated_at: isoOf(v.updatedAt),
+    created_at: v.createdAt,
+    updated_at: v.updatedAt,
   };
 }
 
 const ADMIN = { admin: true };
 
-const nodeStatusOf = (v: VmView, upHosts: ReadonlySet<string>): NodeStatus => (upHosts.has(v.node) ? 'up' : 'down');
-const accepted = (v: VmRow) => ({ id: v.id, name: v.name, state: v.state, pending_action: v.pendingAction });
+const accepted = (v: VmAccepted) => ({ id: v.id, name: v.name, state: v.state, pending_action: v.pendingAction });
 
 export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app, { vms }) => {
-  /** One VM's answer, with its host's status read now. */
-  const withNodeStatus = async (v: VmView, viewer: { admin: boolean }) => toVmDto(v, viewer, nodeStatusOf(v, await vms.upHosts()));
-
   app.post(
     '/v1/vms',
     {
@@ -72,7 +66,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
     async (request) => {
       const { items, nextCursor } = await vms.list(request.query);
       const viewer = viewerOf(request);
-      return { items: items.map((v) => toVmDto(v, viewer, v.nodeStatus)), next_cursor: nextCursor };
+      return { items: items.map((v) => toVmDto(v, viewer)), next_cursor: nextCursor };
     },
   );
 
@@ -89,7 +83,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
         response: { 200: s.vm, ...problemResponses(400, 401, 404) },
       },
     },
-    async (request) => withNodeStatus(await vms.get(request.params.id), viewerOf(request)),
+    async (request) => toVmDto(await vms.getOrThrow(request.params.id), viewerOf(request)),
   );
 
   for (const action of ['reset', 'start'] as const) {
@@ -109,7 +103,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
           response: { 202: s.vmAccepted, ...problemResponses(400, 401, 403, 404, 409, 503) },
         },
       },
-      async (request, reply) => reply.status(202).send(accepted((await vms[action](request.params.id)).vm!)),
+      async (request, reply) => reply.status(202).send(accepted(await vms[action](request.params.id))),
     );
   }
 
@@ -129,7 +123,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
     },
     async (request, reply) => {
       const { vm, handedOver } = await vms.stop(request.params.id);
-      return reply.status(handedOver ? 202 : 200).send(await withNodeStatus(vm!, ADMIN));
+      return reply.status(handedOver ? 202 : 200).send(toVmDto(vm!, ADMIN));
     },
   );
 
@@ -149,7 +143,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
     },
     async (request, reply) => {
       const { vm, handedOver } = await vms.remove(request.params.id);
-      return handedOver ? reply.status(202).send(await withNodeStatus(vm!, ADMIN)) : reply.status(204).send(null);
+      return handedOver ? reply.status(202).send(toVmDto(vm!, ADMIN)) : reply.status(204).send(null);
     },
   );
 
@@ -194,8 +188,7 @@ export const vmsRoutes: FastifyPluginAsyncZod<{ vms: VmsService }> = async (app,
     },
     async (request) => {
       const { image, vms: members } = await vms.resizePool(request.params.id, request.body.size);
-      const up = await vms.upHosts();
-      return { image_id: image.id, image: image.name, size: image.poolSize, vms: members.map((v) => toVmDto(v, ADMIN, nodeStatusOf(v, up))) };
+      return { image_id: image.id, image: image.name, size: image.poolSize, vms: members.map((v) => toVmDto(v, ADMIN)) };
     },
   );
 };

@@ -8,12 +8,15 @@
 //   records.ts  rows, keys and ports          launch.ts  starting and stopping QEMU
 //   follow.ts   a boot until SSH answers      watch.ts   the job that re-adopts and checks
 //   pool.ts     an image's pool size          hosts.ts   which hosts are up; work handed over
+//   queries.ts  the views answers show
 // State changes are conditional updates on the row, so two requests (or two processes on
 // one host) cannot both stop, start or reset a VM; its machine leaves the pool through the
-// machine state module, so a VM is never taken from under a reservation.
+// machine state module, so a VM is never taken from under a reservation. Each change is
+// raised as `vm.changed` where it commits (records, launch, follow, destroy below).
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Machine, VmAction } from '../../generated/prisma/client.js';
+import type { EventBus } from '../../events/bus.js';
+import type { Machine, Vm, VmAction } from '../../generated/prisma/client.js';
 import type { Database } from '../../infra/database.js';
 import { AppError } from '../../errors/app-error.js';
 import { isUniqueViolation } from '../../infra/database.js';
@@ -27,10 +30,12 @@ import { createVmHosts } from './hosts.js';
 import { createLauncher } from './launch.js';
 import { imageGone, withRefs, type CreateVmInput, type VmLimits, type VmNetwork, type VmRow, type VmsLog } from './model.js';
 import { createPoolSizer } from './pool.js';
+import { createVmViews, type VmView } from './queries.js';
 import { createVmRecords } from './records.js';
 import { createVmWatch } from './watch.js';
 
 export type { CreateVmInput, VmLimits, VmRow } from './model.js';
+export type { NodeStatus, VmView } from './queries.js';
 
 export interface VmsDeps {
   prisma: Database;
@@ -49,6 +54,7 @@ export interface VmsDeps {
   network: VmNetwork;
   /** A host that has not said it is alive for this long is down (its VMs leave the pool). */
   hostDownAfterMs: number;
+  events: Pick<EventBus, 'raise' | 'afterCommit'>;
   log: VmsLog;
 }
 
@@ -60,21 +66,25 @@ const WITHDRAWN_FOR: Record<VmAction, string> = {
   delete: REASONS.vmBeingDeleted,
 };
 
-/** The outcome of an action: the VM as it is now (null once deleted), and whether another host is to do it. */
+/** What the answer to an accepted request shows of a VM. */
+export type VmAccepted = Pick<Vm, 'id' | 'name' | 'state' | 'pendingAction'>;
+
+/** The outcome of a stop or a delete: the VM as it is now (null once deleted), and whether another host is to do it. */
 export interface VmActionResult {
-  vm: VmRow | null;
+  vm: VmView | null;
   handedOver: boolean;
 }
 
 export function createVmsService(deps: VmsDeps) {
-  const { prisma, secretBox, state, runtime, node, limits, log } = deps;
+  const { prisma, secretBox, state, runtime, node, limits, events, log } = deps;
   const vmDir = (id: string) => path.join(deps.dir, id);
   const { network } = deps;
   const records = createVmRecords({ prisma, secretBox, node, limits, network });
-  const follower = createBootFollower({ prisma, state, limits, bind: network.bind, vmDir, log });
-  const launcher = createLauncher({ prisma, secretBox, runtime, records, follower, startVm: deps.startVm, imageBase: deps.imageBase, vmDir, network, log });
+  const follower = createBootFollower({ prisma, state, limits, bind: network.bind, vmDir, events, log });
+  const launcher = createLauncher({ prisma, secretBox, runtime, records, follower, startVm: deps.startVm, imageBase: deps.imageBase, vmDir, network, events, log });
   const { launch } = launcher;
   const hosts = createVmHosts({ prisma, node, publicHost: network.publicHost, downAfterMs: deps.hostDownAfterMs });
+  const views = createVmViews(prisma, hosts.upSince);
 
   /** Takes the VM's machine out of the pool for `reason`; 409 when a reservation holds it. */
   async function withdraw(vm: VmRow, reason: string): Promise<void> {
@@ -86,12 +96,18 @@ export function createVmsService(deps: VmsDeps) {
   /** Stops QEMU and forgets the VM: its machine, its directory, its row. */
   async function destroy(vm: VmRow): Promise<void> {
     await launcher.halt(vm.id, null);
-    await prisma.$transaction([prisma.vm.delete({ where: { id: vm.id } }), ...(vm.machineId ? [state.deleteVmMachine(vm.machineId)] : [])]);
+    await events.afterCommit((record) =>
+      prisma.$transaction(async (tx) => {
+        await tx.vm.delete({ where: { id: vm.id } });
+        if (vm.machineId) await state.deleteVmMachine(vm.machineId, { tx, record });
+        record('vm.changed', { vmId: vm.id, machineId: vm.machineId, name: vm.name, change: 'deleted', state: null });
+      }),
+    );
     await fs.rm(vmDir(vm.id), { recursive: true, force: true });
   }
 
-  /** Does `action` on this host (the VM's machine has left the pool already). */
-  async function perform(vm: VmRow, action: VmAction): Promise<VmRow | null> {
+  /** Does `action` on this host (the VM's machine has left the pool already); a launch answers the VM as it left it. */
+  async function perform(vm: VmRow, action: VmAction): Promise<VmAccepted | null> {
     switch (action) {
       case 'reset':
         return launch(vm, { discard: true, from: ['booting', 'running', 'stopped', 'failed'] });
@@ -99,7 +115,7 @@ export function createVmsService(deps: VmsDeps) {
         return launch(vm, { discard: false, from: ['stopped', 'failed'] });
       case 'stop':
         await launcher.halt(vm.id, 'stopped by an admin');
-        return records.get(vm.id);
+        return null;
       case 'delete':
         await destroy(vm);
         return null;
@@ -107,57 +123,74 @@ export function createVmsService(deps: VmsDeps) {
   }
 
   /** Asks the VM's own host to do `action`: its watch does, within BERTH_VM_WATCH_SECONDS. */
-  async function handOver(vm: VmRow, action: VmAction): Promise<VmRow> {
-    await prisma.vm.update({ where: { id: vm.id }, data: { pendingAction: action, pendingSince: new Date() } });
-    return records.get(vm.id);
+  async function handOver(vm: VmRow, action: VmAction): Promise<VmAccepted> {
+    return prisma.vm.update({ where: { id: vm.id }, data: { pendingAction: action, pendingSince: new Date() } });
   }
 
-  /** `action` on a VM, here or handed to its host; its machine leaves the pool first (409 while reserved). */
-  async function act(vm: VmRow, action: VmAction): Promise<VmActionResult> {
+  /**
+   * `action` on a VM, here or handed to its host; its machine leaves the pool first (409
+   * while reserved). The VM as the action left it, for a launch or a hand-over.
+   */
+  async function act(vm: VmRow, action: VmAction): Promise<{ vm: VmAccepted | null; handedOver: boolean }> {
     await withdraw(vm, WITHDRAWN_FOR[action]);
     if (vm.node !== node) return { vm: await handOver(vm, action), handedOver: true };
     return { vm: await perform(vm, action), handedOver: false };
   }
 
+  /** Reset or start: answered with what the action left (no read). */
+  const accepted = async (vm: VmRow, action: 'reset' | 'start'): Promise<VmAccepted> => (await act(vm, action)).vm!;
+
   /** Brings a stopped or failed pool member back (a failed one clean). */
   const restart = (vm: VmRow) => act(vm, vm.state === 'failed' ? 'reset' : 'start');
 
   return {
-    get: records.get,
-    list: (q: Parameters<typeof records.list>[0]) => records.list(q, hosts.upSince()),
-    upHosts: hosts.upHosts,
+    getOrThrow: views.oneOrThrow,
+    list: views.page,
     watch: createVmWatch({ prisma, state, hosts, perform, follower, launcher, node, vmDir, log }),
-    resizePool: createPoolSizer({ prisma, state, records, launcher, restart, remove: (vm) => act(vm, 'delete'), log }),
+    resizePool: createPoolSizer({ prisma, state, records, views, launcher, restart, remove: (vm) => act(vm, 'delete'), events, log }),
 
-    async create(input: CreateVmInput): Promise<VmRow> {
+    /**
+     * Records a VM and boots it. Its image is read (and checked ready) once and the runtime
+     * fetched once, both handed to the launch; the answer is the VM as the launch left it.
+     */
+    async create(input: CreateVmInput): Promise<VmAccepted> {
       records.checkLimits(input);
-      const image = await records.readyImage(input.image);
-      await launcher.requireRuntime();
-      let id: string;
+      const image = await records.readyImageOrThrow(input.image);
+      const known = { image, runtime: await launcher.requireRuntime() };
+      let vm: VmRow;
       try {
-        id = await prisma.$transaction((tx) => records.record(tx, image, input));
+        vm = await events.afterCommit((record) => prisma.$transaction((tx) => records.record({ tx, record }, image, input)));
       } catch (err) {
         if (isUniqueViolation(err)) throw new AppError('vm_exists', `a machine or VM named ${input.name ?? 'like that'} exists; try again`);
         throw imageGone(err);
       }
-      return launch(await records.get(id), { discard: true, from: ['stopped'] });
+      return launch(vm, { discard: true, from: ['stopped'] }, known);
     },
 
     /** Discards the writable layer and boots clean. */
-    reset: async (id: string) => act(await records.get(id), 'reset'),
+    reset: async (id: string) => accepted(await records.getOrThrow(id), 'reset'),
 
-    async start(id: string): Promise<VmActionResult> {
-      const vm = await records.get(id);
-      if (vm.state === 'running' || vm.state === 'booting') return { vm, handedOver: false };
-      return act(vm, 'start');
+    async start(id: string): Promise<VmAccepted> {
+      const vm = await records.getOrThrow(id);
+      if (vm.state === 'running' || vm.state === 'booting') return vm;
+      return accepted(vm, 'start');
     },
 
-    stop: async (id: string) => act(await records.get(id), 'stop'),
-    remove: async (id: string) => act(await records.get(id), 'delete'),
+    /** Stops the VM (here, or by its host); the VM as it is now. */
+    async stop(id: string): Promise<VmActionResult> {
+      const { handedOver } = await act(await records.getOrThrow(id), 'stop');
+      return { vm: await views.oneOrThrow(id), handedOver };
+    },
+
+    /** Deletes the VM (here, or by its host: then the VM as it is now). */
+    async remove(id: string): Promise<VmActionResult> {
+      const { handedOver } = await act(await records.getOrThrow(id), 'delete');
+      return { vm: handedOver ? await views.oneOrThrow(id) : null, handedOver };
+    },
 
     /** The serial console: kernel messages, berth's init, and the image's command output. */
     async consoleLog(id: string, maxBytes = 256 * 1024): Promise<string> {
-      records.ownedHere(await records.get(id));
+      records.ownedHere(await records.getOrThrow(id));
       return readTail(follower.consolePath(id), maxBytes);
     },
 
