@@ -203,6 +203,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     prisma,
     access,
     state,
+    events,
     policy: config.reservations,
     instanceId: deps.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     requestHashKey: Buffer.from(hkdfSync('sha256', secretKey, Buffer.alloc(0), 'berth idempotency request hash', 32)),

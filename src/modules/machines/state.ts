@@ -18,6 +18,7 @@
 //        available ──vmHostDown (its host's process is gone)──▶ offline ──returnVm──▶ available
 //        reserved ──recycleVm──▶ offline "vm booting" (reset, then returnVm)
 import type { Machine, Prisma, PrismaClient } from '../../generated/prisma/client.js';
+import type { RecordEvent } from '../../events/bus.js';
 
 type Db = PrismaClient | Prisma.TransactionClient;
 
@@ -69,7 +70,7 @@ export function neutralReason(m: Pick<Machine, 'status' | 'statusReason'>): stri
 export function createMachineState(prisma: PrismaClient) {
   return {
     /** Allocation, inside its transaction: the locked machines become `reservationId`'s. Returns how many did. */
-    async claim(tx: Prisma.TransactionClient, ids: string[], reservationId: string): Promise<number> {
+    async claim(tx: Prisma.TransactionClient, ids: string[], reservationId: string, _record?: RecordEvent): Promise<number> {
       const { count } = await tx.machine.updateMany({
         where: { id: { in: ids }, status: 'available' },
         data: { status: 'reserved', reservationId, statusReason: null },
