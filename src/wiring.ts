@@ -104,6 +104,7 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
     prisma,
     access,
     state,
+    events,
     policy: config.reservations,
     instanceId: deps.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     requestHashKey: Buffer.from(hkdfSync('sha256', secretKey, Buffer.alloc(0), 'berth idempotency request hash', 32)),

@@ -6,8 +6,8 @@
 //   BENCH_DB_SOCKET=/path/mysqld.sock BENCH_DB_NAME=berth tsx bench/reads/bare-server.ts
 import Fastify from 'fastify';
 import mariadb from 'mariadb';
-import { MACHINE_VIEW_COLUMNS, POOL_COUNTS } from '../../src/modules/machines/service.js';
-import { RESERVATION_VIEW_SELECT } from '../../src/modules/reservations/service.js';
+import { MACHINE_VIEW_COLUMNS, POOL_COUNTS } from '../../src/modules/machines/queries.js';
+import { RESERVATION_VIEW_SELECT } from '../../src/modules/reservations/queries.js';
 import { VM_VIEW_SELECT } from '../../src/modules/vms/queries.js';
 import { sqlTime } from '../../src/infra/sql-where.js';
 

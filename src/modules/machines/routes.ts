@@ -5,9 +5,9 @@ import { YamlError, parseYamlBounded } from '../../infra/bounded-yaml.js';
 import { viewerOf } from '../../http/principal.js';
 import { AppError } from '../../errors/app-error.js';
 import { neutralReason } from './state.js';
-import { isoOf } from '../../shared/timestamps.js';
 import * as s from './schemas.js';
-import type { MachinesService, MachineView } from './service.js';
+import type { MachineView } from './queries.js';
+import type { MachinesService } from './service.js';
 
 /** The machine as `viewer` may see it: reasons, reservation ids and the login user are for admins. */
 export function toMachineDto(m: MachineView, viewer: { admin: boolean }) {
@@ -26,9 +26,9 @@ export function toMachineDto(m: MachineView, viewer: { admin: boolean }) {
     host_key_fingerprint: m.hostKeyFingerprint,
     host_key: m.hostKey,
     reservation_id: viewer.admin ? m.reservationId : null,
-    last_checked_at: m.lastCheckedAt === null ? null : isoOf(m.lastCheckedAt),
-    created_at: isoOf(m.createdAt),
-    updated_at: isoOf(m.updatedAt),
+    last_checked_at: m.lastCheckedAt,
+    created_at: m.createdAt,
+    updated_at: m.updatedAt,
   };
 }
 
@@ -132,7 +132,7 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
         response: { 200: s.machine, ...problemResponses(400, 401, 404) },
       },
     },
-    async (request) => toMachineDto(await machines.byName(request.params.name), viewerOf(request)),
+    async (request) => toMachineDto(await machines.getOrThrow(request.params.name), viewerOf(request)),
   );
 
   app.patch(

@@ -11,7 +11,8 @@ import type { MachineState } from './state.js';
 import { createMachineBody } from './schemas.js';
 import { pageOf } from '../../infra/paging.js';
 import { whereAll } from '../../infra/sql-where.js';
-import type { Timestamp } from '../../shared/timestamps.js';
+import { LIVE_STATUSES } from '../reservations/status.js';
+import { POOL_COUNTS, machinePageSql, machineView, tagFilter, type MachineView } from './queries.js';
 
 type MachineInput = z.output<typeof createMachineBody>;
 export interface MachinePatch {
@@ -25,36 +26,6 @@ export interface MachinePatch {
   type?: string;
   tags?: Record<string, string>;
   allow_sudo?: boolean;
-}
-
-/** A machine as the API shows it: no credential; times as Prisma gives them or as the list reads them. */
-export type MachineView = Omit<MachineRow, 'credential' | 'credentialKind' | 'sudoGranted' | 'lastCheckedAt' | 'createdAt' | 'updatedAt'> & {
-  lastCheckedAt: Timestamp | null;
-  createdAt: Timestamp;
-  updatedAt: Timestamp;
-};
-
-/** The columns of a MachineView, under its names (bench/reads runs the same SELECT). */
-export const MACHINE_VIEW_COLUMNS = `id, name, host, port, username, type, tags, allow_sudo AS allowSudo, keep_password AS keepPassword, status, status_reason AS statusReason,
-  host_key_fingerprint AS hostKeyFingerprint, host_key AS hostKey, reservation_id AS reservationId, last_checked_at AS lastCheckedAt,
-  created_at AS createdAt, updated_at AS updatedAt`;
-
-/**
- * Machines by status and type. Grouped in the order of the (status, type) index, MariaDB
- * counts from the index alone; by (type, status) it sorted a temporary table first, at a
- * third of the rate (measured).
- */
-export const POOL_COUNTS = 'SELECT status, type, COUNT(*) AS n FROM machines GROUP BY status, type';
-
-/**
- * tag=key:value as Prisma's JSON filter `{ path, equals }` writes it: the value at the key
- * and the JSON string contain each other, i.e. they are equal.
- */
-function tagCondition(filter: string) {
-  const i = filter.indexOf(':');
-  const path = `$."${filter.slice(0, i)}"`;
-  const value = JSON.stringify(filter.slice(i + 1));
-  return ['JSON_CONTAINS(JSON_EXTRACT(tags, ?), ?) AND JSON_CONTAINS(?, JSON_EXTRACT(tags, ?))', path, value, value, path] as const;
 }
 
 const notFound = (name: string) => new AppError('machine_not_found', `no machine named ${name}`);
@@ -95,7 +66,7 @@ export function createMachinesService(deps: {
     }
   }
 
-  async function byName(name: string): Promise<MachineRow> {
+  async function byNameOrThrow(name: string): Promise<MachineRow> {
     const m = await prisma.machine.findUnique({ where: { name } });
     if (!m) throw notFound(name);
     return m;
@@ -121,15 +92,17 @@ export function createMachinesService(deps: {
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
       if (mode === 'create') throw new AppError('machine_exists', `a machine named ${input.name} exists`);
-      await refuseVm(await byName(input.name));
+      await refuseVm(await byNameOrThrow(input.name));
       return { machine: await prisma.machine.update({ where: { name: input.name }, data }), created: false };
     }
   }
 
   return {
-    byName,
+    async getOrThrow(name: string): Promise<MachineView> {
+      return machineView(await byNameOrThrow(name));
+    },
 
-    create: (input: MachineInput) => upsert(input, 'create').then((r) => r.machine),
+    create: (input: MachineInput) => upsert(input, 'create').then((r) => machineView(r.machine)),
 
     /** Each entry is validated on its own: good entries are saved, bad ones reported by index. */
     async import(entries: unknown[]) {
@@ -178,19 +151,16 @@ export function createMachinesService(deps: {
       const where = whereAll([
         filter.status ? ['status = ?', filter.status] : null,
         filter.type ? ['type = ?', filter.type] : null,
-        ...filter.tag.map(tagCondition),
+        ...filter.tag.map(tagFilter),
         filter.cursor ? ['name > ?', filter.cursor] : null,
       ]);
-      const rows = await prisma.$rows<MachineView>(`SELECT ${MACHINE_VIEW_COLUMNS} FROM machines ${where.sql} ORDER BY name LIMIT ?`, [
-        ...where.values,
-        filter.limit + 1,
-      ]);
+      const rows = await prisma.$rows<MachineView>(machinePageSql(where.sql), [...where.values, filter.limit + 1]);
       return pageOf(rows, filter.limit, (m) => m.name);
     },
 
-    async update(name: string, patch: MachinePatch): Promise<MachineRow> {
-      await refuseVm(await byName(name));
-      return prisma.machine.update({
+    async update(name: string, patch: MachinePatch): Promise<MachineView> {
+      await refuseVm(await byNameOrThrow(name));
+      const updated = await prisma.machine.update({
         where: { name },
         data: {
           ...(patch.host !== undefined && { host: patch.host }),
@@ -204,25 +174,26 @@ export function createMachinesService(deps: {
           ...(patch.allow_sudo !== undefined && { allowSudo: patch.allow_sudo }),
         },
       });
+      return machineView(updated);
     },
 
     /** Deletes a machine no live reservation holds (an offline one with a cleanup pending may go). */
     async remove(name: string): Promise<void> {
-      const m = await byName(name);
+      const m = await byNameOrThrow(name);
       await refuseVm(m);
       const holder = m.reservationId
         ? await prisma.reservation.findUnique({ where: { id: m.reservationId }, select: { status: true } })
         : null;
-      const live = holder && ['provisioning', 'active', 'releasing'].includes(holder.status);
+      const live = holder && (LIVE_STATUSES as readonly string[]).includes(holder.status);
       // Conditional on what was read: a claim in between makes this a no-op, answered 409.
       if (live || !(await state.deleteUnlessHeld(m))) throw new AppError('machine_reserved', `${name} is reserved; release its reservation first`);
     },
 
-    async enterMaintenance(name: string, reason: string): Promise<MachineRow> {
-      const before = await byName(name);
+    async enterMaintenance(name: string, reason: string): Promise<MachineView> {
+      const before = await byNameOrThrow(name);
       await refuseVm(before);
       if (!(await state.enterMaintenance(before.id, reason))) {
-        const m = await byName(name);
+        const m = await byNameOrThrow(name);
         throw new AppError(
           'machine_reserved',
           m.status === 'reserved'
@@ -230,24 +201,24 @@ export function createMachinesService(deps: {
             : `${name} still holds an account of an ended reservation; run a check to clean it first`,
         );
       }
-      return byName(name);
+      return machineView(await byNameOrThrow(name));
     },
 
     /** An admin says the machine was reprovisioned (reinstalled, or checked clean): it rejoins the pool. */
-    async reprovisioned(name: string): Promise<MachineRow> {
-      const m = await byName(name);
+    async reprovisioned(name: string): Promise<MachineView> {
+      const m = await byNameOrThrow(name);
       if (!(await state.reprovisioned(m.id))) {
         throw new AppError('not_awaiting_reprovision', `${name} is ${m.status}; only a machine in needs_reprovision can be cleared`);
       }
-      return byName(name);
+      return machineView(await byNameOrThrow(name));
     },
 
-    async leaveMaintenance(name: string): Promise<MachineRow> {
-      const m = await byName(name);
+    async leaveMaintenance(name: string): Promise<MachineView> {
+      const m = await byNameOrThrow(name);
       if (m.status !== 'maintenance' || !(await state.leaveMaintenance(m.id))) {
         throw new AppError('not_in_maintenance', `${name} is ${m.status}, not in maintenance`);
       }
-      return byName(name);
+      return machineView(await byNameOrThrow(name));
     },
 
     /**
@@ -256,7 +227,7 @@ export function createMachinesService(deps: {
      * still live. A changed host key keeps it out until an admin pins the new one.
      */
     async check(name: string) {
-      const m = await byName(name);
+      const m = await byNameOrThrow(name);
       await refuseVm(m);
       const started = performance.now();
       try {
@@ -271,7 +242,7 @@ export function createMachinesService(deps: {
         if (r.code !== 0) throw new Error(`a command failed on the machine (exit ${r.code}): ${r.stderr.trim().slice(0, 200)}`);
         await state.recordCheck(m.id);
         if (m.status === 'offline' && (await cleanupMachine(m)) === 'live') await state.backToReservation(m);
-        const after = await byName(name);
+        const after = await byNameOrThrow(name);
         return { reachable: true, latency_ms: latency, host_key_fingerprint: after.hostKeyFingerprint, status: after.status };
       } catch (err) {
         const message = (err as Error).message;

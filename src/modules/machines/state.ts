@@ -26,6 +26,7 @@
 import { Prisma, type Machine, type PrismaClient } from '../../generated/prisma/client.js';
 import type { MachineStatus } from '../../generated/prisma/enums.js';
 import type { EventBus, RecordEvent } from '../../events/bus.js';
+import { ENDED_STATUSES } from '../reservations/status.js';
 
 /** A transaction of the caller's, and how to raise what happens in it once it commits (`events.afterCommit`). */
 export interface InTransaction {
@@ -80,7 +81,7 @@ export function neutralReason(m: Pick<Machine, 'status' | 'statusReason'>): stri
 
 /** Machines still `reserved` by a reservation that ended (or vanished), after a crash; `m` machines, `r` reservations, `v` VMs. */
 const ORPHANS_FROM = Prisma.sql`machines m LEFT JOIN reservations r ON r.id = m.reservation_id LEFT JOIN vms v ON v.machine_id = m.id`;
-const ORPHANED = Prisma.sql`m.status = 'reserved' AND (r.id IS NULL OR r.status IN ('released', 'failed'))`;
+const ORPHANED = Prisma.sql`m.status = 'reserved' AND (r.id IS NULL OR r.status IN (${Prisma.join(ENDED_STATUSES)}))`;
 
 export function createMachineState(prisma: PrismaClient, events: Pick<EventBus, 'raise'>) {
   /** Raises `transition`'s event for the machines it changed (none: nothing to say). */

@@ -3,22 +3,26 @@
 // until enough are held, then claimed by a conditional update. A per-user row lock makes
 // the per-user machine limit exact. No machine is ever in two live reservations, with any
 // number of berth processes, and no request is refused for machines another request was
-// only looking at.
-import { randomUUID } from 'node:crypto';
-import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
+// only looking at. The events of the new reservation and of its machines are raised once
+// the transaction has committed, never for one that rolled back.
+import type { PrismaClient } from '../../generated/prisma/client.js';
+import type { EventBus } from '../../events/bus.js';
 import { AppError } from '../../errors/app-error.js';
 import type { Principal } from '../../shared/principal.js';
 import { lockUser } from '../identity/queries.js';
+import type { MachineRow } from '../machines/access.js';
 import type { MachineState } from '../machines/state.js';
 import type { RequestHasher } from './idempotency.js';
-import type { Leases } from './leases.js';
 import type { CreateReservationInput, ReservationPolicy } from './model.js';
+import { candidateMachines, lockIfAvailable, machinesHeldBy } from './queries.js';
+import type { ReservationStatusWriter } from './status.js';
 
 export interface AllocatorDeps {
   prisma: PrismaClient;
+  events: Pick<EventBus, 'afterCommit'>;
   state: Pick<MachineState, 'claim'>;
-  policy: Pick<ReservationPolicy, 'maxMachinesPerUser' | 'maxTotalMinutes'>;
-  leases: Pick<Leases, 'leaseUntil'>;
+  status: Pick<ReservationStatusWriter, 'open'>;
+  policy: Pick<ReservationPolicy, 'maxMachinesPerUser'>;
   requestHash: RequestHasher;
   /** This host's name, and how long a VM host may stay silent before it counts as down. */
   node: string;
@@ -29,90 +33,68 @@ export interface Allocation {
   input: CreateReservationInput;
   account: string;
   durationMinutes: number;
-  /** The lease the new reservation starts under (`provisioning`). */
-  token: string;
   idempotencyKey?: string;
 }
 
-/** The conditions a machine must meet for this request, past being available. */
-function matching(input: CreateReservationInput, node: string, vmHostDownAfterMs: number): Prisma.Sql {
-  const filters: Prisma.Sql[] = [];
-  if (input.machines) filters.push(Prisma.sql`AND name IN (${Prisma.join(input.machines)})`);
-  if (input.type) filters.push(Prisma.sql`AND type = ${input.type}`);
-  for (const [k, v] of Object.entries(input.tags ?? {})) {
-    filters.push(Prisma.sql`AND JSON_UNQUOTE(JSON_EXTRACT(tags, ${`$."${k}"`})) = ${v}`);
-  }
-  // A VM of another host only while that host is up and its VMs' SSH is published beyond
-  // its loopback (BERTH_VM_PUBLIC_HOST): the account is made, and used, from elsewhere.
-  const upSince = new Date(Date.now() - vmHostDownAfterMs);
-  filters.push(Prisma.sql`AND NOT EXISTS (
-    SELECT 1 FROM vms v LEFT JOIN vm_hosts h ON h.name = v.node
-     WHERE v.machine_id = machines.id AND v.node <> ${node}
-       AND (h.name IS NULL OR h.heartbeat_at < ${upSince} OR h.public_host LIKE '127.%' OR h.public_host = 'localhost'))`);
-  return Prisma.join(filters, ' ');
+/** A new `provisioning` reservation: its id, the lease it starts under, and its machines. */
+export interface Allocated {
+  id: string;
+  token: string;
+  /**
+   * The claimed machines in name order, as read under their lock (credentials, host keys,
+   * sudo): what setting up the accounts needs. Read before the claim, which changed only
+   * their status and link.
+   */
+  machines: MachineRow[];
 }
 
-export function createAllocator({ prisma, state, policy, leases, requestHash, node, vmHostDownAfterMs }: AllocatorDeps) {
-  /** Claims the machines for a new `provisioning` reservation of `actor`; its id. */
-  return async function allocate(actor: Principal, a: Allocation): Promise<string> {
+export function createAllocator({ prisma, events, state, status, policy, requestHash, node, vmHostDownAfterMs }: AllocatorDeps) {
+  /** Claims the machines for a new `provisioning` reservation of `actor`. */
+  return async function allocate(actor: Principal, a: Allocation): Promise<Allocated> {
     const names = a.input.machines;
     const want = names?.length ?? a.input.count ?? 1;
-    const where = matching(a.input, node, vmHostDownAfterMs);
 
-    return prisma.$transaction(async (tx) => {
-      // One allocation per user at a time, so two requests cannot both pass the per-user limit.
-      await lockUser(tx, actor.userId);
-      const [held] = await tx.$queryRaw<{ n: bigint }[]>`
-        SELECT COUNT(*) AS n FROM reservation_machines rm JOIN reservations r ON r.id = rm.reservation_id
-         WHERE r.user_id = ${actor.userId} AND r.status IN ('provisioning', 'active', 'releasing')`;
-      if (Number(held?.n ?? 0) + want > policy.maxMachinesPerUser) {
-        throw new AppError('machine_limit_exceeded', `you hold ${Number(held?.n ?? 0)} machines; at most ${policy.maxMachinesPerUser} at once`);
-      }
-      if (names) {
-        const known = await tx.machine.findMany({ where: { name: { in: names } }, select: { name: true } });
-        const unknown = names.filter((n) => !known.some((k) => k.name === n));
-        if (unknown.length) throw new AppError('machine_not_found', `no machine named ${unknown.join(', ')}`);
-      }
-      // Candidates by a plain read, then locked one by one through the primary key: a scan
-      // with FOR UPDATE would lock every row it examines (tag filters cannot use an index),
-      // making concurrent requests skip machines nobody is taking.
-      const candidates = await tx.$queryRaw<{ id: string }[]>`
-        SELECT id FROM machines WHERE status = 'available' ${where} ORDER BY name`;
-      const rows: { id: string }[] = [];
-      for (const c of candidates) {
-        if (rows.length === want) break;
-        const got = await tx.$queryRaw<{ id: string }[]>`
-          SELECT id FROM machines WHERE id = ${c.id} AND status = 'available' FOR UPDATE SKIP LOCKED`;
-        rows.push(...got);
-      }
-      if (rows.length < want) {
-        throw new AppError('insufficient_capacity', `asked for ${want} machine(s); ${candidates.length} matching machine(s) available`, {
-          available: candidates.length,
-          requested: want,
-        });
-      }
-      const id = randomUUID();
-      await tx.reservation.create({
-        data: {
-          id,
+    return events.afterCommit((record) =>
+      prisma.$transaction(async (tx) => {
+        // One allocation per user at a time, so two requests cannot both pass the per-user limit.
+        await lockUser(tx, actor.userId);
+        const held = await machinesHeldBy(tx, actor.userId);
+        if (held + want > policy.maxMachinesPerUser) {
+          throw new AppError('machine_limit_exceeded', `you hold ${held} machines; at most ${policy.maxMachinesPerUser} at once`);
+        }
+        if (names) {
+          const known = await tx.machine.findMany({ where: { name: { in: names } }, select: { name: true } });
+          const unknown = names.filter((n) => !known.some((k) => k.name === n));
+          if (unknown.length) throw new AppError('machine_not_found', `no machine named ${unknown.join(', ')}`);
+        }
+        const candidates = await candidateMachines(tx, a.input, node, vmHostDownAfterMs);
+        const machines: MachineRow[] = [];
+        for (const c of candidates) {
+          if (machines.length === want) break;
+          const locked = await lockIfAvailable(tx, c.id);
+          if (locked) machines.push(locked);
+        }
+        if (machines.length < want) {
+          throw new AppError('insufficient_capacity', `asked for ${want} machine(s); ${candidates.length} matching machine(s) available`, {
+            available: candidates.length,
+            requested: want,
+          });
+        }
+        const { id, token } = await status.open(tx, record, {
           userId: actor.userId,
           ownerUsername: actor.username,
-          status: 'provisioning',
           accountUsername: a.account,
           durationMinutes: a.durationMinutes,
-          maxExpiresAt: new Date(Date.now() + policy.maxTotalMinutes * 60_000),
-          leaseOwner: a.token,
-          leaseUntil: leases.leaseUntil(),
+          machineIds: machines.map((m) => m.id),
           idempotencyKey: a.idempotencyKey ?? null,
           requestHash: a.idempotencyKey ? requestHash(a.input) : null,
-          machines: { create: rows.map((r) => ({ machineId: r.id })) },
-        },
-      });
-      const claimed = await state.claim(tx, rows.map((r) => r.id), id, () => {});
-      if (claimed !== want) throw new Error(`claimed ${claimed} of ${want} locked machines`);
-      return id;
-      // READ COMMITTED: the candidate read sees what other allocations have committed.
-    }, { isolationLevel: 'ReadCommitted' });
+        });
+        const claimed = await state.claim(tx, machines.map((m) => m.id), id, record);
+        if (claimed !== want) throw new Error(`claimed ${claimed} of ${want} locked machines`);
+        return { id, token, machines };
+        // READ COMMITTED: the candidate read sees what other allocations have committed.
+      }, { isolationLevel: 'ReadCommitted' }),
+    );
   };
 }
 

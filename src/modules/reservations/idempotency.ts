@@ -5,6 +5,7 @@ import { createHmac } from 'node:crypto';
 import { AppError } from '../../errors/app-error.js';
 import { failureReasonFor } from './failure-reasons.js';
 import type { CreateReservationInput, ReservationRow } from './model.js';
+import { reservationView } from './queries.js';
 
 /** JSON with object keys sorted at every depth, so equal bodies give equal strings. */
 export function canonicalJson(value: unknown): string {
@@ -33,5 +34,5 @@ export function replay(existing: ReservationRow, input: CreateReservationInput, 
   if (existing.status === 'failed') {
     throw new AppError('provisioning_failed', failureReasonFor(existing.failureReason ?? 'the reservation failed', viewer), { reservation_id: existing.id });
   }
-  return { reservation: existing, password: undefined, replayed: true };
+  return { reservation: reservationView(existing), password: undefined, replayed: true };
 }

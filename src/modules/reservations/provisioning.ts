@@ -4,7 +4,7 @@
 // which machine failed.
 import { randomBytes } from 'node:crypto';
 import { encrypt } from 'unixcrypt';
-import type { PrismaClient } from '../../generated/prisma/client.js';
+import type { Database } from '../../infra/database.js';
 import { AppError } from '../../errors/app-error.js';
 import { DatabaseUnavailableError, isUniqueViolation } from '../../infra/database.js';
 import type { Principal } from '../../shared/principal.js';
@@ -14,23 +14,24 @@ import { AccountError, RESERVED_ACCOUNT_NAMES, createAccount } from './accounts.
 import type { Allocate } from './allocation.js';
 import { failureReasonFor, setupFailure } from './failure-reasons.js';
 import { replay, type RequestHasher } from './idempotency.js';
-import type { Leases } from './leases.js';
-import { withMachines, type CreateReservationInput, type ReservationPolicy, type ReservationRow } from './model.js';
+import { withMachines, type CreateReservationInput, type ReservationPolicy } from './model.js';
+import { reservationById, type ReservationView } from './queries.js';
+import type { ReservationStatusWriter } from './status.js';
 import type { Unwinder } from './unwind.js';
 
 export interface ProvisionerDeps {
-  prisma: PrismaClient;
+  prisma: Database;
   access: MachineAccess;
   state: Pick<MachineState, 'sudoGranted'>;
   policy: Pick<ReservationPolicy, 'defaultMinutes' | 'maxMinutes'>;
   allocate: Allocate;
-  leases: Pick<Leases, 'newLease' | 'underLease'>;
+  status: Pick<ReservationStatusWriter, 'activate' | 'underLease'>;
   unwinder: Pick<Unwinder, 'unwind'>;
   requestHash: RequestHasher;
 }
 
 export interface Created {
-  reservation: ReservationRow;
+  reservation: ReservationView;
   /** The password berth made up, shown once; undefined when the user gave theirs, or on a replay. */
   password: string | undefined;
   replayed: boolean;
@@ -59,7 +60,7 @@ function accountPasswordHash(password: string | undefined): string | undefined {
 /** What the actor may read of a failure: admins the machine's own words. */
 const asViewer = (actor: Principal) => ({ admin: actor.role === 'admin' });
 
-export function createProvisioner({ prisma, access, state, policy, allocate, leases, unwinder, requestHash }: ProvisionerDeps) {
+export function createProvisioner({ prisma, access, state, policy, allocate, status, unwinder, requestHash }: ProvisionerDeps) {
   const byKey = (userId: string, idempotencyKey: string) =>
     prisma.reservation.findUnique({ where: { userId_idempotencyKey: { userId, idempotencyKey } }, include: withMachines });
 
@@ -90,33 +91,25 @@ export function createProvisioner({ prisma, access, state, policy, allocate, lea
     const generated = input.password || input.ssh_public_key ? undefined : generatePassword();
     const passwordHash = accountPasswordHash(input.password ?? generated);
 
-    const token = leases.newLease();
-    let id: string;
+    let id: string, token: string, machines: MachineRow[];
     try {
-      id = await allocate(actor, { input, account, durationMinutes: duration, token, idempotencyKey });
+      ({ id, token, machines } = await allocate(actor, { input, account, durationMinutes: duration, idempotencyKey }));
     } catch (err) {
       // The same key raced in from another request: answer as a replay of the winner.
       if (idempotencyKey && isUniqueViolation(err)) return replay((await byKey(actor.userId, idempotencyKey))!, input, requestHash, asViewer(actor));
       throw err;
     }
 
-    const machines = await prisma.machine.findMany({ where: { reservationId: id }, orderBy: { name: 'asc' } });
-    const results = await leases.underLease(id, token, () =>
+    const results = await status.underLease(id, token, () =>
       Promise.allSettled(machines.map((m) => provision(m, { username: account, reservationId: id, passwordHash, sshPublicKey: input.ssh_public_key }))),
     );
     const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [{ machine: machines[i]!, error: r.reason as Error }] : []));
 
     if (failures.length === 0) {
-      const now = Date.now();
-      // Only for a user who still exists: one deleted meanwhile gets nothing.
-      const { count } = await prisma.reservation.updateMany({
-        where: { id, status: 'provisioning', leaseOwner: token, userId: { not: null } },
-        data: { status: 'active', activatedAt: new Date(now), expiresAt: new Date(now + duration * 60_000), leaseUntil: null },
-      });
-      // Only a password berth made up is shown (once); the user knows their own.
-      if (count === 1) {
-        const reservation = await prisma.reservation.findUniqueOrThrow({ where: { id }, include: withMachines });
-        return { reservation, password: generated, replayed: false };
+      // Only a password berth made up is shown (once); the user knows their own. The answer
+      // is read after the work: a first contact pinned the machines' host keys.
+      if (await status.activate({ id, userId: actor.userId }, token, duration)) {
+        return { reservation: (await reservationById(prisma, id))!, password: generated, replayed: false };
       }
       const current = await prisma.reservation.findUnique({ where: { id }, select: { leaseOwner: true } });
       if (current?.leaseOwner !== token) {
@@ -130,7 +123,7 @@ export function createProvisioner({ prisma, access, state, policy, allocate, lea
     const first = failures[0]!;
     const detail = setupFailure(first.machine.name, first.error.message);
     const existedBefore = new Set(failures.filter((f) => f.error instanceof AccountError && f.error.code === 'exists').map((f) => f.machine.id));
-    await unwinder.unwind({ id, accountUsername: account }, 'failed', detail, token, existedBefore);
+    await unwinder.unwind({ id, userId: actor.userId, status: 'provisioning', accountUsername: account }, 'failed', detail, token, existedBefore);
     throw new AppError('provisioning_failed', failureReasonFor(detail, asViewer(actor)), { machine: first.machine.name, reservation_id: id, failed_machines: failures.map((f) => f.machine.name) });
   };
 }

@@ -6,8 +6,8 @@
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import { mapLimit } from '../../shared/map-limit.js';
 import type { MachineState } from '../machines/state.js';
-import type { Leases } from './leases.js';
 import { UNWIND_CONCURRENCY, type ReservationLog } from './model.js';
+import { LEASED_STATUSES, type ReservationStatusWriter } from './status.js';
 import type { Unwinder } from './unwind.js';
 
 /** How often an offline machine with a leftover account is retried. */
@@ -22,33 +22,31 @@ export interface ReconcileResult {
 export function createReconciler(deps: {
   prisma: PrismaClient;
   state: Pick<MachineState, 'freeOrphans' | 'recordCheck'>;
-  leases: Pick<Leases, 'newLease' | 'leaseUntil' | 'claimForRelease'>;
+  status: Pick<ReservationStatusWriter, 'takeOver' | 'claimForRelease'>;
   unwinder: Unwinder;
   log: ReservationLog;
 }) {
-  const { prisma, state, leases, unwinder, log } = deps;
+  const { prisma, state, status, unwinder, log } = deps;
 
   /** Takes over reservations whose lease ran out, and finishes them. */
   async function takeOverStale(): Promise<Pick<ReconcileResult, 'rolledBack' | 'finished'>> {
     const now = new Date();
     const stale = await prisma.reservation.findMany({
-      where: { status: { in: ['provisioning', 'releasing'] }, leaseUntil: { lt: now } },
-      select: { id: true, status: true, accountUsername: true, releaseReason: true },
+      where: { status: { in: [...LEASED_STATUSES] }, leaseUntil: { lt: now } },
+      select: { id: true, userId: true, status: true, accountUsername: true, releaseReason: true },
     });
     let rolledBack = 0;
     let finished = 0;
     await mapLimit(stale, UNWIND_CONCURRENCY, async (r) => {
-      const token = leases.newLease();
-      const { count } = await prisma.reservation.updateMany({
-        where: { id: r.id, status: r.status, leaseUntil: { lt: now } },
-        data: { leaseOwner: token, leaseUntil: leases.leaseUntil() },
-      });
-      if (count !== 1) return;
-      if (r.status === 'provisioning') {
-        await unwinder.unwind(r, 'failed', 'interrupted while setting up (berth stopped); rolled back', token);
+      // The query read only LEASED_STATUSES; Prisma's type cannot tell.
+      const leased = { ...r, status: r.status as (typeof LEASED_STATUSES)[number] };
+      const token = await status.takeOver(leased, now);
+      if (!token) return;
+      if (leased.status === 'provisioning') {
+        await unwinder.unwind(leased, 'failed', 'interrupted while setting up (berth stopped); rolled back', token);
         rolledBack++;
       } else {
-        await unwinder.unwind(r, 'released', r.releaseReason ?? 'released', token);
+        await unwinder.unwind(leased, 'released', r.releaseReason ?? 'released', token);
         finished++;
       }
       log.info({ reservation: r.id, was: r.status }, 'reconciled an interrupted reservation');
@@ -58,10 +56,10 @@ export function createReconciler(deps: {
 
   /** Active reservations of users deleted meanwhile (one was being set up while its user went). */
   async function endOrphaned(): Promise<void> {
-    const orphaned = await prisma.reservation.findMany({ where: { status: 'active', userId: null }, select: { id: true, accountUsername: true } });
+    const orphaned = await prisma.reservation.findMany({ where: { status: 'active', userId: null }, select: { id: true, userId: true, accountUsername: true } });
     await mapLimit(orphaned, UNWIND_CONCURRENCY, async (r) => {
-      const token = await leases.claimForRelease(r.id, 'user_deleted');
-      if (token) await unwinder.unwind(r, 'released', 'user_deleted', token);
+      const token = await status.claimForRelease(r, 'user_deleted');
+      if (token) await unwinder.unwind({ ...r, status: 'releasing' }, 'released', 'user_deleted', token);
     });
   }
 

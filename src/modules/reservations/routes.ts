@@ -3,8 +3,8 @@ import { bearerSecurity, idParams, page, problemResponses } from '../../http/com
 import { principalOf, viewerOf } from '../../http/principal.js';
 import { failureReasonFor } from './failure-reasons.js';
 import * as s from './schemas.js';
-import { isoOf, millisOf } from '../../shared/timestamps.js';
-import type { ReservationView, ReservationsService } from './service.js';
+import type { ReservationView } from './queries.js';
+import type { ReservationsService } from './service.js';
 
 /**
  * known_hosts lines for the machines whose host key berth knows, as OpenSSH writes them:
@@ -20,7 +20,7 @@ export function knownHosts(machines: { host: string; port: number; hostKey: stri
 
 /** The reservation as `viewer` may see it: why it failed in the machine's own words is for admins. */
 export function toReservationDto(r: ReservationView, viewer: { admin: boolean }, password?: string) {
-  const remaining = r.status === 'active' && r.expiresAt ? Math.max(0, Math.floor((millisOf(r.expiresAt) - Date.now()) / 1000)) : 0;
+  const remaining = r.status === 'active' && r.expiresAt ? Math.max(0, Math.floor((Date.parse(r.expiresAt) - Date.now()) / 1000)) : 0;
   const machines = r.machines.map(({ machine }) => machine).sort((a, b) => a.name.localeCompare(b.name));
   return {
     id: r.id,
@@ -30,12 +30,12 @@ export function toReservationDto(r: ReservationView, viewer: { admin: boolean },
     machines: machines.map((m) => ({ name: m.name, host: m.host, port: m.port, host_key: m.hostKey })),
     known_hosts: knownHosts(machines),
     duration_minutes: r.durationMinutes,
-    created_at: isoOf(r.createdAt),
-    activated_at: r.activatedAt === null ? null : isoOf(r.activatedAt),
-    expires_at: r.expiresAt === null ? null : isoOf(r.expiresAt),
-    max_expires_at: isoOf(r.maxExpiresAt),
+    created_at: r.createdAt,
+    activated_at: r.activatedAt,
+    expires_at: r.expiresAt,
+    max_expires_at: r.maxExpiresAt,
     seconds_remaining: remaining,
-    released_at: r.releasedAt === null ? null : isoOf(r.releasedAt),
+    released_at: r.releasedAt,
     release_reason: r.releaseReason,
     failure_reason: failureReasonFor(r.failureReason, viewer),
   };
@@ -105,7 +105,7 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
         response: { 200: s.reservation, ...problemResponses(400, 401, 404) },
       },
     },
-    async (request) => toReservationDto(await reservations.get(principalOf(request), request.params.id), viewerOf(request)),
+    async (request) => toReservationDto(await reservations.getOrThrow(principalOf(request), request.params.id), viewerOf(request)),
   );
 
   app.post(

@@ -3,13 +3,15 @@
 //   allocation.ts    claims all requested machines or none, in one transaction
 //   provisioning.ts  creates the accounts over SSH and activates, or undoes it all
 //   idempotency.ts   the same Idempotency-Key and body give the same outcome
-//   leases.ts        a process works on a reservation only under a lease it won
+//   status.ts        the one writer of a reservation's status and lease: its transitions
+//   queries.ts       the SQL: the view, the machines a user holds, allocation's reads
 //   unwind.ts        ending a reservation: accounts removed, machines back or offline
 //   reconcile.ts     finishing what a crashed process left (run by the job)
 // A process works on a reservation only after winning a conditional update, so each one
 // is released exactly once even with several processes on one database.
 import type { Database } from '../../infra/database.js';
 import { AppError } from '../../errors/app-error.js';
+import type { EventBus } from '../../events/bus.js';
 import { afterCursorSql, encodeCursor, pageOf } from '../../infra/paging.js';
 import { whereAll } from '../../infra/sql-where.js';
 import { mapLimit } from '../../shared/map-limit.js';
@@ -18,18 +20,21 @@ import type { MachineAccess, MachineRow } from '../machines/access.js';
 import type { MachineState } from '../machines/state.js';
 import { createAllocator } from './allocation.js';
 import { createRequestHasher } from './idempotency.js';
-import { createLeases } from './leases.js';
-import { UNWIND_CONCURRENCY, withMachines, type ReservationLog, type ReservationPolicy, type ReservationRow, type ReservationView } from './model.js';
+import { UNWIND_CONCURRENCY, type ReservationLog, type ReservationPolicy } from './model.js';
 import { createProvisioner } from './provisioning.js';
+import { reservationById, reservationPage, type ReservationView } from './queries.js';
 import { createReconciler } from './reconcile.js';
+import { createReservationStatus } from './status.js';
 import { createUnwinder } from './unwind.js';
 
-export type { CreateReservationInput, ReservationPolicy, ReservationRow, ReservationView } from './model.js';
+export type { CreateReservationInput, ReservationPolicy, ReservationRow } from './model.js';
 
 export interface ReservationsDeps {
   prisma: Database;
   access: MachineAccess;
   state: MachineState;
+  /** Where the reservations' status changes are raised, once committed. */
+  events: Pick<EventBus, 'raise' | 'afterCommit'>;
   policy: ReservationPolicy;
   /** Names this process in leases: who is working on a reservation. */
   instanceId: string;
@@ -45,50 +50,19 @@ export interface ReservationsDeps {
 
 const notFound = () => new AppError('reservation_not_found', 'no such reservation');
 
-/**
- * A page of reservations with their machines in one round trip, never the machines'
- * credentials. Each reservation's machines come as one GROUP_CONCAT, fields apart by the
- * ASCII unit separator and machines by the record separator (no name, host or key can
- * hold either; a NULL would drop the machine, hence the IFNULL): MariaDB answers this
- * query 1.6 times as often as the same with JSON_ARRAYAGG(JSON_OBJECT(…)) (measured).
- */
-const UNIT = '\x1f';
-const RECORD = '\x1e';
-export const RESERVATION_VIEW_SELECT = `SELECT r.id, r.user_id AS userId, r.owner_username AS ownerUsername, r.status,
-  r.account_username AS accountUsername, r.duration_minutes AS durationMinutes, r.created_at AS createdAt,
-  r.activated_at AS activatedAt, r.expires_at AS expiresAt, r.max_expires_at AS maxExpiresAt, r.released_at AS releasedAt,
-  r.release_reason AS releaseReason, r.failure_reason AS failureReason,
-  (SELECT GROUP_CONCAT(m.name, '${UNIT}', m.host, '${UNIT}', m.port, '${UNIT}', IFNULL(m.host_key, '') SEPARATOR '${RECORD}') FROM reservation_machines rm JOIN machines m ON m.id = rm.machine_id
-   WHERE rm.reservation_id = r.id) AS machines
-  FROM reservations r`;
-type ReservationListRow = Omit<ReservationView, 'machines'> & { machines: string | null };
-
-function reservationView(row: ReservationListRow): ReservationView {
-  const machines = (row.machines?.split(RECORD) ?? []).map((entry) => {
-    const [name, host, port, hostKey] = entry.split(UNIT);
-    return { machine: { name: name!, host: host!, port: Number(port), hostKey: hostKey || null } };
-  });
-  return { ...row, machines };
-}
-
 export function createReservationsService(deps: ReservationsDeps) {
-  const { prisma, access, state, policy, recycle, log } = deps;
-  const leases = createLeases({ prisma, policy, instanceId: deps.instanceId, log });
-  const unwinder = createUnwinder({ prisma, access, state, leases, recycle, log });
+  const { prisma, access, state, events, policy, recycle, log } = deps;
+  const status = createReservationStatus({ prisma, events, policy, instanceId: deps.instanceId, log });
+  const unwinder = createUnwinder({ prisma, access, state, status, recycle, log });
   const requestHash = createRequestHasher(deps.requestHashKey);
-  const allocate = createAllocator({ prisma, state, policy, leases, requestHash, node: deps.node, vmHostDownAfterMs: deps.vmHostDownAfterMs });
-  const create = createProvisioner({ prisma, access, state, policy, allocate, leases, unwinder, requestHash });
-  const reconcile = createReconciler({ prisma, state, leases, unwinder, log });
+  const allocate = createAllocator({ prisma, events, state, status, policy, requestHash, node: deps.node, vmHostDownAfterMs: deps.vmHostDownAfterMs });
+  const create = createProvisioner({ prisma, access, state, policy, allocate, status, unwinder, requestHash });
+  const reconcile = createReconciler({ prisma, state, status, unwinder, log });
   const { unwind, cleanupMachine } = unwinder;
-  const { claimForRelease } = leases;
-
-  async function load(id: string): Promise<ReservationRow | null> {
-    return prisma.reservation.findUnique({ where: { id }, include: withMachines });
-  }
 
   /** Owner or admin see it; anyone else is told it does not exist. */
-  async function visible(actor: Principal, id: string): Promise<ReservationRow> {
-    const r = await load(id);
+  async function visibleOrThrow(actor: Principal, id: string): Promise<ReservationView> {
+    const r = await reservationById(prisma, id);
     if (!r || (r.userId !== actor.userId && actor.role !== 'admin')) throw notFound();
     return r;
   }
@@ -103,11 +77,11 @@ export function createReservationsService(deps: ReservationsDeps) {
      */
     create,
 
-    async get(actor: Principal, id: string) {
-      return visible(actor, id);
+    async getOrThrow(actor: Principal, id: string) {
+      return visibleOrThrow(actor, id);
     },
 
-    async list(actor: Principal, q: { all?: boolean; user?: string; status?: ReservationRow['status']; limit: number; cursor?: string }) {
+    async list(actor: Principal, q: { all?: boolean; user?: string; status?: ReservationView['status']; limit: number; cursor?: string }) {
       // A user naming themselves asks for what they see anyway; only someone else's list is an admin's.
       const ofOther = !!q.user && q.user !== actor.username;
       if ((q.all || ofOther) && actor.role !== 'admin') {
@@ -118,54 +92,46 @@ export function createReservationsService(deps: ReservationsDeps) {
         q.status ? ['r.status = ?', q.status] : null,
         afterCursorSql(q.cursor, 'r'),
       ]);
-      const rows = await prisma.$rows<ReservationListRow>(`${RESERVATION_VIEW_SELECT} ${where.sql} ORDER BY r.created_at DESC, r.id DESC LIMIT ?`, [
-        ...where.values,
-        q.limit + 1,
-      ]);
-      return pageOf(rows.map(reservationView), q.limit, encodeCursor);
+      return pageOf(await reservationPage(prisma, where, q.limit + 1), q.limit, encodeCursor);
     },
 
     async extend(actor: Principal, id: string, minutes: number) {
-      const r = await visible(actor, id);
+      const r = await visibleOrThrow(actor, id);
       if (r.status !== 'active' || !r.expiresAt) {
         throw new AppError('reservation_not_active', `the reservation is ${r.status}; only an active one can be extended`);
       }
-      if (r.expiresAt.getTime() <= Date.now()) {
+      const expiresAt = new Date(r.expiresAt);
+      if (expiresAt.getTime() <= Date.now()) {
         throw new AppError('reservation_expired', 'the reservation has run out and is being released');
       }
-      const next = new Date(r.expiresAt.getTime() + minutes * 60_000);
-      if (next > r.maxExpiresAt) {
-        throw new AppError('exceeds_max_duration', `a reservation may not run past ${r.maxExpiresAt.toISOString()} (${policy.maxTotalMinutes} minutes in all)`, { max_expires_at: r.maxExpiresAt.toISOString() });
+      const next = new Date(expiresAt.getTime() + minutes * 60_000);
+      if (next.getTime() > Date.parse(r.maxExpiresAt)) {
+        throw new AppError('exceeds_max_duration', `a reservation may not run past ${r.maxExpiresAt} (${policy.maxTotalMinutes} minutes in all)`, { max_expires_at: r.maxExpiresAt });
       }
-      // Compare-and-set on the old expiry: two extensions at once cannot both count from it.
-      const { count } = await prisma.reservation.updateMany({
-        where: { id, status: 'active', AND: [{ expiresAt: r.expiresAt }, { expiresAt: { gt: new Date() } }] },
-        data: { expiresAt: next },
-      });
-      if (count !== 1) throw new AppError('reservation_changed', 'the reservation changed meanwhile; try again');
-      return (await load(id))!;
+      if (!(await status.extend({ id, userId: r.userId, expiresAt }, next))) throw new AppError('reservation_changed', 'the reservation changed meanwhile; try again');
+      return (await reservationById(prisma, id))!;
     },
 
     /** Early release by the owner or an admin; done when it returns. */
     async release(actor: Principal, id: string) {
-      const r = await visible(actor, id);
+      const r = await visibleOrThrow(actor, id);
       if (r.status === 'provisioning') {
         throw new AppError('reservation_provisioning', 'the reservation is still being set up; release it once it is active');
       }
       const reason = actor.userId === r.userId ? 'released' : 'released_by_admin';
-      const token = r.status === 'active' ? await claimForRelease(id, reason) : null;
-      if (token) await unwind(r, 'released', reason, token);
-      return (await load(id))!;
+      const token = r.status === 'active' ? await status.claimForRelease(r, reason) : null;
+      if (token) await unwind({ ...r, status: 'releasing' }, 'released', reason, token);
+      return (await reservationById(prisma, id))!;
     },
 
     /** Releases every active reservation (admin), a few at a time. */
     async releaseAll(filter: { userId?: string } = {}) {
-      const active = await prisma.reservation.findMany({ where: { status: 'active', ...filter }, select: { id: true, accountUsername: true } });
+      const active = await prisma.reservation.findMany({ where: { status: 'active', ...filter }, select: { id: true, userId: true, accountUsername: true } });
       let released = 0;
       await mapLimit(active, UNWIND_CONCURRENCY, async (r) => {
-        const token = await claimForRelease(r.id, 'released_by_admin');
+        const token = await status.claimForRelease(r, 'released_by_admin');
         if (token) {
-          await unwind(r, 'released', 'released_by_admin', token);
+          await unwind({ ...r, status: 'releasing' }, 'released', 'released_by_admin', token);
           released++;
         }
       });
@@ -176,14 +142,14 @@ export function createReservationsService(deps: ReservationsDeps) {
     async expireDue(): Promise<number> {
       const due = await prisma.reservation.findMany({
         where: { status: 'active', expiresAt: { lte: new Date() } },
-        select: { id: true, accountUsername: true },
+        select: { id: true, userId: true, accountUsername: true },
         take: 200,
       });
       let released = 0;
       await mapLimit(due, UNWIND_CONCURRENCY, async (r) => {
-        const token = await claimForRelease(r.id, 'expired', true);
+        const token = await status.claimForRelease(r, 'expired', true);
         if (token) {
-          await unwind(r, 'released', 'expired', token);
+          await unwind({ ...r, status: 'releasing' }, 'released', 'expired', token);
           released++;
         }
       });

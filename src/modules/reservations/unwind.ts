@@ -6,20 +6,20 @@ import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { MachineAccess, MachineRow } from '../machines/access.js';
 import type { MachineState } from '../machines/state.js';
 import { removeAccount } from './accounts.js';
-import type { Leases } from './leases.js';
-import { isLive, type ReservationLog } from './model.js';
+import type { ReservationLog } from './model.js';
+import { isLive, type ReservationRef, type ReservationStatusWriter } from './status.js';
 
 export interface UnwinderDeps {
   prisma: PrismaClient;
   access: MachineAccess;
   state: Pick<MachineState, 'free' | 'markCleanupPending' | 'cleanedUp'>;
-  leases: Pick<Leases, 'underLease'>;
+  status: Pick<ReservationStatusWriter, 'underLease' | 'finish'>;
   /** Resets `machine` when it is a VM (true); false for any other machine (vms service). */
   recycle(machine: MachineRow, reservationId: string): Promise<boolean>;
   log: Pick<ReservationLog, 'warn'>;
 }
 
-export function createUnwinder({ prisma, access, state, leases, recycle, log }: UnwinderDeps) {
+export function createUnwinder({ prisma, access, state, status, recycle, log }: UnwinderDeps) {
   /** Removes the reservation's account from `m`; a message when something of it may remain. */
   async function removeFrom(m: MachineRow, r: { id: string; accountUsername: string }, existedBefore: boolean): Promise<string | null> {
     const ssh = await access.open(m);
@@ -33,20 +33,22 @@ export function createUnwinder({ prisma, access, state, leases, recycle, log }: 
 
   return {
     /**
-     * Ends a reservation whose lease `token` this process holds. `existedBefore` names
-     * machines where the account was there before berth (nothing of berth's to remove).
+     * Ends a reservation, read in `status`, whose lease `token` this process holds.
+     * `existedBefore` names machines where the account was there before berth (nothing of
+     * berth's to remove). Its machines are read here, after the work that held them: a first
+     * contact pins a host key, a first login replaces a password by berth's key.
      */
     async unwind(
-      r: { id: string; accountUsername: string },
+      r: ReservationRef & { status: 'provisioning' | 'releasing'; accountUsername: string },
       final: 'released' | 'failed',
       reason: string,
       token: string,
       existedBefore: ReadonlySet<string> = new Set(),
     ): Promise<void> {
-      const machines = await prisma.machine.findMany({ where: { allocations: { some: { reservationId: r.id } } } });
-      await leases.underLease(r.id, token, () =>
+      const held = await prisma.machine.findMany({ where: { allocations: { some: { reservationId: r.id } } } });
+      await status.underLease(r.id, token, () =>
         Promise.all(
-          machines.map(async (m) => {
+          held.map(async (m) => {
             let problem: string | null;
             try {
               // A VM is reset instead: nothing of this reservation survives, whatever root did
@@ -65,16 +67,7 @@ export function createUnwinder({ prisma, access, state, leases, recycle, log }: 
           }),
         ),
       );
-      const { count } = await prisma.reservation.updateMany({
-        where: { id: r.id, leaseOwner: token },
-        data: {
-          status: final,
-          releasedAt: new Date(),
-          leaseUntil: null,
-          ...(final === 'failed' ? { failureReason: reason.slice(0, 1024) } : { releaseReason: reason }),
-        },
-      });
-      if (count !== 1) log.warn({ reservation: r.id }, 'lost the lease while ending a reservation; its new owner finishes it');
+      if (!(await status.finish(r, token, final, reason))) log.warn({ reservation: r.id }, 'lost the lease while ending a reservation; its new owner finishes it');
     },
 
     /**

@@ -1,0 +1,199 @@
+// A reservation's status: the only code that writes it, with the lease that says which
+// process works on the reservation (lease_owner, lease_until), its times and its reasons.
+// Every change is a named transition and a conditional update that states its rule once:
+// from which status, under which lease, and what else must hold. A process works on a
+// reservation only after its own update won, so each is set up, and ended, exactly once,
+// with any number of berth processes on one database.
+//
+//   (none) ──open (allocation's transaction)──▶ provisioning ─┬─activate (user still there)──▶ active
+//                                                              └─finish──▶ failed
+//   active ──extend (compare-and-set on the expiry)──▶ active
+//   active ──claimForRelease──▶ releasing ──finish──▶ released
+//   provisioning|releasing (lease ran out) ──takeOver──▶ the same, under a new lease
+//   under a lease ──renewLease──▶ the lease runs on (underLease, while the work runs)
+//
+// A lease that runs out means its process crashed (or the database was away): another
+// process may take the reservation over. Each transition that changes the status raises
+// `reservation.changed` once it has committed, `extend` raises `reservation.extended`;
+// nothing is raised for an update that did not apply, nor for an allocation rolled back.
+import { randomUUID } from 'node:crypto';
+import type { Prisma, PrismaClient } from '../../generated/prisma/client.js';
+import type { ReservationStatus } from '../../generated/prisma/enums.js';
+import type { EventBus, RecordEvent } from '../../events/bus.js';
+import type { ReservationLog, ReservationPolicy } from './model.js';
+
+/** The statuses in which a reservation holds its machines. */
+export const LIVE_STATUSES = ['provisioning', 'active', 'releasing'] as const satisfies readonly ReservationStatus[];
+/** The statuses a reservation ends in: it holds nothing any more. */
+export const ENDED_STATUSES = ['released', 'failed'] as const satisfies readonly ReservationStatus[];
+/** The statuses a process works in under a lease, which another takes over once it has run out. */
+export const LEASED_STATUSES = ['provisioning', 'releasing'] as const satisfies readonly ReservationStatus[];
+type Leased = (typeof LEASED_STATUSES)[number];
+type Ended = (typeof ENDED_STATUSES)[number];
+
+export const isLive = (status: string) => (LIVE_STATUSES as readonly string[]).includes(status);
+
+/** What the events of a reservation name: the reservation and its owner (null once the user is gone). */
+export interface ReservationRef {
+  id: string;
+  userId: string | null;
+}
+
+export interface NewReservation {
+  userId: string;
+  ownerUsername: string;
+  accountUsername: string;
+  durationMinutes: number;
+  machineIds: string[];
+  idempotencyKey: string | null;
+  requestHash: string | null;
+}
+
+/** The failure_reason column's size. */
+const FAILURE_REASON_MAX = 1024;
+
+export function createReservationStatus(deps: {
+  prisma: PrismaClient;
+  /** Raises what a transition changed once it has committed (`open` records into its transaction's afterCommit). */
+  events: Pick<EventBus, 'raise'>;
+  policy: Pick<ReservationPolicy, 'leaseSeconds' | 'maxTotalMinutes'>;
+  /** Names this process in leases: who is working on a reservation. */
+  instanceId: string;
+  log: Pick<ReservationLog, 'warn'>;
+}) {
+  const { prisma, events, policy, instanceId, log } = deps;
+  const leaseUntil = () => new Date(Date.now() + policy.leaseSeconds * 1000);
+  /** Every claim gets its own token: a takeover by this same process is still a different owner. */
+  const newLease = () => `${instanceId}/${randomUUID().slice(0, 8)}`;
+
+  /** The work under `token` goes on: its lease runs on. */
+  async function renewLease(id: string, token: string): Promise<void> {
+    await prisma.reservation.updateMany({ where: { id, leaseOwner: token }, data: { leaseUntil: leaseUntil() } });
+  }
+
+  const changed = (r: ReservationRef, from: ReservationStatus, to: ReservationStatus, reason: string | null) =>
+    events.raise('reservation.changed', { reservationId: r.id, userId: r.userId, from, to, reason });
+
+  return {
+    /**
+     * Allocation, inside its transaction (`record` from the same events.afterCommit): a new
+     * reservation in `provisioning`, holding `machineIds`, under a lease of this process.
+     */
+    async open(tx: Prisma.TransactionClient, record: RecordEvent, r: NewReservation): Promise<{ id: string; token: string }> {
+      const id = randomUUID();
+      const token = newLease();
+      await tx.reservation.create({
+        data: {
+          id,
+          userId: r.userId,
+          ownerUsername: r.ownerUsername,
+          status: 'provisioning',
+          accountUsername: r.accountUsername,
+          durationMinutes: r.durationMinutes,
+          maxExpiresAt: new Date(Date.now() + policy.maxTotalMinutes * 60_000),
+          leaseOwner: token,
+          leaseUntil: leaseUntil(),
+          idempotencyKey: r.idempotencyKey,
+          requestHash: r.requestHash,
+          machines: { create: r.machineIds.map((machineId) => ({ machineId })) },
+        },
+      });
+      record('reservation.changed', { reservationId: id, userId: r.userId, from: null, to: 'provisioning', reason: null });
+      return { id, token };
+    },
+
+    /**
+     * Every account is made: `provisioning` under `token` becomes `active` for `durationMinutes`,
+     * only for a user who still exists (one deleted meanwhile gets nothing). False when the
+     * update did not apply.
+     */
+    async activate(r: ReservationRef, token: string, durationMinutes: number): Promise<boolean> {
+      const now = Date.now();
+      const { count } = await prisma.reservation.updateMany({
+        where: { id: r.id, status: 'provisioning', leaseOwner: token, userId: { not: null } },
+        data: { status: 'active', activatedAt: new Date(now), expiresAt: new Date(now + durationMinutes * 60_000), leaseUntil: null },
+      });
+      if (count !== 1) return false;
+      await changed(r, 'provisioning', 'active', null);
+      return true;
+    },
+
+    /**
+     * An active reservation read with expiry `from` now ends at `to`. Compare-and-set on the
+     * old expiry, which must not have passed: two extensions at once cannot both count from
+     * it, and one that has run out is the job's to release. False when it changed meanwhile.
+     */
+    async extend(r: ReservationRef & { expiresAt: Date }, to: Date): Promise<boolean> {
+      const { count } = await prisma.reservation.updateMany({
+        where: { id: r.id, status: 'active', AND: [{ expiresAt: r.expiresAt }, { expiresAt: { gt: new Date() } }] },
+        data: { expiresAt: to },
+      });
+      if (count !== 1) return false;
+      await events.raise('reservation.extended', { reservationId: r.id, userId: r.userId, expiresAt: to });
+      return true;
+    },
+
+    /**
+     * Claims an active reservation for release (`onlyIfExpired`: only once its time is up):
+     * `releasing` under a new lease of this process. The lease token when this process won it.
+     */
+    async claimForRelease(r: ReservationRef, reason: string, onlyIfExpired = false): Promise<string | null> {
+      const token = newLease();
+      const { count } = await prisma.reservation.updateMany({
+        where: { id: r.id, status: 'active', ...(onlyIfExpired && { expiresAt: { lte: new Date() } }) },
+        data: { status: 'releasing', releaseReason: reason, leaseOwner: token, leaseUntil: leaseUntil() },
+      });
+      if (count !== 1) return null;
+      await changed(r, 'active', 'releasing', reason);
+      return token;
+    },
+
+    /**
+     * A reservation read in `status` whose lease had run out by `staleAt`: this process takes
+     * it over under a new lease, in the same status. The token when it won.
+     */
+    async takeOver(r: { id: string; status: Leased }, staleAt: Date): Promise<string | null> {
+      const token = newLease();
+      const { count } = await prisma.reservation.updateMany({
+        where: { id: r.id, status: r.status, leaseUntil: { lt: staleAt } },
+        data: { leaseOwner: token, leaseUntil: leaseUntil() },
+      });
+      return count === 1 ? token : null;
+    },
+
+    renewLease,
+
+    /** Keeps the lease alive while `work` runs, so a slow machine is not mistaken for a crash. */
+    async underLease<T>(id: string, token: string, work: () => Promise<T>): Promise<T> {
+      const timer = setInterval(() => {
+        void renewLease(id, token).catch((err: unknown) => log.warn({ err, reservation: id }, 'could not renew a lease'));
+      }, (policy.leaseSeconds * 1000) / 3);
+      try {
+        return await work();
+      } finally {
+        clearInterval(timer);
+      }
+    },
+
+    /**
+     * The reservation, in `status` under `token`, has ended: `released` with why, or `failed`
+     * with what went wrong. False when the lease was lost meanwhile (its new owner finishes it).
+     */
+    async finish(r: ReservationRef & { status: Leased }, token: string, to: Ended, reason: string): Promise<boolean> {
+      const { count } = await prisma.reservation.updateMany({
+        where: { id: r.id, status: r.status, leaseOwner: token },
+        data: {
+          status: to,
+          releasedAt: new Date(),
+          leaseUntil: null,
+          ...(to === 'failed' ? { failureReason: reason.slice(0, FAILURE_REASON_MAX) } : { releaseReason: reason }),
+        },
+      });
+      if (count !== 1) return false;
+      await changed(r, r.status, to, to === 'failed' ? reason.slice(0, FAILURE_REASON_MAX) : reason);
+      return true;
+    },
+  };
+}
+
+export type ReservationStatusWriter = ReturnType<typeof createReservationStatus>;
