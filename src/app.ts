@@ -127,7 +127,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(usersRoutes, { users: services.users });
   await app.register(machinesRoutes, { machines: services.machines });
   await app.register(reservationsRoutes, { reservations: services.reservations });
-  await app.register(imagesRoutes, { images: services.images, track: (build) => builds.track(build), maxContextBytes: config.images.maxContextBytes });
+  await app.register(imagesRoutes, { images: services.images, track: (build) => builds.track(build, 'an image build'), maxContextBytes: config.images.maxContextBytes });
   await app.register(vmsRoutes, { vms });
 
   // The jobs start once the instance is ready. Closing stops the reprovision commands (their

@@ -63,7 +63,7 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
   const imageBase = (imageId: string) => imageBasePath(imagesDir, imageId);
   const images = createImagesService({ prisma, docker, dir: imagesDir, events, log });
   // Builds go on after their request has been answered (app.ts waits for them when closing).
-  const builds = createBackgroundWork();
+  const builds = createBackgroundWork(log);
 
   // Three watch ticks missed (15 s at least): a VM host's process is gone, not just busy.
   const vmHostDownAfterMs = Math.max(15_000, 3 * config.vms.watchSeconds * 1000);
@@ -113,7 +113,7 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
     recycle: vms.recycle,
     log,
   });
-  const machines = createMachinesService({ prisma, secretBox, access, state, cleanupMachine: reservations.cleanupMachine, log });
+  const machines = createMachinesService({ prisma, secretBox, access, state, cleanupMachine: reservations.cleanupMachine, events, log });
   const users = createUsersService({
     prisma,
     hasher,

@@ -15,6 +15,7 @@
 // Subscribers run in the raiser's time, one after another, and are awaited: a subscriber
 // that has slow work to do (a webhook delivery) records it and returns. A subscriber that
 // throws is logged; it never fails the change, which is committed already.
+import type { Prisma } from '../generated/prisma/client.js';
 import type { DomainEvent, DomainEvents, EventName } from './catalogue.js';
 
 export type { DomainEvent, DomainEvents, EventName } from './catalogue.js';
@@ -23,6 +24,12 @@ type Handler<K extends EventName> = (event: DomainEvent<K>) => void | Promise<vo
 
 /** Records events during a transaction; `afterCommit` raises them once it has committed. */
 export type RecordEvent = <K extends EventName>(type: K, payload: DomainEvents[K]) => void;
+
+/** A caller's transaction, and how to raise what happens in it once it commits (`afterCommit`'s record). */
+export interface InTransaction {
+  tx: Prisma.TransactionClient;
+  record: RecordEvent;
+}
 
 export interface EventBus {
   /** Hears every event of `type`; returns the way to stop hearing it. */

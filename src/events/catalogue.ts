@@ -7,22 +7,32 @@
 import type { MachineStatus, ReservationStatus, VmState, ImageStatus } from '../generated/prisma/enums.js';
 
 export interface DomainEvents {
-  /** A transition of the pool's state machine (machines/state.ts), named as there. */
-  'machine.changed': { machineIds: string[]; transition: string; status: MachineStatus | null; reservationId: string | null };
   /**
-   * A machine record was made, edited, re-pinned or deleted by an admin (or an import); or
-   * by berth at its first contact (`host_key_pinned`: the key it met, trusted from then on)
-   * and first login (`updated`: the admin's password replaced by berth's own key).
+   * A transition of the pool's state machine (machines/state.ts), named as there: the
+   * status the machines went to, `deleted` when they are gone (deleteUnlessHeld,
+   * deleteVmMachine), null when the transition leaves the status as it was (sudoGranted).
    */
-  'machine.edited': { machineId: string; name: string; change: 'created' | 'updated' | 'host_key_pinned' | 'deleted' };
+  'machine.changed': { machineIds: string[]; transition: string; status: MachineStatus | 'deleted' | null; reservationId: string | null };
+  /**
+   * A machine record was made or edited by an admin (or an import); or by berth at its
+   * first contact (`host_key_pinned`: the key it met, trusted from then on) and first login
+   * (`updated`: the admin's password replaced by berth's own key). Deletion is a transition
+   * (`machine.changed` to `deleted`).
+   */
+  'machine.edited': { machineId: string; name: string; change: 'created' | 'updated' | 'host_key_pinned' };
   /** A reservation moved between statuses (reservations/status.ts). */
   'reservation.changed': {
     reservationId: string;
     userId: string | null;
     from: ReservationStatus | null;
     to: ReservationStatus;
-    /** Why it ended (`released`, `expired`, `released_by_admin`, `user_deleted`, a failure); null otherwise. */
+    /**
+     * Why it ended (`released`, `expired`, `released_by_admin`, `user_deleted`, a failure) as
+     * its owner may read it; null otherwise.
+     */
     reason: string | null;
+    /** For admins' eyes only: a failure as recorded, quoting the machine's own error; null when `reason` says it all. */
+    adminDetail: string | null;
   };
   /** An active reservation now ends later. */
   'reservation.extended': { reservationId: string; userId: string | null; expiresAt: Date };
@@ -34,7 +44,8 @@ export interface DomainEvents {
   'user.registered': { userId: string; username: string };
   'user.created': { userId: string; username: string; role: 'user' | 'admin' };
   'user.login_succeeded': { userId: string; username: string; sessionId: string };
-  'user.login_failed': { username: string; reason: 'bad_credentials' | 'disabled' };
+  /** `username` as typed (canonical), null when it cannot be a username (a password typed in the wrong field). */
+  'user.login_failed': { username: string | null; reason: 'bad_credentials' | 'disabled' };
   'user.password_changed': { userId: string; by: 'self' | 'admin' };
   'user.updated': { userId: string; fields: string[] };
   'user.deleted': { userId: string };

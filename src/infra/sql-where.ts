@@ -1,5 +1,6 @@
 // WHERE clauses for the plain list queries (SqlReads in database.ts): conditions that apply
 // only when a filter was given, each with the values of its `?` placeholders.
+import { Prisma } from '../generated/prisma/client.js';
 
 /**
  * A moment as a bound value: UTC text ('YYYY-MM-DD HH:MM:SS.mmm'), as berth stores it (a Date
@@ -16,3 +17,6 @@ export function whereAll(conditions: Condition[]): { sql: string; values: unknow
   if (present.length === 0) return { sql: '', values: [] };
   return { sql: `WHERE ${present.map(([sql]) => `(${sql})`).join(' AND ')}`, values: present.flatMap(([, ...values]) => values) };
 }
+
+/** A condition of whereAll's form, for a query Prisma runs (a transaction's). */
+export const asPrismaSql = ([sql, ...values]: readonly [string, ...unknown[]]): Prisma.Sql => new Prisma.Sql(sql.split('?'), values as Prisma.Sql['values']);

@@ -9,15 +9,10 @@ export type IsoTime = string;
 export const isoTime = (t: Date): IsoTime => t.toISOString();
 export const isoTimeOrNull = (t: Date | null): IsoTime | null => (t === null ? null : t.toISOString());
 
-/** A moment in either form, for code that takes both (cursors, the VM records). */
+/** A moment in either form, for code that takes both: a page's cursor (sessions are read through Prisma, reservations by plain SQL). */
 export type Timestamp = Date | IsoTime;
 
 /** ISO 8601, as every answer writes times. */
 export function isoOf(t: Timestamp): string {
   return typeof t === 'string' ? t : t.toISOString();
-}
-
-/** Milliseconds since the epoch. */
-export function millisOf(t: Timestamp): number {
-  return typeof t === 'string' ? Date.parse(t) : t.getTime();
 }

@@ -3,28 +3,20 @@
 // not (never with the password), password changes, admin changes (field names only),
 // deletions, and every session that ends with them. A change that is refused raises nothing.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { DomainEvent } from '../../src/events/bus.js';
+import { listen } from '../helpers/events.js';
 import { PASSWORD, adminSession, createTestApp, json, login, register, type Session, type TestApp } from '../helpers/app.js';
 
 let t: TestApp;
 let admin: Session;
-let heard: DomainEvent[] = [];
+let heard: ReturnType<typeof listen>;
 beforeAll(async () => {
   t = await createTestApp();
   admin = await adminSession(t, 'boss');
-  t.app.events.onAny((e) => void heard.push(e));
+  heard = listen(t.app.events);
 });
 afterAll(() => t.close());
-beforeEach(() => {
-  heard = [];
-});
-
-/** What was heard since the last look, without the times. */
-function takeHeard() {
-  const got = heard.map(({ at: _at, ...e }) => e);
-  heard = [];
-  return got;
-}
+beforeEach(() => heard.forget());
+const takeHeard = () => heard.take();
 
 const inject = (method: 'POST' | 'PATCH' | 'DELETE', url: string, session: Session | null, payload?: object) =>
   t.app.inject({ method, url, headers: session?.auth ?? {}, ...(payload && { payload }) });
@@ -40,12 +32,17 @@ describe('identity events', () => {
     const wrong = 'a wrong password of some length';
     expect((await inject('POST', '/v1/token', null, { username: 'alice', password: wrong })).statusCode).toBe(401);
     expect((await inject('POST', '/v1/token', null, { username: 'nobody', password: wrong })).statusCode).toBe(401);
+    // A password typed into the username field is no username: the event does not repeat it.
+    const typedInWrongField = 'Hunter2 is my passphrase';
+    expect((await inject('POST', '/v1/token', null, { username: typedInWrongField, password: wrong })).statusCode).toBe(401);
     const failed = takeHeard();
     expect(failed).toEqual([
       { type: 'user.login_failed', username: 'alice', reason: 'bad_credentials' },
       { type: 'user.login_failed', username: 'nobody', reason: 'bad_credentials' },
+      { type: 'user.login_failed', username: null, reason: 'bad_credentials' },
     ]);
     expect(JSON.stringify(failed)).not.toContain(wrong);
+    expect(JSON.stringify(failed).toLowerCase()).not.toContain(typedInWrongField.toLowerCase());
   });
 
   it('logging out, revoking a session and reusing a refresh token end sessions, each once', async () => {

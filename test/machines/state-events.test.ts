@@ -4,40 +4,33 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Machine, PrismaClient } from '../../src/generated/prisma/client.js';
-import { createEventBus, type DomainEvent, type EventBus } from '../../src/events/bus.js';
+import { createEventBus, type EventBus } from '../../src/events/bus.js';
 import { createPrisma } from '../../src/infra/database.js';
 import { REASONS, createMachineState, type MachineState } from '../../src/modules/machines/state.js';
 import { createMigratedDatabase } from '../helpers/db.js';
+import { listen } from '../helpers/events.js';
 
 let prisma: PrismaClient;
 let events: EventBus;
 let state: MachineState;
 let drop: () => Promise<void>;
-let heard: DomainEvent[] = [];
+let heard: ReturnType<typeof listen>;
 beforeAll(async () => {
   const db = await createMigratedDatabase('stateev');
   drop = db.drop;
   prisma = createPrisma(db.target);
   events = createEventBus({ error: () => {} });
-  events.onAny((e) => void heard.push(e));
+  heard = listen(events);
   state = createMachineState(prisma, events);
 });
 afterAll(async () => {
   await prisma.$disconnect();
   await drop();
 });
-beforeEach(() => {
-  heard = [];
-});
+beforeEach(() => heard.forget());
+const takeHeard = () => heard.take();
 
-/** What was heard since the last look, without the times. */
-function takeHeard() {
-  const got = heard.map(({ at: _at, ...e }) => e);
-  heard = [];
-  return got;
-}
-
-const change = (transition: string, machineIds: string[], status: Machine['status'] | null, reservationId: string | null = null) => ({
+const change = (transition: string, machineIds: string[], status: Machine['status'] | 'deleted' | null, reservationId: string | null = null) => ({
   type: 'machine.changed',
   transition,
   machineIds,
@@ -85,7 +78,7 @@ describe('machine.changed', () => {
     const r = await reservation();
     await expect(
       claim([a.id], r, () => {
-        expect(heard).toEqual([]); // not before the commit
+        expect(heard.take()).toEqual([]); // not before the commit
         throw new Error('allocation failed');
       }),
     ).rejects.toThrow('allocation failed');
@@ -173,7 +166,7 @@ describe('machine.changed', () => {
     const idle = await machine();
     expect(await state.deleteUnlessHeld({ id: m.id, reservationId: null })).toBe(false);
     expect(await state.deleteUnlessHeld(idle)).toBe(true);
-    expect(takeHeard()).toEqual([change('deleteUnlessHeld', [idle.id], null)]);
+    expect(takeHeard()).toEqual([change('deleteUnlessHeld', [idle.id], 'deleted')]);
   });
 
   it("VMs' machines: withdrawn (alone or in a caller's transaction), returned, host down, failed, recycled, deleted", async () => {
@@ -218,7 +211,7 @@ describe('machine.changed', () => {
       }),
     );
     expect((await state.deleteVmMachine(c.id)).count).toBe(1);
-    expect(takeHeard()).toEqual([change('deleteVmMachine', [b.id], null), change('deleteVmMachine', [c.id], null)]);
+    expect(takeHeard()).toEqual([change('deleteVmMachine', [b.id], 'deleted'), change('deleteVmMachine', [c.id], 'deleted')]);
   });
 
   it("freeOrphans says where each machine of an ended reservation went, and nothing when there is none", async () => {

@@ -72,7 +72,7 @@ describe('reservation status', () => {
     const active = await read(r.id);
     expect(active).toMatchObject({ status: 'active', leaseUntil: null });
     expect(active.expiresAt!.getTime() - active.activatedAt!.getTime()).toBe(30 * 60_000);
-    expect(changes()).toEqual([{ type: 'reservation.changed', reservationId: r.id, userId: r.userId, from: 'provisioning', to: 'active', reason: null, at: undefined }]);
+    expect(changes()).toEqual([{ type: 'reservation.changed', reservationId: r.id, userId: r.userId, from: 'provisioning', to: 'active', reason: null, adminDetail: null, at: undefined }]);
     // Not twice: it is active now.
     expect(await status.activate(r, 'here/a', 30)).toBe(false);
     expect(raised).toHaveLength(1);
@@ -114,7 +114,7 @@ describe('reservation status', () => {
     const won = tokens.filter((t) => t !== null);
     expect(won).toHaveLength(1);
     expect(await read(r.id)).toMatchObject({ status: 'releasing', releaseReason: 'released', leaseOwner: won[0] });
-    expect(changes()).toEqual([{ type: 'reservation.changed', reservationId: r.id, userId, from: 'active', to: 'releasing', reason: 'released', at: undefined }]);
+    expect(changes()).toEqual([{ type: 'reservation.changed', reservationId: r.id, userId, from: 'active', to: 'releasing', reason: 'released', adminDetail: null, at: undefined }]);
 
     const due = await reservation(userId, 'active', { expiresAt: new Date(Date.now() - 1000) });
     expect(await status.claimForRelease(due, 'expired', true)).not.toBeNull();
@@ -156,7 +156,7 @@ describe('reservation status', () => {
     expect(raised).toEqual([]);
     expect(await status.finish({ ...r, status: 'releasing' }, 'here/f', 'released', 'expired')).toBe(true);
     expect(await read(r.id)).toMatchObject({ status: 'released', releaseReason: 'expired', leaseUntil: null, releasedAt: expect.any(Date) });
-    expect(changes()).toEqual([{ type: 'reservation.changed', reservationId: r.id, userId, from: 'releasing', to: 'released', reason: 'expired', at: undefined }]);
+    expect(changes()).toEqual([{ type: 'reservation.changed', reservationId: r.id, userId, from: 'releasing', to: 'released', reason: 'expired', adminDetail: null, at: undefined }]);
     expect(await status.finish({ ...r, status: 'releasing' }, 'here/f', 'released', 'expired')).toBe(false);
 
     const p = await reservation(userId, 'provisioning', { lease: 'here/g', leaseUntil: new Date(Date.now() + 60_000) });
@@ -166,14 +166,20 @@ describe('reservation status', () => {
     expect(failed).toMatchObject({ status: 'failed', releaseReason: null });
     expect(failed.failureReason).toBe(long.slice(0, 1024));
     expect(raised).toHaveLength(2);
-    expect(changes()[1]).toMatchObject({ from: 'provisioning', to: 'failed' });
+    // Its owner reads which machine, and that all was undone; the machine's own words are for admins.
+    expect(changes()[1]).toMatchObject({
+      from: 'provisioning',
+      to: 'failed',
+      reason: 'could not set up the account on m; everything was undone (an admin can read why)',
+      adminDetail: long.slice(0, 1024),
+    });
   });
 });
 
 describe('open, in allocation’s transaction', () => {
   const allocate = () =>
     createAllocator({
-      prisma, events, state: createMachineState(prisma), status, policy: { maxMachinesPerUser: 5 },
+      prisma, events, state: createMachineState(prisma, events), status, policy: { maxMachinesPerUser: 5 },
       requestHash: createRequestHasher(Buffer.alloc(32)), node: 'here', vmHostDownAfterMs: 60_000,
     });
   const actor = (userId: string, username: string) => ({ userId, username, role: 'user' }) as Principal;
@@ -188,7 +194,7 @@ describe('open, in allocation’s transaction', () => {
     expect(machines).toEqual(stored.map((m) => ({ ...m, status: 'available', reservationId: null, updatedAt: expect.any(Date) })));
     expect(await read(id)).toMatchObject({ status: 'provisioning', userId, leaseOwner: token, durationMinutes: 30 });
     expect((await prisma.machine.findMany({ where: { id: { in: ids } } })).map((m) => m.reservationId)).toEqual([id, id]);
-    expect(changes()).toEqual([{ type: 'reservation.changed', reservationId: id, userId, from: null, to: 'provisioning', reason: null, at: undefined }]);
+    expect(changes()).toEqual([{ type: 'reservation.changed', reservationId: id, userId, from: null, to: 'provisioning', reason: null, adminDetail: null, at: undefined }]);
   });
 
   it('raises nothing when the allocation rolls back (insufficient capacity), and leaves no reservation', async () => {
@@ -201,6 +207,19 @@ describe('open, in allocation’s transaction', () => {
     });
     expect(await prisma.reservation.count({ where: { userId } })).toBe(0);
     expect(raised).toEqual([]);
+  });
+
+  it('matches tags exactly, as the machine list does: case and trailing spaces count', async () => {
+    const userId = await user();
+    const tag = randomUUID();
+    await machine({ tags: { pool: tag, gpu: 'a100' } });
+    for (const gpu of ['A100', 'a100 ']) {
+      await expect(allocate()(actor(userId, 'carol'), { input: { count: 1, tags: { pool: tag, gpu } }, account: 'carol', durationMinutes: 30 })).rejects.toMatchObject({
+        code: 'insufficient_capacity',
+      });
+    }
+    const { machines } = await allocate()(actor(userId, 'carol'), { input: { count: 1, tags: { pool: tag, gpu: 'a100' } }, account: 'carol', durationMinutes: 30 });
+    expect(machines).toHaveLength(1);
   });
 
   it('raises nothing for a reservation opened in a transaction that then rolled back', async () => {

@@ -128,7 +128,7 @@ export function createIdentityService({ prisma, hasher, issuer, sessions, regist
         opened = await logIn(name, password, meta);
       } catch (err) {
         const reason = err instanceof AppError ? LOGIN_FAILURES[err.code] : undefined;
-        if (reason) await events.raise('user.login_failed', { username: name, reason });
+        if (reason) await events.raise('user.login_failed', { username: USERNAME_PATTERN.test(name) ? name : null, reason });
         throw err;
       }
       await events.raise('user.login_succeeded', { userId: opened.user.id, username: opened.user.username, sessionId: opened.sessionId });

@@ -240,7 +240,10 @@ export function createImagesService({ prisma, docker, dir, events, log }: Images
       }
       await changed(image, 'deleted');
       await docker().getImage(dockerTag(image)).remove({ force: true }).catch(() => {});
-      await fsp.rm(paths(id).dir, { recursive: true, force: true });
+      // A VM template of the image may be in the making (it starts once the image is ready): its
+      // QEMU creates files in the directory while it is being removed, which fails one pass
+      // with ENOTEMPTY. Another pass removes them; the making then fails on its own (logged).
+      await fsp.rm(paths(id).dir, { recursive: true, force: true, maxRetries: 5 });
     },
 
     /**

@@ -1,7 +1,6 @@
 // The machines' SQL in one place: the view the API shows (the list's SELECT, and the same
 // view of a row Prisma read), the pool counts, and the one tag filter that both the list
 // and allocation (reservations/allocation.ts) match machines by.
-import { Prisma } from '../../generated/prisma/client.js';
 import { isoTime, isoTimeOrNull, type IsoTime } from '../../shared/timestamps.js';
 import type { MachineRow } from './access.js';
 
@@ -82,6 +81,3 @@ export function tagFilter(filter: string): readonly [string, ...unknown[]] {
   const i = filter.indexOf(':');
   return tagIs(filter.slice(0, i), filter.slice(i + 1));
 }
-
-/** A condition of whereAll's form, for a query Prisma runs (a transaction's). */
-export const asPrismaSql = ([sql, ...values]: readonly [string, ...unknown[]]): Prisma.Sql => new Prisma.Sql(sql.split('?'), values as Prisma.Sql['values']);

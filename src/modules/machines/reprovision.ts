@@ -23,11 +23,11 @@ export function createReprovisioner(deps: {
   state: Pick<MachineState, 'reprovisionStarted' | 'reprovisioned' | 'reprovisionFailed' | 'reprovisionInterrupted'>;
   secretBox: SecretBox;
   command: { command: string; timeoutMs: number };
-  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }) {
   const { prisma, state, secretBox, command, log } = deps;
   const abort = new AbortController();
-  const running = createBackgroundWork();
+  const running = createBackgroundWork(log);
 
   function run(m: MachineRow): Promise<void> {
     const publicKey = m.credentialKind === 'private_key' ? publicKeyLineOf(secretBox.open(m.credential)) : null;
@@ -74,7 +74,7 @@ export function createReprovisioner(deps: {
       let started = 0;
       for (const m of due) {
         if (!(await state.reprovisionStarted(m))) continue;
-        running.track(run(m));
+        running.track(run(m), 'a reprovision command');
         started++;
       }
       return started;

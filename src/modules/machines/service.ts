@@ -7,11 +7,12 @@ import type { SecretBox } from '../../infra/secret-box.js';
 import { normalizeKeyLine, parseHostKey } from '../../infra/ssh.js';
 import { AppError } from '../../errors/app-error.js';
 import type { MachineAccess, MachineRow } from './access.js';
+import type { EventBus } from '../../events/bus.js';
 import type { MachineState } from './state.js';
 import { createMachineBody } from './schemas.js';
 import { pageOf } from '../../infra/paging.js';
 import { whereAll } from '../../infra/sql-where.js';
-import { LIVE_STATUSES } from '../reservations/status.js';
+import { isLive } from '../../shared/reservation-statuses.js';
 import { POOL_COUNTS, machinePageSql, machineView, tagFilter, type MachineView } from './queries.js';
 
 type MachineInput = z.output<typeof createMachineBody>;
@@ -48,9 +49,11 @@ export function createMachinesService(deps: {
   state: MachineState;
   /** Removes what an ended reservation left on an offline machine (reservations service). */
   cleanupMachine(machine: MachineRow): Promise<'clean' | 'live'>;
+  events: Pick<EventBus, 'raise'>;
   log: { error(obj: object, msg: string): void };
 }) {
-  const { prisma, secretBox, access, state, cleanupMachine, log } = deps;
+  const { prisma, secretBox, access, state, cleanupMachine, events, log } = deps;
+  const edited = (m: MachineRow, change: 'created' | 'updated') => events.raise('machine.edited', { machineId: m.id, name: m.name, change });
 
   /** A new credential, sealed. A password is replaced by berth's key on the first login unless kept. */
   function sealed(input: { password?: string; private_key?: string; keep_password?: boolean }) {
@@ -88,12 +91,15 @@ export function createMachinesService(deps: {
       const machine = await prisma.machine.create({
         data: { name: input.name, ...data, credentialKind: data.credentialKind!, credential: data.credential! },
       });
+      await edited(machine, 'created');
       return { machine, created: true };
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
       if (mode === 'create') throw new AppError('machine_exists', `a machine named ${input.name} exists`);
       await refuseVm(await byNameOrThrow(input.name));
-      return { machine: await prisma.machine.update({ where: { name: input.name }, data }), created: false };
+      const machine = await prisma.machine.update({ where: { name: input.name }, data });
+      await edited(machine, 'updated');
+      return { machine, created: false };
     }
   }
 
@@ -174,6 +180,7 @@ export function createMachinesService(deps: {
           ...(patch.allow_sudo !== undefined && { allowSudo: patch.allow_sudo }),
         },
       });
+      await edited(updated, 'updated');
       return machineView(updated);
     },
 
@@ -184,7 +191,7 @@ export function createMachinesService(deps: {
       const holder = m.reservationId
         ? await prisma.reservation.findUnique({ where: { id: m.reservationId }, select: { status: true } })
         : null;
-      const live = holder && (LIVE_STATUSES as readonly string[]).includes(holder.status);
+      const live = holder && isLive(holder.status);
       // Conditional on what was read: a claim in between makes this a no-op, answered 409.
       if (live || !(await state.deleteUnlessHeld(m))) throw new AppError('machine_reserved', `${name} is reserved; release its reservation first`);
     },

@@ -25,14 +25,8 @@
 // the transaction commits. recordCheck (a timestamp) and the reads are not transitions.
 import { Prisma, type Machine, type PrismaClient } from '../../generated/prisma/client.js';
 import type { MachineStatus } from '../../generated/prisma/enums.js';
-import type { EventBus, RecordEvent } from '../../events/bus.js';
-import { ENDED_STATUSES } from '../reservations/status.js';
-
-/** A transaction of the caller's, and how to raise what happens in it once it commits (`events.afterCommit`). */
-export interface InTransaction {
-  tx: Prisma.TransactionClient;
-  record: RecordEvent;
-}
+import type { DomainEvents, EventBus, InTransaction, RecordEvent } from '../../events/bus.js';
+import { ENDED_STATUSES } from '../../shared/reservation-statuses.js';
 
 /** No reservation holds it (live or ended with a leftover): it may be taken out of the pool. */
 const IDLE = { status: { not: 'reserved' as const }, reservationId: null };
@@ -83,21 +77,24 @@ export function neutralReason(m: Pick<Machine, 'status' | 'statusReason'>): stri
 const ORPHANS_FROM = Prisma.sql`machines m LEFT JOIN reservations r ON r.id = m.reservation_id LEFT JOIN vms v ON v.machine_id = m.id`;
 const ORPHANED = Prisma.sql`m.status = 'reserved' AND (r.id IS NULL OR r.status IN (${Prisma.join(ENDED_STATUSES)}))`;
 
+/** Where a transition took machines, as `machine.changed` says it (events/catalogue.ts). */
+type ChangedTo = DomainEvents['machine.changed']['status'];
+
 export function createMachineState(prisma: PrismaClient, events: Pick<EventBus, 'raise'>) {
   /** Raises `transition`'s event for the machines it changed (none: nothing to say). */
-  async function changed(transition: string, machineIds: string[], status: MachineStatus | null, reservationId: string | null): Promise<void> {
+  async function changed(transition: string, machineIds: string[], status: ChangedTo, reservationId: string | null): Promise<void> {
     if (machineIds.length) await events.raise('machine.changed', { machineIds, transition, status, reservationId });
   }
 
   /** For a transition of one machine: raises its event when its update changed it. */
-  const changedIf = (count: number, transition: string, id: string, status: MachineStatus | null, reservationId: string | null) =>
+  const changedIf = (count: number, transition: string, id: string, status: ChangedTo, reservationId: string | null) =>
     changed(transition, count > 0 ? [id] : [], status, reservationId);
 
   /**
    * For a transition of one idle machine that may run in a caller's transaction: recorded
    * there (raised if it commits), else raised now.
    */
-  async function announce(within: InTransaction | undefined, count: number, transition: string, id: string, status: MachineStatus | null): Promise<void> {
+  async function announce(within: InTransaction | undefined, count: number, transition: string, id: string, status: ChangedTo): Promise<void> {
     if (!within) return changedIf(count, transition, id, status, null);
     if (count > 0) within.record('machine.changed', { machineIds: [id], transition, status, reservationId: null });
   }
@@ -255,7 +252,7 @@ export function createMachineState(prisma: PrismaClient, events: Pick<EventBus, 
      */
     async deleteUnlessHeld(m: Pick<Machine, 'id' | 'reservationId'>): Promise<boolean> {
       const { count } = await prisma.machine.deleteMany({ where: { id: m.id, status: { not: 'reserved' }, reservationId: m.reservationId } });
-      await changedIf(count, 'deleteUnlessHeld', m.id, null, null);
+      await changedIf(count, 'deleteUnlessHeld', m.id, 'deleted', null);
       return count === 1;
     },
 
@@ -267,7 +264,7 @@ export function createMachineState(prisma: PrismaClient, events: Pick<EventBus, 
     /** The machine of a VM being deleted (with its row, in `within`), unless a reservation still links it. */
     async deleteVmMachine(id: string, within?: InTransaction): Promise<{ count: number }> {
       const { count } = await (within?.tx ?? prisma).machine.deleteMany({ where: { id, reservationId: null } });
-      await announce(within, count, 'deleteVmMachine', id, null);
+      await announce(within, count, 'deleteVmMachine', id, 'deleted');
       return { count };
     },
 

@@ -4,9 +4,8 @@
 // which machine failed.
 import { randomBytes } from 'node:crypto';
 import { encrypt } from 'unixcrypt';
-import type { Database } from '../../infra/database.js';
 import { AppError } from '../../errors/app-error.js';
-import { DatabaseUnavailableError, isUniqueViolation } from '../../infra/database.js';
+import { DatabaseUnavailableError, isUniqueViolation, type Database } from '../../infra/database.js';
 import type { Principal } from '../../shared/principal.js';
 import type { MachineAccess, MachineRow } from '../machines/access.js';
 import type { MachineState } from '../machines/state.js';

@@ -4,9 +4,10 @@ import { Prisma } from '../../generated/prisma/client.js';
 import type { Database } from '../../infra/database.js';
 import { isoTime, isoTimeOrNull, type IsoTime } from '../../shared/timestamps.js';
 import type { MachineRow } from '../machines/access.js';
-import { MACHINE_ROW_COLUMNS, asPrismaSql, machineRowOf, tagIs } from '../machines/queries.js';
+import { asPrismaSql } from '../../infra/sql-where.js';
+import { MACHINE_ROW_COLUMNS, machineRowOf, tagIs } from '../machines/queries.js';
 import type { CreateReservationInput, ReservationRow } from './model.js';
-import { LIVE_STATUSES } from './status.js';
+import { LIVE_STATUSES } from '../../shared/reservation-statuses.js';
 
 type ReservationTimes = 'createdAt' | 'activatedAt' | 'expiresAt' | 'maxExpiresAt' | 'releasedAt';
 /** A reservation as the API shows it: times in ISO 8601, and of each machine only what the answer shows. */

@@ -7,7 +7,8 @@ import type { PrismaClient } from '../../generated/prisma/client.js';
 import { mapLimit } from '../../shared/map-limit.js';
 import type { MachineState } from '../machines/state.js';
 import { UNWIND_CONCURRENCY, type ReservationLog } from './model.js';
-import { LEASED_STATUSES, type ReservationStatusWriter } from './status.js';
+import { LEASED_STATUSES } from '../../shared/reservation-statuses.js';
+import type { ReservationStatusWriter } from './status.js';
 import type { Unwinder } from './unwind.js';
 
 /** How often an offline machine with a leftover account is retried. */

@@ -20,18 +20,15 @@ import { randomUUID } from 'node:crypto';
 import type { Prisma, PrismaClient } from '../../generated/prisma/client.js';
 import type { ReservationStatus } from '../../generated/prisma/enums.js';
 import type { EventBus, RecordEvent } from '../../events/bus.js';
+import { ENDED_STATUSES, LEASED_STATUSES, LIVE_STATUSES } from '../../shared/reservation-statuses.js';
+import { failureReasonFor } from './failure-reasons.js';
 import type { ReservationLog, ReservationPolicy } from './model.js';
 
-/** The statuses in which a reservation holds its machines. */
-export const LIVE_STATUSES = ['provisioning', 'active', 'releasing'] as const satisfies readonly ReservationStatus[];
-/** The statuses a reservation ends in: it holds nothing any more. */
-export const ENDED_STATUSES = ['released', 'failed'] as const satisfies readonly ReservationStatus[];
-/** The statuses a process works in under a lease, which another takes over once it has run out. */
-export const LEASED_STATUSES = ['provisioning', 'releasing'] as const satisfies readonly ReservationStatus[];
+// The status sets are the schema's statuses (checked here, where they are written).
+LIVE_STATUSES satisfies readonly ReservationStatus[];
+ENDED_STATUSES satisfies readonly ReservationStatus[];
 type Leased = (typeof LEASED_STATUSES)[number];
 type Ended = (typeof ENDED_STATUSES)[number];
-
-export const isLive = (status: string) => (LIVE_STATUSES as readonly string[]).includes(status);
 
 /** What the events of a reservation name: the reservation and its owner (null once the user is gone). */
 export interface ReservationRef {
@@ -66,13 +63,15 @@ export function createReservationStatus(deps: {
   /** Every claim gets its own token: a takeover by this same process is still a different owner. */
   const newLease = () => `${instanceId}/${randomUUID().slice(0, 8)}`;
 
-  /** The work under `token` goes on: its lease runs on. */
+  /** The work under `token` goes on: its lease runs on (only while its status is one worked on under a lease). */
   async function renewLease(id: string, token: string): Promise<void> {
-    await prisma.reservation.updateMany({ where: { id, leaseOwner: token }, data: { leaseUntil: leaseUntil() } });
+    await prisma.reservation.updateMany({ where: { id, leaseOwner: token, status: { in: [...LEASED_STATUSES] } }, data: { leaseUntil: leaseUntil() } });
   }
 
-  const changed = (r: ReservationRef, from: ReservationStatus, to: ReservationStatus, reason: string | null) =>
-    events.raise('reservation.changed', { reservationId: r.id, userId: r.userId, from, to, reason });
+  const changed = (r: ReservationRef, from: ReservationStatus, to: ReservationStatus, reason: string | null) => {
+    const forOwner = failureReasonFor(reason, { admin: false });
+    return events.raise('reservation.changed', { reservationId: r.id, userId: r.userId, from, to, reason: forOwner, adminDetail: forOwner === reason ? null : reason });
+  };
 
   return {
     /**
@@ -98,7 +97,7 @@ export function createReservationStatus(deps: {
           machines: { create: r.machineIds.map((machineId) => ({ machineId })) },
         },
       });
-      record('reservation.changed', { reservationId: id, userId: r.userId, from: null, to: 'provisioning', reason: null });
+      record('reservation.changed', { reservationId: id, userId: r.userId, from: null, to: 'provisioning', reason: null, adminDetail: null });
       return { id, token };
     },
 

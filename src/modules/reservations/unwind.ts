@@ -7,7 +7,8 @@ import type { MachineAccess, MachineRow } from '../machines/access.js';
 import type { MachineState } from '../machines/state.js';
 import { removeAccount } from './accounts.js';
 import type { ReservationLog } from './model.js';
-import { isLive, type ReservationRef, type ReservationStatusWriter } from './status.js';
+import { isLive } from '../../shared/reservation-statuses.js';
+import type { ReservationRef, ReservationStatusWriter } from './status.js';
 
 export interface UnwinderDeps {
   prisma: PrismaClient;

@@ -49,8 +49,8 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
   /** Launches in progress here, from the state change until QEMU has started. */
   const starting = new Map<string, Promise<void>>();
   /** Work that goes on after a request was answered (starting QEMU, following the boot); closing waits for it. */
-  const background = createBackgroundWork();
-  const inBackground = (work: Promise<void>) => background.track(work);
+  const background = createBackgroundWork(log);
+  const inBackground = (work: Promise<void>) => background.track(work, 'VM work after its request');
 
   const requireRuntime = () =>
     runtime.get().catch((err: Error) => {
@@ -168,10 +168,16 @@ export function createLauncher({ prisma, secretBox, runtime, records, follower, 
       return booting;
     },
 
-    /** Records the VM stopped, then stops its QEMU (waiting for one still starting). */
-    async halt(id: string, reason: string | null): Promise<void> {
-      const vm = await prisma.vm.update({ where: { id }, data: { state: 'stopped', stateReason: reason, pid: null } });
-      await events.raise('vm.changed', { vmId: id, machineId: vm.machineId, name: vm.name, change: 'stopped', state: 'stopped' });
+    /**
+     * Records the VM stopped, then stops its QEMU (waiting for one still starting). Raised
+     * only when it was not stopped already (a stopped VM being deleted, a second stop).
+     */
+    async halt(vm: Pick<VmRow, 'id' | 'machineId' | 'name'>, reason: string | null): Promise<void> {
+      const { id } = vm;
+      const stopped = { state: 'stopped' as const, stateReason: reason, pid: null };
+      const { count } = await prisma.vm.updateMany({ where: { id, state: { not: 'stopped' } }, data: stopped });
+      if (count === 1) await events.raise('vm.changed', { vmId: id, machineId: vm.machineId, name: vm.name, change: 'stopped', state: 'stopped' });
+      else await prisma.vm.updateMany({ where: { id }, data: stopped });
       follower.abort(id);
       await starting.get(id);
       await stopVm(vmDir(id));

@@ -7,7 +7,8 @@ import { AppError } from '../../errors/app-error.js';
 import { freePortIn } from '../../infra/ports.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { generateSshKeyPair, normalizeKeyLine, parseHostKey } from '../../infra/ssh.js';
-import { REASONS, type InTransaction } from '../machines/state.js';
+import type { InTransaction } from '../../events/bus.js';
+import { REASONS } from '../machines/state.js';
 import { withRefs, type CreateVmInput, type VmLimits, type VmNetwork, type VmRow } from './model.js';
 
 export function createVmRecords(deps: { prisma: PrismaClient; secretBox: SecretBox; node: string; limits: VmLimits; network: VmNetwork }) {

@@ -95,7 +95,7 @@ export function createVmsService(deps: VmsDeps) {
 
   /** Stops QEMU and forgets the VM: its machine, its directory, its row. */
   async function destroy(vm: VmRow): Promise<void> {
-    await launcher.halt(vm.id, null);
+    await launcher.halt(vm, null);
     await events.afterCommit((record) =>
       prisma.$transaction(async (tx) => {
         await tx.vm.delete({ where: { id: vm.id } });
@@ -114,7 +114,7 @@ export function createVmsService(deps: VmsDeps) {
       case 'start':
         return launch(vm, { discard: false, from: ['stopped', 'failed'] });
       case 'stop':
-        await launcher.halt(vm.id, 'stopped by an admin');
+        await launcher.halt(vm, 'stopped by an admin');
         return null;
       case 'delete':
         await destroy(vm);

@@ -785,6 +785,63 @@ export interface components {
             current: boolean;
         };
         /**
+         * @example {
+         *       "id": "2b5e8c1d-3f4a-4b6c-8d9e-0a1b2c3d4e5f",
+         *       "name": "devbox",
+         *       "status": "ready",
+         *       "error": null,
+         *       "size_bytes": 265289728,
+         *       "build_ms": 412,
+         *       "convert_ms": 4210,
+         *       "pool_size": 3,
+         *       "config": {
+         *         "entrypoint": null,
+         *         "cmd": [
+         *           "/bin/bash"
+         *         ],
+         *         "env": [
+         *           "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+         *         ],
+         *         "user": null,
+         *         "workdir": null
+         *       },
+         *       "created_at": "2026-11-21T09:30:00.000Z",
+         *       "updated_at": "2026-11-21T09:30:05.000Z"
+         *     }
+         */
+        ImageInput: {
+            /** Format: uuid */
+            id: string;
+            name: string;
+            /** @enum {string} */
+            status: "building" | "ready" | "failed";
+            /** @description why the build failed, for admins; users read only that it failed */
+            error: string | null;
+            size_bytes: number | null;
+            build_ms: number | null;
+            convert_ms: number | null;
+            /** @description VMs of this image the pool keeps (PUT /v1/images/{id}/pool) */
+            pool_size: number;
+            /** @description the engine image configuration, once ready (admins only: its environment may hold secrets) */
+            config?: {
+                entrypoint: string[] | null;
+                cmd: string[] | null;
+                env: string[];
+                user: string | null;
+                workdir: string | null;
+            } | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            updated_at: string;
+        };
+        /**
          * @description Credentials are write-only: they are never returned. The login user, status reasons and reservation ids are shown to admins only.
          * @example {
          *       "id": "8d3f5c1e-2b4a-4f6e-9a7b-1c2d3e4f5a6b",
@@ -920,63 +977,6 @@ export interface components {
             released_at: string | null;
             release_reason: string | null;
             failure_reason: string | null;
-        };
-        /**
-         * @example {
-         *       "id": "2b5e8c1d-3f4a-4b6c-8d9e-0a1b2c3d4e5f",
-         *       "name": "devbox",
-         *       "status": "ready",
-         *       "error": null,
-         *       "size_bytes": 265289728,
-         *       "build_ms": 412,
-         *       "convert_ms": 4210,
-         *       "pool_size": 3,
-         *       "config": {
-         *         "entrypoint": null,
-         *         "cmd": [
-         *           "/bin/bash"
-         *         ],
-         *         "env": [
-         *           "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-         *         ],
-         *         "user": null,
-         *         "workdir": null
-         *       },
-         *       "created_at": "2026-11-21T09:30:00.000Z",
-         *       "updated_at": "2026-11-21T09:30:05.000Z"
-         *     }
-         */
-        ImageInput: {
-            /** Format: uuid */
-            id: string;
-            name: string;
-            /** @enum {string} */
-            status: "building" | "ready" | "failed";
-            /** @description why the build failed, for admins; users read only that it failed */
-            error: string | null;
-            size_bytes: number | null;
-            build_ms: number | null;
-            convert_ms: number | null;
-            /** @description VMs of this image the pool keeps (PUT /v1/images/{id}/pool) */
-            pool_size: number;
-            /** @description the engine image configuration, once ready (admins only: its environment may hold secrets) */
-            config?: {
-                entrypoint: string[] | null;
-                cmd: string[] | null;
-                env: string[];
-                user: string | null;
-                workdir: string | null;
-            } | null;
-            /**
-             * Format: date-time
-             * @example 2026-11-21T09:30:00.000Z
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @example 2026-11-21T09:30:00.000Z
-             */
-            updated_at: string;
         };
         /**
          * @example {
@@ -1176,6 +1176,63 @@ export interface components {
             current: boolean;
         };
         /**
+         * @example {
+         *       "id": "2b5e8c1d-3f4a-4b6c-8d9e-0a1b2c3d4e5f",
+         *       "name": "devbox",
+         *       "status": "ready",
+         *       "error": null,
+         *       "size_bytes": 265289728,
+         *       "build_ms": 412,
+         *       "convert_ms": 4210,
+         *       "pool_size": 3,
+         *       "config": {
+         *         "entrypoint": null,
+         *         "cmd": [
+         *           "/bin/bash"
+         *         ],
+         *         "env": [
+         *           "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+         *         ],
+         *         "user": null,
+         *         "workdir": null
+         *       },
+         *       "created_at": "2026-11-21T09:30:00.000Z",
+         *       "updated_at": "2026-11-21T09:30:05.000Z"
+         *     }
+         */
+        Image: {
+            /** Format: uuid */
+            id: string;
+            name: string;
+            /** @enum {string} */
+            status: "building" | "ready" | "failed";
+            /** @description why the build failed, for admins; users read only that it failed */
+            error: string | null;
+            size_bytes: number | null;
+            build_ms: number | null;
+            convert_ms: number | null;
+            /** @description VMs of this image the pool keeps (PUT /v1/images/{id}/pool) */
+            pool_size: number;
+            /** @description the engine image configuration, once ready (admins only: its environment may hold secrets) */
+            config?: {
+                entrypoint: string[] | null;
+                cmd: string[] | null;
+                env: string[];
+                user: string | null;
+                workdir: string | null;
+            } | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            updated_at: string;
+        };
+        /**
          * @description Credentials are write-only: they are never returned. The login user, status reasons and reservation ids are shown to admins only.
          * @example {
          *       "id": "8d3f5c1e-2b4a-4f6e-9a7b-1c2d3e4f5a6b",
@@ -1311,63 +1368,6 @@ export interface components {
             released_at: string | null;
             release_reason: string | null;
             failure_reason: string | null;
-        };
-        /**
-         * @example {
-         *       "id": "2b5e8c1d-3f4a-4b6c-8d9e-0a1b2c3d4e5f",
-         *       "name": "devbox",
-         *       "status": "ready",
-         *       "error": null,
-         *       "size_bytes": 265289728,
-         *       "build_ms": 412,
-         *       "convert_ms": 4210,
-         *       "pool_size": 3,
-         *       "config": {
-         *         "entrypoint": null,
-         *         "cmd": [
-         *           "/bin/bash"
-         *         ],
-         *         "env": [
-         *           "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-         *         ],
-         *         "user": null,
-         *         "workdir": null
-         *       },
-         *       "created_at": "2026-11-21T09:30:00.000Z",
-         *       "updated_at": "2026-11-21T09:30:05.000Z"
-         *     }
-         */
-        Image: {
-            /** Format: uuid */
-            id: string;
-            name: string;
-            /** @enum {string} */
-            status: "building" | "ready" | "failed";
-            /** @description why the build failed, for admins; users read only that it failed */
-            error: string | null;
-            size_bytes: number | null;
-            build_ms: number | null;
-            convert_ms: number | null;
-            /** @description VMs of this image the pool keeps (PUT /v1/images/{id}/pool) */
-            pool_size: number;
-            /** @description the engine image configuration, once ready (admins only: its environment may hold secrets) */
-            config?: {
-                entrypoint: string[] | null;
-                cmd: string[] | null;
-                env: string[];
-                user: string | null;
-                workdir: string | null;
-            } | null;
-            /**
-             * Format: date-time
-             * @example 2026-11-21T09:30:00.000Z
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @example 2026-11-21T09:30:00.000Z
-             */
-            updated_at: string;
         };
         /**
          * @example {
