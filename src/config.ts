@@ -2,6 +2,7 @@
 // listed in the README's configuration table; add it there when you add it here.
 import os from 'node:os';
 import path from 'node:path';
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { sshHost } from './shared/hosts.js';
 import { USERNAME_PATTERN, USERNAME_RULE } from './shared/usernames.js';
@@ -79,6 +80,23 @@ const environment = z
     BERTH_RESERVATION_MAX_TOTAL_MINUTES: z.coerce.number().int().positive().default(24 * 60),
     BERTH_RESERVATION_MAX_MACHINES_PER_USER: z.coerce.number().int().positive().default(10),
     BERTH_RESERVATION_LEASE_SECONDS: z.coerce.number().positive().default(120),
+    // How often the scheduler promotes the queue and starts bookings (also right after a release).
+    BERTH_SCHEDULER_INTERVAL_SECONDS: z.coerce.number().positive().default(5),
+    BERTH_BOOKING_HORIZON_DAYS: z.coerce.number().int().min(1).max(366).default(30),
+    BERTH_QUEUE_MAX_WAIT_MINUTES: z.coerce.number().int().min(1).default(24 * 60),
+    // Minutes before a reservation's end at which a notice is written to its account's terminals.
+    BERTH_NOTICE_MINUTES: z
+      .string()
+      .regex(/^(\d{1,4}(,\d{1,4})*)?$/, 'must be a comma-separated list of minutes, like 10,2 (empty: no notices)')
+      .transform((v) => [...new Set(v.split(',').filter(Boolean).map(Number))].filter((n) => n > 0).sort((a, b) => b - a))
+      .default([10, 2]),
+    // CIDRs a webhook may reach despite the block on loopback, private and link-local addresses.
+    BERTH_WEBHOOK_ALLOW_HOSTS: z
+      .string()
+      .transform((v) => v.split(',').map((c) => c.trim()).filter(Boolean))
+      .refine((cidrs) => cidrs.every((c) => ipaddr.isValidCIDR(c)), 'must be a comma-separated list of CIDRs, like 10.0.5.0/24,127.0.0.1/32')
+      .default([]),
+    BERTH_WEBHOOK_TIMEOUT_SECONDS: z.coerce.number().positive().max(60).default(15),
     BERTH_DOCKER_SOCKET: z.string().min(1).default('/var/run/docker.sock'),
     BERTH_CACHE_DIR: z.string().min(1).optional(),
     BERTH_IMAGE_CONTEXT_MAX_MB: z.coerce.number().int().positive().default(512),
@@ -212,6 +230,19 @@ export interface Config {
     maxMachinesPerUser: number;
     /** How long a process may work on a reservation before another may take it over. */
     leaseSeconds: number;
+    /** How often the scheduler job ticks (it also runs right after a release). */
+    schedulerIntervalSeconds: number;
+    /** How far ahead a booking may start. */
+    bookingHorizonDays: number;
+    /** The most a request may wait in the queue. */
+    maxWaitMinutes: number;
+    /** Minutes before the end at which a notice reaches the account's terminals, largest first. */
+    noticeMinutes: number[];
+  };
+  webhooks: {
+    /** CIDRs let through despite the block on loopback, private, link-local and this host's addresses. */
+    allowHosts: string[];
+    timeoutMs: number;
   };
 }
 
@@ -296,6 +327,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       maxTotalMinutes: e.BERTH_RESERVATION_MAX_TOTAL_MINUTES,
       maxMachinesPerUser: e.BERTH_RESERVATION_MAX_MACHINES_PER_USER,
       leaseSeconds: e.BERTH_RESERVATION_LEASE_SECONDS,
+      schedulerIntervalSeconds: e.BERTH_SCHEDULER_INTERVAL_SECONDS,
+      bookingHorizonDays: e.BERTH_BOOKING_HORIZON_DAYS,
+      maxWaitMinutes: e.BERTH_QUEUE_MAX_WAIT_MINUTES,
+      noticeMinutes: e.BERTH_NOTICE_MINUTES,
+    },
+    webhooks: {
+      allowHosts: e.BERTH_WEBHOOK_ALLOW_HOSTS,
+      timeoutMs: e.BERTH_WEBHOOK_TIMEOUT_SECONDS * 1000,
     },
   };
 }

@@ -27,8 +27,9 @@ export interface DomainEvents {
     from: ReservationStatus | null;
     to: ReservationStatus;
     /**
-     * Why it ended (`released`, `expired`, `released_by_admin`, `user_deleted`, a failure) as
-     * its owner may read it; null otherwise.
+     * Why it ended (`released`, `expired`, `released_by_admin`, `user_deleted`, `cancelled`,
+     * `cancelled_by_admin`, a failure) as its owner may read it; null otherwise. A queued
+     * request whose wait ran out goes from `queued` to `released` with `expired`.
      */
     reason: string | null;
     /** For admins' eyes only: a failure as recorded, quoting the machine's own error; null when `reason` says it all. */
@@ -36,6 +37,8 @@ export interface DomainEvents {
   };
   /** An active reservation now ends later. */
   'reservation.extended': { reservationId: string; userId: string | null; expiresAt: Date };
+  /** An active reservation ends in `minutesLeft` minutes (each configured notice, once; notices.ts). */
+  'reservation.expiring': { reservationId: string; userId: string | null; expiresAt: Date; minutesLeft: number };
   /** A VM's lifecycle: made, started, booted (SSH answers: it runs), stopped, reset, failed, deleted. */
   'vm.changed': { vmId: string; machineId: string | null; name: string; change: 'created' | 'started' | 'booted' | 'stopped' | 'reset' | 'failed' | 'deleted'; state: VmState | null };
   /** An image's build: started, ready, failed, deleted. */

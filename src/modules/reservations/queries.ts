@@ -11,7 +11,7 @@ import { LIVE_STATUSES } from '../../shared/reservation-statuses.js';
 
 type ReservationTimes = 'createdAt' | 'activatedAt' | 'expiresAt' | 'maxExpiresAt' | 'releasedAt';
 /** A reservation as the API shows it: times in ISO 8601, and of each machine only what the answer shows. */
-export type ReservationView = Omit<ReservationRow, ReservationTimes | 'machines' | 'leaseOwner' | 'leaseUntil' | 'idempotencyKey' | 'requestHash'> & {
+export type ReservationView = Omit<ReservationRow, ReservationTimes | 'machines' | 'leaseOwner' | 'leaseUntil' | 'idempotencyKey' | 'requestHash' | 'machineCount' | 'request' | 'startAt' | 'waitUntil' | 'estimatedStart' | 'accountSecrets' | 'sealedPassword'> & {
   [K in ReservationTimes]: null extends ReservationRow[K] ? IsoTime | null : IsoTime;
 } & { machines: { machine: { name: string; host: string; port: number; hostKey: string | null } }[] };
 

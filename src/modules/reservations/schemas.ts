@@ -3,7 +3,7 @@ import { timestamp, uuid } from '../../http/common-schemas.js';
 import { machineName, tags } from '../machines/schemas.js';
 import { ACCOUNT_NAME } from './accounts.js';
 
-export const reservationStatus = z.enum(['provisioning', 'active', 'releasing', 'released', 'failed']);
+export const reservationStatus = z.enum(['queued', 'scheduled', 'provisioning', 'active', 'releasing', 'released', 'failed']);
 
 const sshPublicKey = z
   .string()
