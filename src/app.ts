@@ -12,12 +12,12 @@ import type { EventBus } from './events/bus.js';
 import { idleTimeoutForClientsOnly } from './http/idle-connections.js';
 import { createJobRunner, type JobRunner } from './infra/jobs.js';
 import { backgroundJobs } from './jobs.js';
+import { nudgeSchedulerOn, schedulerJob, type TickResult } from './modules/reservations/job.js';
 import { healthRoutes } from './modules/health/routes.js';
 import identityGuard from './modules/identity/guard.js';
 import { identityRoutes } from './modules/identity/routes.js';
 import { imagesRoutes } from './modules/images/routes.js';
 import { machinesRoutes } from './modules/machines/routes.js';
-import type { TickResult } from './modules/reservations/job.js';
 import { reservationsRoutes } from './modules/reservations/routes.js';
 import { usersRoutes } from './modules/users/routes.js';
 import { vmsRoutes } from './modules/vms/routes.js';
@@ -111,7 +111,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
 
   const services = await wireServices(config, deps, app.log);
   const { events, vms, vmRuntime, vmTemplates, reprovisioner, builds } = services;
-  const jobs = createJobRunner(backgroundJobs(services, config, app.log), app.log);
+  const scheduler = schedulerJob(services.reservations.schedule, { intervalSeconds: config.reservations.schedulerIntervalSeconds, log: app.log });
+  const jobs = createJobRunner(backgroundJobs(services, scheduler, config, app.log), app.log);
+  nudgeSchedulerOn(events, () => scheduler.nudge(() => jobs.runNow('scheduler')));
 
   // Plugins before routes: the document sees only the routes registered after it, and the
   // routes use the guard's decorators (authenticate, requireAdmin).

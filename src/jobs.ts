@@ -4,17 +4,20 @@
 // closing leaves them running.
 import type { Config } from './config.js';
 import type { Job } from './infra/jobs.js';
-import { reservationsJob } from './modules/reservations/job.js';
+import { reservationsJob, type schedulerJob } from './modules/reservations/job.js';
 import { TEMPLATE_CHECK_MS } from './modules/vms/templates.js';
 import type { Services } from './wiring.js';
 
 export function backgroundJobs(
   { reservations, vms, images, sessions, reprovisioner, vmTemplates }: Pick<Services, 'reservations' | 'vms' | 'images' | 'sessions' | 'reprovisioner' | 'vmTemplates'>,
+  scheduler: ReturnType<typeof schedulerJob>,
   config: Pick<Config, 'reservations' | 'vms' | 'images' | 'sessions'>,
   log: { info(obj: object, msg: string): void },
 ): Job[] {
   const jobs: (Job | null)[] = [
     reservationsJob(reservations, { intervalSeconds: config.reservations.expiryIntervalSeconds, log }),
+    // Queued requests and bookings start here (also at once after a release: app.ts nudges it).
+    scheduler.job,
     { name: 'vms', intervalMs: config.vms.watchSeconds * 1000, tick: () => vms.watch() },
     { name: 'images', intervalMs: config.images.watchSeconds * 1000, tick: () => images.failInterrupted() },
     { name: 'sessions', intervalMs: config.sessions.pruneIntervalSeconds * 1000, tick: () => sessions.prune() },

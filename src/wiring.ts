@@ -104,6 +104,7 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
     prisma,
     access,
     state,
+    secretBox,
     events,
     policy: config.reservations,
     instanceId: deps.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,

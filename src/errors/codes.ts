@@ -69,7 +69,12 @@ export const ERROR_CODES = {
   machine_is_vm: { status: 409, description: "the machine is a VM berth runs: manage it through /v1/vms" },
   not_in_maintenance: { status: 409, description: 'the machine is not in maintenance' },
   not_awaiting_reprovision: { status: 409, description: 'the machine is not in needs_reprovision' },
-  insufficient_capacity: { status: 409, description: 'not enough matching machines are available; `available` says how many are' },
+  insufficient_capacity: {
+    status: 409,
+    description: 'not enough matching machines are free for the window; `available` says how many are free now, `earliest_start` when the request could start (null: not within the booking horizon)',
+  },
+  booking_conflict: { status: 409, description: 'the extension would run into a booking of one of the machines; `latest_end` is as far as it may go' },
+  machine_booked: { status: 409, description: 'the machine is booked ahead (`bookings`); repeat with ?force=true to re-plan or fail those bookings' },
   reservation_not_active: { status: 409, description: 'only an active reservation can be extended' },
   reservation_expired: { status: 409, description: 'the reservation has run out and is being released' },
   reservation_provisioning: { status: 409, description: 'the reservation is still being set up' },
@@ -88,6 +93,9 @@ export const ERROR_CODES = {
   // Policies
   account_name_reserved: { status: 422, description: 'the Unix account name is a system name' },
   exceeds_max_duration: { status: 422, description: 'past the reservation policy cap; `max_expires_at` when extending' },
+  exceeds_max_wait: { status: 422, description: 'wait_minutes beyond BERTH_QUEUE_MAX_WAIT_MINUTES (`max_wait_minutes`)' },
+  start_in_past: { status: 422, description: 'start_at is not in the future' },
+  beyond_booking_horizon: { status: 422, description: 'start_at beyond BERTH_BOOKING_HORIZON_DAYS (`latest_start`)' },
   machine_limit_exceeded: { status: 422, description: 'the user would hold more machines than BERTH_RESERVATION_MAX_MACHINES_PER_USER' },
   idempotency_key_reused: { status: 422, description: 'this Idempotency-Key was used with a different request' },
   password_rejected: { status: 422, description: 'the password is not acceptable (e.g. the username)' },

@@ -1,6 +1,7 @@
-// Who held which machine, over a whole test run, as the database committed it: triggers
-// record every machine a reservation claims (a reservation_machines row) and every machine
-// given back (machines.reservation_id leaving a reservation). Replayed in order, the
+// Who held which machine, over a whole test run, as the database committed it: a trigger
+// records every machine a reservation claims (machines.reservation_id set to it — a booking's
+// planned machines are not claimed until it starts) and every machine given back
+// (machines.reservation_id leaving a reservation). Replayed in order, the
 // record shows whether a machine was ever claimed while another reservation still held it,
 // however briefly, and whichever process did it. (A rolled-back transaction leaves no record.)
 import type { Connection } from 'mariadb';
@@ -15,11 +16,14 @@ export async function recordAllocations(conn: Connection): Promise<void> {
     reservation_id CHAR(36) NOT NULL,
     event ENUM('claimed', 'given back') NOT NULL,
     at DATETIME(6) NOT NULL DEFAULT NOW(6))`);
-  await conn.query(`CREATE TRIGGER IF NOT EXISTS ${HISTORY}_claimed AFTER INSERT ON reservation_machines FOR EACH ROW
-    INSERT INTO ${HISTORY} (machine_id, reservation_id, event) VALUES (NEW.machine_id, NEW.reservation_id, 'claimed')`);
-  await conn.query(`CREATE TRIGGER IF NOT EXISTS ${HISTORY}_given_back AFTER UPDATE ON machines FOR EACH ROW
-    IF OLD.reservation_id IS NOT NULL AND NOT (NEW.reservation_id <=> OLD.reservation_id) THEN
-      INSERT INTO ${HISTORY} (machine_id, reservation_id, event) VALUES (OLD.id, OLD.reservation_id, 'given back');
+  await conn.query(`CREATE TRIGGER IF NOT EXISTS ${HISTORY}_changed AFTER UPDATE ON machines FOR EACH ROW
+    IF NOT (NEW.reservation_id <=> OLD.reservation_id) THEN
+      IF OLD.reservation_id IS NOT NULL THEN
+        INSERT INTO ${HISTORY} (machine_id, reservation_id, event) VALUES (OLD.id, OLD.reservation_id, 'given back');
+      END IF;
+      IF NEW.reservation_id IS NOT NULL THEN
+        INSERT INTO ${HISTORY} (machine_id, reservation_id, event) VALUES (NEW.id, NEW.reservation_id, 'claimed');
+      END IF;
     END IF`);
 }
 

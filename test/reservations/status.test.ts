@@ -10,6 +10,7 @@ import { createPrisma } from '../../src/infra/database.js';
 import type { Principal } from '../../src/shared/principal.js';
 import { createMachineState } from '../../src/modules/machines/state.js';
 import { createAllocator } from '../../src/modules/reservations/allocation.js';
+import { createDecisions } from '../../src/modules/reservations/decisions.js';
 import { createRequestHasher } from '../../src/modules/reservations/idempotency.js';
 import { createReservationStatus, type ReservationStatusWriter } from '../../src/modules/reservations/status.js';
 import { createMigratedDatabase } from '../helpers/db.js';
@@ -63,46 +64,53 @@ const read = (id: string) => prisma.reservation.findUniqueOrThrow({ where: { id 
 const changes = () => raised.filter((e) => e.type === 'reservation.changed').map((e) => ({ ...e, at: undefined }));
 
 describe('reservation status', () => {
-  it('activate: provisioning under its lease becomes active, for a user who still exists; raised once', async () => {
-    const r = await reservation(await user(), 'provisioning', { lease: 'here/a', leaseUntil: new Date(Date.now() + 60_000) });
+  it('activate: provisioning under its lease becomes active, for a user who still exists, keeping the window it was planned with; raised once', async () => {
+    const window = new Date(Date.now() + 30 * 60_000);
+    const r = await reservation(await user(), 'provisioning', { lease: 'here/a', leaseUntil: new Date(Date.now() + 60_000), expiresAt: window });
     // Another lease: nothing.
-    expect(await status.activate(r, 'here/other', 30)).toBe(false);
+    expect(await status.activate(r, 'here/other')).toBe(false);
     expect(raised).toEqual([]);
-    expect(await status.activate(r, 'here/a', 30)).toBe(true);
+    expect(await status.activate(r, 'here/a')).toBe(true);
     const active = await read(r.id);
     expect(active).toMatchObject({ status: 'active', leaseUntil: null });
-    expect(active.expiresAt!.getTime() - active.activatedAt!.getTime()).toBe(30 * 60_000);
+    // The window was fixed when it was planned: setting up the accounts does not push it into a booking behind it.
+    expect(active.expiresAt).toEqual(window);
+    expect(active.activatedAt).toBeInstanceOf(Date);
     expect(changes()).toEqual([{ type: 'reservation.changed', reservationId: r.id, userId: r.userId, from: 'provisioning', to: 'active', reason: null, adminDetail: null, at: undefined }]);
     // Not twice: it is active now.
-    expect(await status.activate(r, 'here/a', 30)).toBe(false);
+    expect(await status.activate(r, 'here/a')).toBe(false);
     expect(raised).toHaveLength(1);
   });
 
   it('activate: a reservation whose user was deleted meanwhile stays provisioning', async () => {
     const r = await reservation(null, 'provisioning', { lease: 'here/b', leaseUntil: new Date(Date.now() + 60_000) });
-    expect(await status.activate(r, 'here/b', 30)).toBe(false);
+    expect(await status.activate(r, 'here/b')).toBe(false);
     expect((await read(r.id)).status).toBe('provisioning');
     expect(raised).toEqual([]);
   });
+
+  /** An extension in its own transaction, as the service runs it (after checking the bookings behind it). */
+  const extendIn = (r: { id: string; userId: string | null; expiresAt: Date }, to: Date) =>
+    events.afterCommit((record) => prisma.$transaction((tx) => status.extend({ tx, record }, r, to)));
 
   it('extend: compare-and-set on the expiry as read, only while it has not passed; raises reservation.extended once', async () => {
     const expiresAt = new Date(Date.now() + 60_000);
     const r = await reservation(await user(), 'active', { expiresAt });
     const later = new Date(expiresAt.getTime() + 600_000);
     // Read with another expiry (another extension won meanwhile): refused.
-    expect(await status.extend({ ...r, expiresAt: new Date(expiresAt.getTime() - 1) }, later)).toBe(false);
+    expect(await extendIn({ ...r, expiresAt: new Date(expiresAt.getTime() - 1) }, later)).toBe(false);
     expect(raised).toEqual([]);
-    expect(await status.extend({ ...r, expiresAt }, later)).toBe(true);
+    expect(await extendIn({ ...r, expiresAt }, later)).toBe(true);
     expect((await read(r.id)).expiresAt).toEqual(later);
     expect(raised).toEqual([{ type: 'reservation.extended', reservationId: r.id, userId: r.userId, expiresAt: later, at: expect.any(Date) }]);
     // The second of two extensions that read the same expiry loses.
-    expect(await status.extend({ ...r, expiresAt }, new Date(later.getTime() + 1))).toBe(false);
+    expect(await extendIn({ ...r, expiresAt }, new Date(later.getTime() + 1))).toBe(false);
     // One that has run out is not extended; nor one that is not active.
     const past = new Date(Date.now() - 1000);
     const expired = await reservation(r.userId, 'active', { expiresAt: past });
-    expect(await status.extend({ ...expired, expiresAt: past }, later)).toBe(false);
+    expect(await extendIn({ ...expired, expiresAt: past }, later)).toBe(false);
     const releasing = await reservation(r.userId, 'releasing', { expiresAt });
-    expect(await status.extend({ ...releasing, expiresAt }, later)).toBe(false);
+    expect(await extendIn({ ...releasing, expiresAt }, later)).toBe(false);
     expect(raised).toHaveLength(1);
   });
 
@@ -179,7 +187,7 @@ describe('reservation status', () => {
 describe('open, in allocation’s transaction', () => {
   const allocate = () =>
     createAllocator({
-      prisma, events, state: createMachineState(prisma, events), status, policy: { maxMachinesPerUser: 5 },
+      decide: createDecisions(prisma, events), state: createMachineState(prisma, events), status, policy: { maxMachinesPerUser: 5, bookingHorizonDays: 30 },
       requestHash: createRequestHasher(Buffer.alloc(32)), node: 'here', vmHostDownAfterMs: 60_000,
     });
   const actor = (userId: string, username: string) => ({ userId, username, role: 'user' }) as Principal;
@@ -188,7 +196,9 @@ describe('open, in allocation’s transaction', () => {
     const userId = await user();
     const tag = randomUUID();
     const ids = [await machine({ tags: { pool: tag } }), await machine({ tags: { pool: tag } })];
-    const { id, token, machines } = await allocate()(actor(userId, 'alice'), { input: { count: 2, tags: { pool: tag } }, account: 'alice', durationMinutes: 30 });
+    const decision = await allocate()(actor(userId, 'alice'), { input: { count: 2, tags: { pool: tag } }, account: 'alice', durationMinutes: 30 });
+    if (decision.kind !== 'claimed') throw new Error(`not claimed: ${decision.kind}`);
+    const { id, token, machines } = decision;
     // The claimed machines come back whole, in name order, as Prisma reads them: setting up reads them no more.
     const stored = await prisma.machine.findMany({ where: { id: { in: ids } }, orderBy: { name: 'asc' } });
     expect(machines).toEqual(stored.map((m) => ({ ...m, status: 'available', reservationId: null, updatedAt: expect.any(Date) })));
@@ -218,8 +228,8 @@ describe('open, in allocation’s transaction', () => {
         code: 'insufficient_capacity',
       });
     }
-    const { machines } = await allocate()(actor(userId, 'carol'), { input: { count: 1, tags: { pool: tag, gpu: 'a100' } }, account: 'carol', durationMinutes: 30 });
-    expect(machines).toHaveLength(1);
+    const decision = await allocate()(actor(userId, 'carol'), { input: { count: 1, tags: { pool: tag, gpu: 'a100' } }, account: 'carol', durationMinutes: 30 });
+    expect(decision.kind === 'claimed' && decision.machines).toHaveLength(1);
   });
 
   it('raises nothing for a reservation opened in a transaction that then rolled back', async () => {
@@ -228,7 +238,7 @@ describe('open, in allocation’s transaction', () => {
     await machine({ tags: { pool: tag } });
     // The claim failing after `open` recorded its event: a fault the locks make impossible for real.
     const failing = createAllocator({
-      prisma, events, state: { claim: async () => 0 }, status, policy: { maxMachinesPerUser: 5 },
+      decide: createDecisions(prisma, events), state: { claim: async () => 0 }, status, policy: { maxMachinesPerUser: 5, bookingHorizonDays: 30 },
       requestHash: createRequestHasher(Buffer.alloc(32)), node: 'here', vmHostDownAfterMs: 60_000,
     });
     await expect(failing(actor(userId, 'carol'), { input: { count: 1, tags: { pool: tag } }, account: 'carol', durationMinutes: 30 })).rejects.toThrow(/claimed 0 of 1/);

@@ -2,6 +2,7 @@
 // view of a row Prisma read), the pool counts, and the one tag filter that both the list
 // and allocation (reservations/allocation.ts) match machines by.
 import { isoTime, isoTimeOrNull, type IsoTime } from '../../shared/timestamps.js';
+import type { Database } from '../../infra/database.js';
 import type { MachineRow } from './access.js';
 
 /** A machine as the API shows it: no credential; times in ISO 8601, as the list reads them. */
@@ -80,4 +81,13 @@ export function tagIs(key: string, value: string): readonly [string, ...unknown[
 export function tagFilter(filter: string): readonly [string, ...unknown[]] {
   const i = filter.indexOf(':');
   return tagIs(filter.slice(0, i), filter.slice(i + 1));
+}
+
+/** The bookings (scheduled reservations) planned on machine `id` that have not ended, soonest first. */
+export function bookingsOn(prisma: Database, id: string): Promise<{ id: string; startAt: IsoTime; expiresAt: IsoTime }[]> {
+  return prisma.$rows(
+    `SELECT r.id, r.start_at AS startAt, r.expires_at AS expiresAt FROM reservation_machines rm JOIN reservations r ON r.id = rm.reservation_id
+      WHERE rm.machine_id = ? AND r.status = 'scheduled' AND r.expires_at > ? ORDER BY r.start_at LIMIT 100`,
+    [id, new Date()],
+  );
 }

@@ -160,14 +160,16 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
       schema: {
         operationId: 'deleteMachine',
         tags: ['machines'],
-        summary: 'Remove a machine from the pool (admin); 409 while it is reserved',
+        summary: 'Remove a machine from the pool (admin); 409 while it is reserved, or booked ahead unless forced',
+        description: 'A machine booked ahead answers 409 `machine_booked` naming the bookings; with `?force=true` they are re-planned onto other matching machines, or fail.',
         security: bearerSecurity,
         params: s.nameParams,
+        querystring: s.forceQuery,
         response: { 204: z.null().meta({ description: 'deleted' }), ...problemResponses(400, 401, 403, 404, 409) },
       },
     },
     async (request, reply) => {
-      await machines.remove(request.params.name);
+      await machines.remove(request.params.name, request.query);
       return reply.status(204).send(null);
     },
   );
@@ -180,13 +182,15 @@ export const machinesRoutes: FastifyPluginAsyncZod<{ machines: MachinesService }
         operationId: 'enterMaintenance',
         tags: ['machines'],
         summary: 'Take a machine out of the pool for maintenance (admin)',
+        description: 'A machine booked ahead answers 409 `machine_booked` naming the bookings; with `?force=true` they are re-planned onto other matching machines, or fail.',
         security: bearerSecurity,
         params: s.nameParams,
+        querystring: s.forceQuery,
         body: s.maintenanceBody,
         response: { 200: s.machine, ...problemResponses(400, 401, 403, 404, 409) },
       },
     },
-    async (request) => toMachineDto(await machines.enterMaintenance(request.params.name, request.body.reason), ADMIN),
+    async (request) => toMachineDto(await machines.enterMaintenance(request.params.name, request.body.reason, request.query), ADMIN),
   );
 
   app.delete(

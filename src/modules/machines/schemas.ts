@@ -187,6 +187,14 @@ export const importResult = z
   })
   .meta({ examples: [{ created: 2, updated: 0, errors: [] }] });
 
+export const forceQuery = z.object({
+  force: z
+    .enum(['true', 'false'])
+    .optional()
+    .transform((v) => v === 'true')
+    .meta({ description: 'go ahead although the machine is booked ahead: its bookings are re-planned onto other matching machines, or fail' }),
+});
+
 export const maintenanceBody = z
   .object({ reason: z.string().min(1).max(255) })
   .meta({ examples: [{ reason: 'replacing a disk' }] });

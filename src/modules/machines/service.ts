@@ -13,7 +13,7 @@ import { createMachineBody } from './schemas.js';
 import { pageOf } from '../../infra/paging.js';
 import { whereAll } from '../../infra/sql-where.js';
 import { isLive } from '../../shared/reservation-statuses.js';
-import { POOL_COUNTS, machinePageSql, machineView, tagFilter, type MachineView } from './queries.js';
+import { POOL_COUNTS, bookingsOn, machinePageSql, machineView, tagFilter, type MachineView } from './queries.js';
 
 type MachineInput = z.output<typeof createMachineBody>;
 export interface MachinePatch {
@@ -66,6 +66,21 @@ export function createMachinesService(deps: {
   async function refuseVm(m: { id: string; name: string }): Promise<void> {
     if (await state.isVm(m.id)) {
       throw new AppError('machine_is_vm', `${m.name} is a VM berth runs; manage it through /v1/vms`);
+    }
+  }
+
+  /**
+   * Taking a machine away (maintenance, deletion) breaks the bookings planned on it: say
+   * which, unless the admin forces it — the scheduler then re-plans them onto other matching
+   * machines, or fails them with the reason.
+   */
+  async function refuseIfBooked(m: { id: string; name: string }, opts: { force?: boolean }): Promise<void> {
+    if (opts.force) return;
+    const bookings = await bookingsOn(prisma, m.id);
+    if (bookings.length) {
+      throw new AppError('machine_booked', `${m.name} is booked ahead (${bookings.length} booking(s)); repeat with ?force=true to re-plan or fail them`, {
+        bookings: bookings.map((b) => ({ reservation_id: b.id, start_at: b.startAt, expires_at: b.expiresAt })),
+      });
     }
   }
 
@@ -185,20 +200,22 @@ export function createMachinesService(deps: {
     },
 
     /** Deletes a machine no live reservation holds (an offline one with a cleanup pending may go). */
-    async remove(name: string): Promise<void> {
+    async remove(name: string, opts: { force?: boolean } = {}): Promise<void> {
       const m = await byNameOrThrow(name);
       await refuseVm(m);
       const holder = m.reservationId
         ? await prisma.reservation.findUnique({ where: { id: m.reservationId }, select: { status: true } })
         : null;
       const live = holder && isLive(holder.status);
+      if (!live) await refuseIfBooked(m, opts);
       // Conditional on what was read: a claim in between makes this a no-op, answered 409.
       if (live || !(await state.deleteUnlessHeld(m))) throw new AppError('machine_reserved', `${name} is reserved; release its reservation first`);
     },
 
-    async enterMaintenance(name: string, reason: string): Promise<MachineView> {
+    async enterMaintenance(name: string, reason: string, opts: { force?: boolean } = {}): Promise<MachineView> {
       const before = await byNameOrThrow(name);
       await refuseVm(before);
+      await refuseIfBooked(before, opts);
       if (!(await state.enterMaintenance(before.id, reason))) {
         const m = await byNameOrThrow(name);
         throw new AppError(

@@ -7,6 +7,10 @@ export interface ReservationPolicy {
   maxTotalMinutes: number;
   maxMachinesPerUser: number;
   leaseSeconds: number;
+  /** How far ahead a booking may start. */
+  bookingHorizonDays: number;
+  /** The most a request may wait in the queue. */
+  maxWaitMinutes: number;
 }
 
 export interface CreateReservationInput {
@@ -18,6 +22,20 @@ export interface CreateReservationInput {
   username?: string;
   password?: string;
   ssh_public_key?: string;
+  /** Wait up to this many minutes for machines instead of a 409 (a queued request). */
+  wait_minutes?: number;
+  /** Book for this start instead of now (a scheduled reservation). */
+  start_at?: string;
+}
+
+/** What a request asks for by way of machines, as the planner matches it. */
+export function machineRequestOf(input: CreateReservationInput): { count?: number; machines?: string[]; type?: string; tags?: Record<string, string> } {
+  return {
+    ...(input.count !== undefined && { count: input.count }),
+    ...(input.machines && { machines: input.machines }),
+    ...(input.type !== undefined && { type: input.type }),
+    ...(input.tags && { tags: input.tags }),
+  };
 }
 
 export const withMachines = { machines: { include: { machine: true } } } as const;

@@ -1,37 +1,35 @@
-// Making a reservation, all or nothing: claim the machines (allocation.ts), create the
-// account on each in parallel over SSH while the reservation sits in `provisioning` under
-// this process's lease, then either activate it or undo everything (unwind.ts) and say
-// which machine failed.
+// Making a reservation: the request is decided in one transaction (allocation.ts): claimed
+// now, queued, booked, or refused. Claimed now, the accounts are made at once (setup.ts)
+// while the reservation sits in `provisioning` under this process's lease, and the answer
+// says it is active, or which machine failed (everything undone). Queued or booked, the
+// account's secrets are sealed in the reservation until the scheduler makes the accounts.
 import { randomBytes } from 'node:crypto';
 import { encrypt } from 'unixcrypt';
 import { AppError } from '../../errors/app-error.js';
 import { DatabaseUnavailableError, isUniqueViolation, type Database } from '../../infra/database.js';
+import type { SecretBox } from '../../infra/secret-box.js';
 import type { Principal } from '../../shared/principal.js';
-import type { MachineAccess, MachineRow } from '../machines/access.js';
-import type { MachineState } from '../machines/state.js';
-import { AccountError, RESERVED_ACCOUNT_NAMES, createAccount } from './accounts.js';
-import type { Allocate } from './allocation.js';
-import { failureReasonFor, setupFailure } from './failure-reasons.js';
+import { RESERVED_ACCOUNT_NAMES } from './accounts.js';
+import type { Allocate, Decision } from './allocation.js';
+import { failureReasonFor } from './failure-reasons.js';
 import { replay, type RequestHasher } from './idempotency.js';
 import { withMachines, type CreateReservationInput, type ReservationPolicy } from './model.js';
 import { reservationById, type ReservationView } from './queries.js';
-import type { ReservationStatusWriter } from './status.js';
-import type { Unwinder } from './unwind.js';
+import { sealAccount } from './sealed-account.js';
+import type { AccountSetUp } from './setup.js';
 
 export interface ProvisionerDeps {
   prisma: Database;
-  access: MachineAccess;
-  state: Pick<MachineState, 'sudoGranted'>;
-  policy: Pick<ReservationPolicy, 'defaultMinutes' | 'maxMinutes'>;
+  secretBox: SecretBox;
+  policy: Pick<ReservationPolicy, 'defaultMinutes' | 'maxMinutes' | 'bookingHorizonDays' | 'maxWaitMinutes'>;
   allocate: Allocate;
-  status: Pick<ReservationStatusWriter, 'activate' | 'underLease'>;
-  unwinder: Pick<Unwinder, 'unwind'>;
+  setUp: AccountSetUp;
   requestHash: RequestHasher;
 }
 
 export interface Created {
   reservation: ReservationView;
-  /** The password berth made up, shown once; undefined when the user gave theirs, or on a replay. */
+  /** The password berth made up, shown once; undefined when the user gave theirs, on a replay, or until a queued or booked one is active. */
   password: string | undefined;
   replayed: boolean;
 }
@@ -59,26 +57,31 @@ function accountPasswordHash(password: string | undefined): string | undefined {
 /** What the actor may read of a failure: admins the machine's own words. */
 const asViewer = (actor: Principal) => ({ admin: actor.role === 'admin' });
 
-export function createProvisioner({ prisma, access, state, policy, allocate, status, unwinder, requestHash }: ProvisionerDeps) {
+export function createProvisioner({ prisma, secretBox, policy, allocate, setUp, requestHash }: ProvisionerDeps) {
   const byKey = (userId: string, idempotencyKey: string) =>
     prisma.reservation.findUnique({ where: { userId_idempotencyKey: { userId, idempotencyKey } }, include: withMachines });
 
-  /** Creates the account on one machine; a name already there fails with AccountError code 'exists'. */
-  async function provision(machine: MachineRow, account: { username: string; reservationId: string; passwordHash?: string; sshPublicKey?: string }) {
-    const ssh = await access.open(machine);
-    try {
-      if (machine.allowSudo) await state.sudoGranted(machine.id, account.reservationId);
-      await createAccount(ssh, { ...account, grantSudo: machine.allowSudo });
-    } finally {
-      ssh.close();
+  /** The request's own bounds, before anything is read: duration, the wait, the booking's start. */
+  function checkTimes(input: CreateReservationInput, duration: number) {
+    if (duration > policy.maxMinutes) {
+      throw new AppError('exceeds_max_duration', `a reservation may last at most ${policy.maxMinutes} minutes`);
+    }
+    if (input.wait_minutes !== undefined && input.wait_minutes > policy.maxWaitMinutes) {
+      throw new AppError('exceeds_max_wait', `a request may wait at most ${policy.maxWaitMinutes} minutes`, { max_wait_minutes: policy.maxWaitMinutes });
+    }
+    if (input.start_at !== undefined) {
+      const start = Date.parse(input.start_at);
+      const latest = Date.now() + policy.bookingHorizonDays * 24 * 60 * 60_000;
+      if (start <= Date.now()) throw new AppError('start_in_past', 'start_at must be in the future (leave it out to start now)');
+      if (start > latest) {
+        throw new AppError('beyond_booking_horizon', `a booking may start at most ${policy.bookingHorizonDays} days ahead`, { latest_start: new Date(latest).toISOString() });
+      }
     }
   }
 
   return async function create(actor: Principal, input: CreateReservationInput, idempotencyKey?: string): Promise<Created> {
     const duration = input.duration_minutes ?? policy.defaultMinutes;
-    if (duration > policy.maxMinutes) {
-      throw new AppError('exceeds_max_duration', `a reservation may last at most ${policy.maxMinutes} minutes`);
-    }
+    checkTimes(input, duration);
     const account = input.username ?? actor.username;
     if (RESERVED_ACCOUNT_NAMES.has(account)) {
       throw new AppError('account_name_reserved', `"${account}" is a system name; choose another with "username"`);
@@ -88,41 +91,38 @@ export function createProvisioner({ prisma, access, state, policy, allocate, sta
       if (existing) return replay(existing, input, requestHash, asViewer(actor));
     }
     const generated = input.password || input.ssh_public_key ? undefined : generatePassword();
-    const passwordHash = accountPasswordHash(input.password ?? generated);
+    const secrets = { passwordHash: accountPasswordHash(input.password ?? generated), sshPublicKey: input.ssh_public_key };
+    const mayWait = input.wait_minutes !== undefined || input.start_at !== undefined;
 
-    let id: string, token: string, machines: MachineRow[];
+    let decision: Decision;
     try {
-      ({ id, token, machines } = await allocate(actor, { input, account, durationMinutes: duration, idempotencyKey }));
+      decision = await allocate(actor, {
+        input,
+        account,
+        durationMinutes: duration,
+        idempotencyKey,
+        ...(mayWait && { sealed: sealAccount(secretBox, secrets, generated) }),
+      });
     } catch (err) {
       // The same key raced in from another request: answer as a replay of the winner.
       if (idempotencyKey && isUniqueViolation(err)) return replay((await byKey(actor.userId, idempotencyKey))!, input, requestHash, asViewer(actor));
       throw err;
     }
-
-    const results = await status.underLease(id, token, () =>
-      Promise.allSettled(machines.map((m) => provision(m, { username: account, reservationId: id, passwordHash, sshPublicKey: input.ssh_public_key }))),
-    );
-    const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [{ machine: machines[i]!, error: r.reason as Error }] : []));
-
-    if (failures.length === 0) {
-      // Only a password berth made up is shown (once); the user knows their own. The answer
-      // is read after the work: a first contact pinned the machines' host keys.
-      if (await status.activate({ id, userId: actor.userId }, token, duration)) {
-        return { reservation: (await reservationById(prisma, id))!, password: generated, replayed: false };
-      }
-      const current = await prisma.reservation.findUnique({ where: { id }, select: { leaseOwner: true } });
-      if (current?.leaseOwner !== token) {
-        // The lease ran out, which means its renewals failed (the database was away): the
-        // worker that took the reservation over rolls it back.
-        throw new DatabaseUnavailableError('the database was unavailable while the reservation was set up; it is being rolled back');
-      }
-      failures.push({ machine: machines[0]!, error: new Error('the user was deleted while the reservation was being set up') });
+    if (decision.kind !== 'claimed') {
+      // The password is shown on the owner's first read once the accounts are made.
+      return { reservation: (await reservationById(prisma, decision.id))!, password: undefined, replayed: false };
     }
 
-    const first = failures[0]!;
-    const detail = setupFailure(first.machine.name, first.error.message);
-    const existedBefore = new Set(failures.filter((f) => f.error instanceof AccountError && f.error.code === 'exists').map((f) => f.machine.id));
-    await unwinder.unwind({ id, userId: actor.userId, status: 'provisioning', accountUsername: account }, 'failed', detail, token, existedBefore);
-    throw new AppError('provisioning_failed', failureReasonFor(detail, asViewer(actor)), { machine: first.machine.name, reservation_id: id, failed_machines: failures.map((f) => f.machine.name) });
+    const { id, token, machines } = decision;
+    const done = await setUp({ id, userId: actor.userId, accountUsername: account }, machines, secrets, token);
+    if (done.outcome === 'active') {
+      // Only a password berth made up is shown (once); the user knows their own. The answer
+      // is read after the work: a first contact pinned the machines' host keys.
+      return { reservation: (await reservationById(prisma, id))!, password: generated, replayed: false };
+    }
+    if (done.outcome === 'lease_lost') {
+      throw new DatabaseUnavailableError('the database was unavailable while the reservation was set up; it is being rolled back');
+    }
+    throw new AppError('provisioning_failed', failureReasonFor(done.detail, asViewer(actor)), { machine: done.machine, reservation_id: id, failed_machines: done.failedMachines });
   };
 }

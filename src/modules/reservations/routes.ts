@@ -30,6 +30,10 @@ export function toReservationDto(r: ReservationView, viewer: { admin: boolean },
     machines: machines.map((m) => ({ name: m.name, host: m.host, port: m.port, host_key: m.hostKey })),
     known_hosts: knownHosts(machines),
     duration_minutes: r.durationMinutes,
+    start_at: r.startAt,
+    wait_until: r.waitUntil,
+    queue_position: r.queuePosition,
+    estimated_start: r.estimatedStart,
     created_at: r.createdAt,
     activated_at: r.activatedAt,
     expires_at: r.expiresAt,
@@ -49,14 +53,17 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
       schema: {
         operationId: 'createReservation',
         tags: ['reservations'],
-        summary: 'Reserve machines: all of them or none, with an account on each',
+        summary: 'Reserve machines: now, when free, or booked ahead; all of them or none, with an account on each',
         description:
-          'Claims `count` machines (or the named `machines`, filtered by `type`/`tags`), creates the Unix account on each over SSH, ' +
-          'and answers once all are ready. If any machine fails, everything is undone and the problem names the machine (502).',
+          'Claims `count` machines (or the named `machines`, filtered by `type`/`tags`) for `duration_minutes`, creates the Unix account on each over SSH, ' +
+          'and answers once all are ready (201 `active`). If any machine fails, everything is undone and the problem names the machine (502). ' +
+          'Requests are served in arrival order: one may start before an earlier queued request only where that delays none of them. ' +
+          'Not free now: 409 `insufficient_capacity` with `earliest_start`, or with `wait_minutes` 202 `queued` (with `queue_position` and `estimated_start`; ' +
+          'it becomes active as soon as it can, or ends `released`/`expired` after the wait). With `start_at`: 201 `scheduled` on concrete machines, activated then.',
         security: bearerSecurity,
         headers: s.idempotencyHeaders,
         body: s.createReservationBody,
-        response: { 201: s.reservation, ...problemResponses(400, 401, 404, 409, 422, 502) },
+        response: { 201: s.reservation, 202: s.reservation, ...problemResponses(400, 401, 404, 409, 422, 502) },
       },
     },
     async (request, reply) => {
@@ -66,7 +73,7 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
         request.headers['idempotency-key'],
       );
       if (replayed) reply.header('idempotent-replayed', 'true');
-      return reply.status(201).send(toReservationDto(reservation, viewerOf(request), password));
+      return reply.status(reservation.status === 'queued' ? 202 : 201).send(toReservationDto(reservation, viewerOf(request), password));
     },
   );
 
@@ -100,12 +107,16 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
         operationId: 'getReservation',
         tags: ['reservations'],
         summary: 'Read a reservation (owner or admin)',
+        description: 'The owner’s first read of a queued or booked reservation once active carries the password berth generated (`account.password`), once.',
         security: bearerSecurity,
         params: idParams,
         response: { 200: s.reservation, ...problemResponses(400, 401, 404) },
       },
     },
-    async (request) => toReservationDto(await reservations.getOrThrow(principalOf(request), request.params.id), viewerOf(request)),
+    async (request) => {
+      const { reservation, password } = await reservations.getOrThrow(principalOf(request), request.params.id);
+      return toReservationDto(reservation, viewerOf(request), password);
+    },
   );
 
   app.post(
@@ -132,7 +143,7 @@ export const reservationsRoutes: FastifyPluginAsyncZod<{ reservations: Reservati
       schema: {
         operationId: 'releaseReservation',
         tags: ['reservations'],
-        summary: 'Release now: the accounts are removed and the machines return to the pool',
+        summary: 'Release now: the accounts are removed and the machines return to the pool; a queued or booked request is cancelled',
         security: bearerSecurity,
         params: idParams,
         response: { 200: s.reservation, ...problemResponses(400, 401, 404, 409) },

@@ -34,17 +34,31 @@ export const createReservationBody = z
           'the account password; generated (and returned once) when neither password nor ssh_public_key is given. Machines receive it only hashed (SHA-512 crypt)',
       }),
     ssh_public_key: sshPublicKey.optional(),
+    wait_minutes: z
+      .number()
+      .int()
+      .min(1)
+      .max(7 * 24 * 60)
+      .optional()
+      .meta({ description: 'if the machines are not free now, wait up to this long in the queue (202 `queued`) instead of a 409; capped by the server policy' }),
+    start_at: z.iso
+      .datetime({ offset: true })
+      .optional()
+      .meta({ description: 'book for this start (RFC 3339, in the future, within the booking horizon): 201 `scheduled` with its machines, activated then' }),
   })
   .strict()
   .refine((b) => !(b.count !== undefined && b.machines), { message: 'give count or machines, not both', path: ['count'] })
+  .refine((b) => !(b.wait_minutes !== undefined && b.start_at !== undefined), { message: 'give wait_minutes or start_at, not both', path: ['wait_minutes'] })
   .refine((b) => !b.machines || new Set(b.machines).size === b.machines.length, { message: 'a machine is named twice', path: ['machines'] })
   .meta({
     // The first refinement above, as the document says it (uniqueItems says the second).
-    not: { required: ['count', 'machines'] },
+    not: { anyOf: [{ required: ['count', 'machines'] }, { required: ['wait_minutes', 'start_at'] }] },
     examples: [
       { count: 2, duration_minutes: 120, ssh_public_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0Hc8vJp2C1mYpA3m8k9rQ alice@laptop' },
       { machines: ['gpu-01'], username: 'alice', duration_minutes: 30 },
       { count: 1, type: 'gpu', tags: { gpu: 'a100' } },
+      { count: 2, duration_minutes: 60, wait_minutes: 60 },
+      { count: 4, type: 'gpu', start_at: '2026-12-09T09:00:00Z', duration_minutes: 240 },
     ],
   });
 
@@ -55,7 +69,10 @@ export const reservation = z
     owner: z.string(),
     account: z.object({
       username: z.string(),
-      password: z.string().optional().meta({ description: 'only in the response that created the reservation, when berth generated it' }),
+      password: z.string().optional().meta({
+        description:
+          'when berth generated it, shown once: in the response that created the reservation, or — for one that was queued or booked — in its owner’s first GET of it once active',
+      }),
     }),
     machines: z.array(
       z.object({
@@ -67,6 +84,10 @@ export const reservation = z
     ),
     known_hosts: z.string().meta({ description: 'known_hosts lines for every machine whose host key berth has pinned: ssh -o UserKnownHostsFile=<this> -o StrictHostKeyChecking=yes' }),
     duration_minutes: z.number().int(),
+    start_at: timestamp.nullable().meta({ description: 'a booking’s start; null for one that started when asked or queued' }),
+    wait_until: timestamp.nullable().meta({ description: 'a queued request gives up then' }),
+    queue_position: z.number().int().nullable().meta({ description: 'a queued request’s place in line (1: next); null otherwise' }),
+    estimated_start: timestamp.nullable().meta({ description: 'when a queued request is expected to start (the planner’s estimate; null: it cannot tell)' }),
     created_at: timestamp,
     activated_at: timestamp.nullable(),
     expires_at: timestamp.nullable(),
@@ -91,9 +112,13 @@ export const reservation = z
         known_hosts:
           '10.0.0.21 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq8kWnJ2r6Qm9Rk4h0R0xGgK9mNq3vV4v2bT8fJ0sGm\n10.0.0.22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPp4nYtW0c3v8Qe2s9Lk1a7RzB6xUo5mH3jD0fKq2wVt\n',
         duration_minutes: 120,
+        start_at: null,
+        wait_until: null,
+        queue_position: null,
+        estimated_start: null,
         created_at: '2026-11-21T09:30:00.000Z',
         activated_at: '2026-11-21T09:30:01.200Z',
-        expires_at: '2026-11-21T11:30:01.200Z',
+        expires_at: '2026-11-21T11:30:00.000Z',
         max_expires_at: '2026-11-22T09:30:00.000Z',
         seconds_remaining: 7200,
         released_at: null,

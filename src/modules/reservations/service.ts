@@ -1,7 +1,11 @@
 // Reservations: N machines for a person for a time, with an account on each. This file
 // wires the parts and answers the routes; each part has a file of its own:
-//   allocation.ts    claims all requested machines or none, in one transaction
-//   provisioning.ts  creates the accounts over SSH and activates, or undoes it all
+//   allocation.ts    decides a request in one transaction: claimed now (all machines or
+//                    none), queued, booked, or refused — placed by planner.ts on the
+//                    pool's windows (windows.ts)
+//   provisioning.ts  answers a request: claimed now, the accounts are made at once
+//   setup.ts         creates the accounts over SSH and activates, or undoes it all
+//   scheduler.ts     promotes the queue, starts bookings, re-plans or fails broken ones (a job)
 //   idempotency.ts   the same Idempotency-Key and body give the same outcome
 //   status.ts        the one writer of a reservation's status and lease: its transitions
 //   queries.ts       the SQL: the view, the machines a user holds, allocation's reads
@@ -17,13 +21,18 @@ import { whereAll } from '../../infra/sql-where.js';
 import { mapLimit } from '../../shared/map-limit.js';
 import type { Principal } from '../../shared/principal.js';
 import type { MachineAccess, MachineRow } from '../machines/access.js';
+import type { SecretBox } from '../../infra/secret-box.js';
 import type { MachineState } from '../machines/state.js';
 import { createAllocator } from './allocation.js';
+import { createDecisions } from './decisions.js';
 import { createRequestHasher } from './idempotency.js';
 import { UNWIND_CONCURRENCY, type ReservationLog, type ReservationPolicy } from './model.js';
 import { createProvisioner } from './provisioning.js';
-import { reservationById, reservationPage, type ReservationView } from './queries.js';
+import { nextBookingStart, reservationById, reservationPage, takeSealedPassword, type ReservationView } from './queries.js';
 import { createReconciler } from './reconcile.js';
+import { createScheduler } from './scheduler.js';
+import { openPassword } from './sealed-account.js';
+import { createAccountSetUp } from './setup.js';
 import { createReservationStatus } from './status.js';
 import { createUnwinder } from './unwind.js';
 
@@ -33,6 +42,8 @@ export interface ReservationsDeps {
   prisma: Database;
   access: MachineAccess;
   state: MachineState;
+  /** Seals the secrets of accounts made later (queued and booked reservations). */
+  secretBox: SecretBox;
   /** Where the reservations' status changes are raised, once committed. */
   events: Pick<EventBus, 'raise' | 'afterCommit'>;
   policy: ReservationPolicy;
@@ -55,8 +66,12 @@ export function createReservationsService(deps: ReservationsDeps) {
   const status = createReservationStatus({ prisma, events, policy, instanceId: deps.instanceId, log });
   const unwinder = createUnwinder({ prisma, access, state, status, recycle, log });
   const requestHash = createRequestHasher(deps.requestHashKey);
-  const allocate = createAllocator({ prisma, events, state, status, policy, requestHash, node: deps.node, vmHostDownAfterMs: deps.vmHostDownAfterMs });
-  const create = createProvisioner({ prisma, access, state, policy, allocate, status, unwinder, requestHash });
+  const where = { node: deps.node, vmHostDownAfterMs: deps.vmHostDownAfterMs };
+  const decide = createDecisions(prisma, events);
+  const allocate = createAllocator({ decide, state, status, policy, requestHash, ...where });
+  const setUp = createAccountSetUp({ prisma, access, state, status, unwinder });
+  const create = createProvisioner({ prisma, secretBox: deps.secretBox, policy, allocate, setUp, requestHash });
+  const schedule = createScheduler({ prisma, decide, state, status, setUp, secretBox: deps.secretBox, policy, ...where, log });
   const reconcile = createReconciler({ prisma, state, status, unwinder, log });
   const { unwind, cleanupMachine } = unwinder;
 
@@ -77,8 +92,17 @@ export function createReservationsService(deps: ReservationsDeps) {
      */
     create,
 
-    async getOrThrow(actor: Principal, id: string) {
-      return visibleOrThrow(actor, id);
+    /** The scheduler's tick (its job's). */
+    schedule,
+
+    /**
+     * The reservation, and — on its owner's first read once active — the password berth
+     * generated for a queued or booked one (shown once, as at once for one made at once).
+     */
+    async getOrThrow(actor: Principal, id: string): Promise<{ reservation: ReservationView; password: string | undefined }> {
+      const reservation = await visibleOrThrow(actor, id);
+      const sealed = reservation.status === 'active' && reservation.userId === actor.userId ? await takeSealedPassword(prisma, id) : null;
+      return { reservation, password: sealed === null ? undefined : openPassword(deps.secretBox, sealed) };
     },
 
     async list(actor: Principal, q: { all?: boolean; user?: string; status?: ReservationView['status']; limit: number; cursor?: string }) {
@@ -108,13 +132,27 @@ export function createReservationsService(deps: ReservationsDeps) {
       if (next.getTime() > Date.parse(r.maxExpiresAt)) {
         throw new AppError('exceeds_max_duration', `a reservation may not run past ${r.maxExpiresAt} (${policy.maxTotalMinutes} minutes in all)`, { max_expires_at: r.maxExpiresAt });
       }
-      if (!(await status.extend({ id, userId: r.userId, expiresAt }, next))) throw new AppError('reservation_changed', 'the reservation changed meanwhile; try again');
+      // Under the planner row: no booking can be made on these machines between the check and the update.
+      const extended = await decide(async (tx, record) => {
+        const booked = await nextBookingStart(tx, id, expiresAt);
+        if (booked && next > booked) {
+          throw new AppError('booking_conflict', `a machine of this reservation is booked from ${booked.toISOString()}; it may run until then`, { latest_end: booked.toISOString() });
+        }
+        return status.extend({ tx, record }, { id, userId: r.userId, expiresAt }, next);
+      });
+      if (!extended) throw new AppError('reservation_changed', 'the reservation changed meanwhile; try again');
       return (await reservationById(prisma, id))!;
     },
 
-    /** Early release by the owner or an admin; done when it returns. */
+    /** Early release by the owner or an admin (a queued request or a booking is cancelled); done when it returns. */
     async release(actor: Principal, id: string) {
       const r = await visibleOrThrow(actor, id);
+      if (r.status === 'queued' || r.status === 'scheduled') {
+        const reason = actor.userId === r.userId ? 'cancelled' : 'cancelled_by_admin';
+        // Lost to the scheduler (it started meanwhile) or another cancel: the read below says what it is now.
+        await status.cancel({ id, userId: r.userId, status: r.status }, reason);
+        return (await reservationById(prisma, id))!;
+      }
       if (r.status === 'provisioning') {
         throw new AppError('reservation_provisioning', 'the reservation is still being set up; release it once it is active');
       }

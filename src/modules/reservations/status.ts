@@ -7,10 +7,20 @@
 //
 //   (none) ──open (allocation's transaction)──▶ provisioning ─┬─activate (user still there)──▶ active
 //                                                              └─finish──▶ failed
+//   (none) ──openQueued──▶ queued ──promote (the scheduler's transaction)──▶ provisioning
+//                            ├──expireWait (its wait ran out)──▶ released "expired"
+//                            └──cancel──▶ released "cancelled"
+//   (none) ──openScheduled──▶ scheduled ──promote (its start has come)──▶ provisioning
+//                               ├──cancel──▶ released "cancelled"
+//                               └──failBooking (a machine went and none replaces it)──▶ failed
 //   active ──extend (compare-and-set on the expiry)──▶ active
 //   active ──claimForRelease──▶ releasing ──finish──▶ released
 //   provisioning|releasing (lease ran out) ──takeOver──▶ the same, under a new lease
 //   under a lease ──renewLease──▶ the lease runs on (underLease, while the work runs)
+//
+// Every reservation is a window of time, fixed when it is planned: `expires_at` is set when
+// it is opened (now + duration, or a booking's start + duration) and activation keeps it, so
+// no window ever grows into a booking behind it while its accounts are being made.
 //
 // A lease that runs out means its process crashed (or the database was away): another
 // process may take the reservation over. Each transition that changes the status raises
@@ -19,7 +29,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Prisma, PrismaClient } from '../../generated/prisma/client.js';
 import type { ReservationStatus } from '../../generated/prisma/enums.js';
-import type { EventBus, RecordEvent } from '../../events/bus.js';
+import type { EventBus, InTransaction, RecordEvent } from '../../events/bus.js';
 import { ENDED_STATUSES, LEASED_STATUSES, LIVE_STATUSES } from '../../shared/reservation-statuses.js';
 import { failureReasonFor } from './failure-reasons.js';
 import type { ReservationLog, ReservationPolicy } from './model.js';
@@ -41,9 +51,24 @@ export interface NewReservation {
   ownerUsername: string;
   accountUsername: string;
   durationMinutes: number;
-  machineIds: string[];
   idempotencyKey: string | null;
   requestHash: string | null;
+}
+
+/** What a queued request or a booking keeps until its accounts are made: sealed (secret box, base64). */
+export interface SealedAccount {
+  /** The account's password hash and SSH key. */
+  accountSecrets: string;
+  /** A password berth generated, for its owner's first read once active; null when the user chose theirs. */
+  sealedPassword: string | null;
+}
+
+/** What a queued request asks for, kept to be matched when machines come free. */
+export interface QueuedRequest {
+  count?: number;
+  machines?: string[];
+  type?: string;
+  tags?: Record<string, string>;
 }
 
 /** The failure_reason column's size. */
@@ -68,6 +93,35 @@ export function createReservationStatus(deps: {
     await prisma.reservation.updateMany({ where: { id, leaseOwner: token, status: { in: [...LEASED_STATUSES] } }, data: { leaseUntil: leaseUntil() } });
   }
 
+  /** The columns every new reservation sets alike; `startsAt` is when its window opens (for the policy cap). */
+  const columnsOf = (r: NewReservation, startsAt: number) => ({
+    userId: r.userId,
+    ownerUsername: r.ownerUsername,
+    accountUsername: r.accountUsername,
+    durationMinutes: r.durationMinutes,
+    maxExpiresAt: new Date(startsAt + policy.maxTotalMinutes * 60_000),
+    idempotencyKey: r.idempotencyKey,
+    requestHash: r.requestHash,
+  });
+
+  /** A queued request or a booking ends before it started: nothing to undo, its secrets go. */
+  async function endUnstarted(r: ReservationRef, from: 'queued' | 'scheduled', to: Ended, reason: string, also: Prisma.ReservationWhereInput): Promise<boolean> {
+    const { count } = await prisma.reservation.updateMany({
+      where: { id: r.id, status: from, ...also },
+      data: {
+        status: to,
+        releasedAt: new Date(),
+        estimatedStart: null,
+        accountSecrets: null,
+        sealedPassword: null,
+        ...(to === 'failed' ? { failureReason: reason.slice(0, FAILURE_REASON_MAX) } : { releaseReason: reason }),
+      },
+    });
+    if (count !== 1) return false;
+    await changed(r, from, to, reason);
+    return true;
+  }
+
   const changed = (r: ReservationRef, from: ReservationStatus, to: ReservationStatus, reason: string | null) => {
     const forOwner = failureReasonFor(reason, { admin: false });
     return events.raise('reservation.changed', { reservationId: r.id, userId: r.userId, from, to, reason: forOwner, adminDetail: forOwner === reason ? null : reason });
@@ -78,22 +132,19 @@ export function createReservationStatus(deps: {
      * Allocation, inside its transaction (`record` from the same events.afterCommit): a new
      * reservation in `provisioning`, holding `machineIds`, under a lease of this process.
      */
-    async open(tx: Prisma.TransactionClient, record: RecordEvent, r: NewReservation): Promise<{ id: string; token: string }> {
+    async open(tx: Prisma.TransactionClient, record: RecordEvent, r: NewReservation & { machineIds: string[] }): Promise<{ id: string; token: string }> {
       const id = randomUUID();
       const token = newLease();
+      const now = Date.now();
       await tx.reservation.create({
         data: {
+          ...columnsOf(r, now),
           id,
-          userId: r.userId,
-          ownerUsername: r.ownerUsername,
           status: 'provisioning',
-          accountUsername: r.accountUsername,
-          durationMinutes: r.durationMinutes,
-          maxExpiresAt: new Date(Date.now() + policy.maxTotalMinutes * 60_000),
+          machineCount: r.machineIds.length,
+          expiresAt: new Date(now + r.durationMinutes * 60_000),
           leaseOwner: token,
           leaseUntil: leaseUntil(),
-          idempotencyKey: r.idempotencyKey,
-          requestHash: r.requestHash,
           machines: { create: r.machineIds.map((machineId) => ({ machineId })) },
         },
       });
@@ -101,16 +152,108 @@ export function createReservationStatus(deps: {
       return { id, token };
     },
 
+    /** A request that waits for machines (`wait_minutes`), in allocation's transaction. */
+    async openQueued(
+      tx: Prisma.TransactionClient,
+      record: RecordEvent,
+      r: NewReservation & SealedAccount & { request: QueuedRequest; machineCount: number; waitUntil: Date; estimatedStart: Date | null },
+    ): Promise<string> {
+      const id = randomUUID();
+      await tx.reservation.create({
+        data: {
+          ...columnsOf(r, Date.now()),
+          id,
+          status: 'queued',
+          machineCount: r.machineCount,
+          request: { ...r.request },
+          waitUntil: r.waitUntil,
+          estimatedStart: r.estimatedStart,
+          accountSecrets: r.accountSecrets,
+          sealedPassword: r.sealedPassword,
+        },
+      });
+      record('reservation.changed', { reservationId: id, userId: r.userId, from: null, to: 'queued', reason: null, adminDetail: null });
+      return id;
+    },
+
+    /** A booking of `machineIds` for [startAt, startAt + duration), in allocation's transaction. */
+    async openScheduled(
+      tx: Prisma.TransactionClient,
+      record: RecordEvent,
+      r: NewReservation & SealedAccount & { machineIds: string[]; startAt: Date; request: QueuedRequest },
+    ): Promise<string> {
+      const id = randomUUID();
+      await tx.reservation.create({
+        data: {
+          ...columnsOf(r, r.startAt.getTime()),
+          id,
+          status: 'scheduled',
+          machineCount: r.machineIds.length,
+          request: { ...r.request },
+          startAt: r.startAt,
+          expiresAt: new Date(r.startAt.getTime() + r.durationMinutes * 60_000),
+          accountSecrets: r.accountSecrets,
+          sealedPassword: r.sealedPassword,
+          machines: { create: r.machineIds.map((machineId) => ({ machineId })) },
+        },
+      });
+      record('reservation.changed', { reservationId: id, userId: r.userId, from: null, to: 'scheduled', reason: null, adminDetail: null });
+      return id;
+    },
+
     /**
-     * Every account is made: `provisioning` under `token` becomes `active` for `durationMinutes`,
-     * only for a user who still exists (one deleted meanwhile gets nothing). False when the
+     * The scheduler, inside its transaction: a queued request whose machines it has just
+     * claimed (its window [now, now + duration)), or a booking whose start has come (its
+     * window as booked), becomes `provisioning` under a lease of this process. The token
+     * when the update applied.
+     */
+    async promote(tx: Prisma.TransactionClient, record: RecordEvent, r: ReservationRef & { from: 'queued' | 'scheduled'; expiresAt?: Date; machineCount?: number }): Promise<string | null> {
+      const token = newLease();
+      const { count } = await tx.reservation.updateMany({
+        where: { id: r.id, status: r.from },
+        data: {
+          status: 'provisioning',
+          leaseOwner: token,
+          leaseUntil: leaseUntil(),
+          estimatedStart: null,
+          ...(r.expiresAt && { expiresAt: r.expiresAt, maxExpiresAt: new Date(Date.now() + policy.maxTotalMinutes * 60_000) }),
+          ...(r.machineCount !== undefined && { machineCount: r.machineCount }),
+        },
+      });
+      if (count !== 1) return null;
+      record('reservation.changed', { reservationId: r.id, userId: r.userId, from: r.from, to: 'provisioning', reason: null, adminDetail: null });
+      return token;
+    },
+
+    /** The owner (`cancelled`) or an admin (`cancelled_by_admin`) withdraws a queued request or a booking. */
+    async cancel(r: ReservationRef & { status: 'queued' | 'scheduled' }, reason: 'cancelled' | 'cancelled_by_admin'): Promise<boolean> {
+      return endUnstarted(r, r.status, 'released', reason, {});
+    },
+
+    /** A queued request that has not started by its `wait_until` ends `released`, `expired`: it never held anything. */
+    async expireWait(r: ReservationRef): Promise<boolean> {
+      return endUnstarted(r, 'queued', 'released', 'expired', { waitUntil: { lte: new Date() } });
+    },
+
+    /** A booking that cannot take place: `failed`, with why. */
+    async failBooking(r: ReservationRef, reason: string): Promise<boolean> {
+      return endUnstarted(r, 'scheduled', 'failed', reason, {});
+    },
+
+    /** The planner's latest estimate of a queued request's start (no event: the request has not changed). */
+    async estimate(tx: Prisma.TransactionClient, id: string, estimatedStart: Date | null): Promise<void> {
+      await tx.reservation.updateMany({ where: { id, status: 'queued' }, data: { estimatedStart } });
+    },
+
+    /**
+     * Every account is made: `provisioning` under `token` becomes `active` until the end its
+     * window was given when planned, only for a user who still exists (one deleted meanwhile gets nothing). False when the
      * update did not apply.
      */
-    async activate(r: ReservationRef, token: string, durationMinutes: number): Promise<boolean> {
-      const now = Date.now();
+    async activate(r: ReservationRef, token: string): Promise<boolean> {
       const { count } = await prisma.reservation.updateMany({
         where: { id: r.id, status: 'provisioning', leaseOwner: token, userId: { not: null } },
-        data: { status: 'active', activatedAt: new Date(now), expiresAt: new Date(now + durationMinutes * 60_000), leaseUntil: null },
+        data: { status: 'active', activatedAt: new Date(), leaseUntil: null, accountSecrets: null },
       });
       if (count !== 1) return false;
       await changed(r, 'provisioning', 'active', null);
@@ -118,17 +261,17 @@ export function createReservationStatus(deps: {
     },
 
     /**
-     * An active reservation read with expiry `from` now ends at `to`. Compare-and-set on the
-     * old expiry, which must not have passed: two extensions at once cannot both count from
+     * An active reservation read with expiry `from` now ends at `to` (in the transaction that
+     * checked the bookings behind it). Compare-and-set on the old expiry, which must not have passed: two extensions at once cannot both count from
      * it, and one that has run out is the job's to release. False when it changed meanwhile.
      */
-    async extend(r: ReservationRef & { expiresAt: Date }, to: Date): Promise<boolean> {
-      const { count } = await prisma.reservation.updateMany({
+    async extend(within: InTransaction, r: ReservationRef & { expiresAt: Date }, to: Date): Promise<boolean> {
+      const { count } = await within.tx.reservation.updateMany({
         where: { id: r.id, status: 'active', AND: [{ expiresAt: r.expiresAt }, { expiresAt: { gt: new Date() } }] },
         data: { expiresAt: to },
       });
       if (count !== 1) return false;
-      await events.raise('reservation.extended', { reservationId: r.id, userId: r.userId, expiresAt: to });
+      within.record('reservation.extended', { reservationId: r.id, userId: r.userId, expiresAt: to });
       return true;
     },
 

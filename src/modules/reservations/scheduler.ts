@@ -1,0 +1,208 @@
+// The scheduler: what turns queued requests and bookings into reservations, each thing once
+// with any number of berth processes on one database. A tick:
+//   1. ends queued requests whose wait ran out (`expired`: they never held anything);
+//   2. re-plans bookings that lost a machine (maintenance, offline, deleted) onto another
+//      matching machine free for their window, or fails them with the reason;
+//   3. under the planner row (one decision at a time across processes): starts bookings whose
+//      start has come once their machines are free, and promotes the queue in arrival order
+//      where the plan (planner.ts, conservative backfill) says a request can start now; the
+//      rest get their new estimate;
+//   4. makes the accounts of what it started (setup.ts), outside the transaction.
+// Each start is a conditional update (status.promote) in the transaction that claims the
+// machines; a process killed after it leaves a `provisioning` lease that runs out, and the
+// reconciler undoes it, as for any reservation. No node-local lock (GET_LOCK) anywhere.
+import type { PrismaClient } from '../../generated/prisma/client.js';
+import type { SecretBox } from '../../infra/secret-box.js';
+import { mapLimit } from '../../shared/map-limit.js';
+import type { MachineRow } from '../machines/access.js';
+import type { MachineState } from '../machines/state.js';
+import { usablePool } from './allocation.js';
+import { UNWIND_CONCURRENCY, type ReservationLog, type ReservationPolicy } from './model.js';
+import { placementAt, planQueue, type PlanRequest } from './planner.js';
+import type { Decide } from './decisions.js';
+import { lockIfAvailable } from './queries.js';
+import { openAccountSecrets } from './sealed-account.js';
+import type { AccountSetUp } from './setup.js';
+import type { QueuedRequest, ReservationStatusWriter } from './status.js';
+import { readQueue } from './windows.js';
+
+/** Bookings started, and queued requests promoted, per tick at most. */
+const STARTS_PER_TICK = 50;
+
+export interface SchedulerTick {
+  expired: number;
+  replanned: number;
+  failed: number;
+  started: number;
+}
+
+/** A reservation this tick started: the lease it is set up under, and its machines. */
+interface Started {
+  id: string;
+  userId: string | null;
+  accountUsername: string;
+  accountSecrets: string | null;
+  token: string;
+  machines: MachineRow[];
+}
+
+export function createScheduler(deps: {
+  prisma: PrismaClient;
+  decide: Decide;
+  state: Pick<MachineState, 'claim'>;
+  status: Pick<ReservationStatusWriter, 'promote' | 'expireWait' | 'failBooking' | 'estimate'>;
+  setUp: AccountSetUp;
+  secretBox: SecretBox;
+  policy: Pick<ReservationPolicy, 'bookingHorizonDays' | 'maxMinutes'>;
+  node: string;
+  vmHostDownAfterMs: number;
+  log: ReservationLog;
+}) {
+  const { prisma, decide, state, status, setUp, secretBox, policy, log } = deps;
+  const horizonMs = policy.bookingHorizonDays * 24 * 60 * 60_000;
+  const pool = (tx: Parameters<typeof usablePool>[0], now: number, until: number) =>
+    usablePool(tx, { now, until, node: deps.node, vmHostDownAfterMs: deps.vmHostDownAfterMs });
+
+  async function expireWaits(): Promise<number> {
+    const due = await prisma.reservation.findMany({ where: { status: 'queued', waitUntil: { lte: new Date() } }, select: { id: true, userId: true }, take: 200 });
+    let expired = 0;
+    for (const r of due) if (await status.expireWait(r)) expired++;
+    return expired;
+  }
+
+  /**
+   * Bookings holding a machine that has left the pool (or was deleted): moved onto another
+   * matching machine free for the whole window, or failed with why. Named machines have no
+   * substitute.
+   */
+  async function replanBookings(): Promise<{ replanned: number; failed: number }> {
+    const now = new Date();
+    const broken = await prisma.$queryRaw<{ id: string }[]>`
+      SELECT r.id FROM reservations r
+       WHERE r.status = 'scheduled' AND r.expires_at > ${now}
+         AND (r.machine_count > (SELECT COUNT(*) FROM reservation_machines rm WHERE rm.reservation_id = r.id)
+              OR EXISTS (SELECT 1 FROM reservation_machines rm JOIN machines m ON m.id = rm.machine_id
+                          WHERE rm.reservation_id = r.id AND m.status NOT IN ('available', 'reserved')))
+       LIMIT 100`;
+    let replanned = 0;
+    let failed = 0;
+    for (const { id } of broken) {
+      const outcome = await replanOne(id);
+      if (outcome === 'replanned') replanned++;
+      if (outcome === 'failed') failed++;
+    }
+    return { replanned, failed };
+  }
+
+  async function replanOne(id: string): Promise<'replanned' | 'failed' | 'unchanged'> {
+    const verdict = await decide(async (tx) => {
+      const r = await tx.reservation.findUnique({ where: { id }, include: { machines: { include: { machine: { select: { id: true, name: true, status: true } } } } } });
+      if (!r || r.status !== 'scheduled' || !r.startAt || !r.expiresAt) return { kind: 'unchanged' as const };
+      const gone = r.machines.filter((rm) => rm.machine.status !== 'available' && rm.machine.status !== 'reserved');
+      const missing = r.machineCount - (r.machines.length - gone.length);
+      if (missing <= 0) return { kind: 'unchanged' as const };
+      const lost = gone.map((g) => `${g.machine.name} (${g.machine.status})`).join(', ') || 'a deleted machine';
+      const asked = (r.request ?? {}) as QueuedRequest;
+      if (asked.machines) return { kind: 'fail' as const, reason: `a booked machine left the pool: ${lost}; the booking named its machines` };
+      const start = r.startAt.getTime();
+      const keep = new Set(r.machines.filter((rm) => !gone.includes(rm)).map((rm) => rm.machineId));
+      const others = (await pool(tx, Date.now(), r.expiresAt.getTime())).filter((m) => !keep.has(m.id) && !gone.some((g) => g.machineId === m.id));
+      const request: PlanRequest = { id, count: missing, durationMs: r.expiresAt.getTime() - start, ...(asked.type !== undefined && { type: asked.type }), ...(asked.tags && { tags: asked.tags }) };
+      const placed = placementAt(others, request, { now: Date.now(), start });
+      if (!placed) return { kind: 'fail' as const, reason: `a booked machine left the pool: ${lost}; no other matching machine is free for the window` };
+      await tx.reservationMachine.deleteMany({ where: { reservationId: id, machineId: { in: gone.map((g) => g.machineId) } } });
+      await tx.reservationMachine.createMany({ data: placed.machineIds.map((machineId) => ({ reservationId: id, machineId })) });
+      log.info({ reservation: id, lost, now: placed.machineIds }, 're-planned a booking onto other machines');
+      return { kind: 'replanned' as const };
+    });
+    if (verdict.kind !== 'fail') return verdict.kind;
+    const r = await prisma.reservation.findUnique({ where: { id }, select: { userId: true } });
+    return (await status.failBooking({ id, userId: r?.userId ?? null }, verdict.reason)) ? 'failed' : 'unchanged';
+  }
+
+  /** Locks every machine in `ids` while available (name order); null unless all of them are. */
+  async function lockAll(tx: Parameters<typeof lockIfAvailable>[0], ids: string[]): Promise<MachineRow[] | null> {
+    const locked: MachineRow[] = [];
+    for (const id of ids) {
+      const m = await lockIfAvailable(tx, id);
+      if (!m) return null;
+      locked.push(m);
+    }
+    return locked.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Step 3: bookings whose start has come, then the queue, in one transaction under the planner row. */
+  async function startDue(): Promise<{ started: Started[]; failed: { id: string; userId: string | null }[] }> {
+    return decide(async (tx, record) => {
+      const now = Date.now();
+      const started: Started[] = [];
+      const failed: { id: string; userId: string | null }[] = [];
+
+      const due = await tx.reservation.findMany({
+        where: { status: 'scheduled', startAt: { lte: new Date(now) } },
+        include: { machines: { select: { machineId: true } } },
+        orderBy: { startAt: 'asc' },
+        take: STARTS_PER_TICK,
+      });
+      for (const b of due) {
+        // berth was not running for the whole window: there is nothing left to give.
+        if (b.expiresAt!.getTime() <= now) {
+          failed.push(b);
+          continue;
+        }
+        // A machine still being released by the window before waits for the next tick.
+        const machines = await lockAll(tx, b.machines.map((m) => m.machineId));
+        if (!machines || machines.length < b.machineCount) continue;
+        const token = await status.promote(tx, record, { id: b.id, userId: b.userId, from: 'scheduled' });
+        if (!token) continue;
+        await state.claim(tx, machines.map((m) => m.id), b.id, record);
+        started.push({ ...b, token, machines });
+      }
+
+      const queue = await readQueue(tx);
+      if (queue.length) {
+        const estimates = new Map((await tx.reservation.findMany({ where: { status: 'queued' }, select: { id: true, estimatedStart: true } })).map((q) => [q.id, q.estimatedStart?.getTime() ?? null]));
+        const { placements } = planQueue(await pool(tx, now, now + horizonMs + policy.maxMinutes * 60_000), queue, { now, horizon: now + horizonMs });
+        for (const q of queue) {
+          const placed = placements.get(q.id) ?? null;
+          if (placed && placed.start <= now && started.length < STARTS_PER_TICK) {
+            const machines = await lockAll(tx, placed.machineIds);
+            const r = machines && (await tx.reservation.findUnique({ where: { id: q.id }, select: { id: true, userId: true, accountUsername: true, accountSecrets: true } }));
+            if (machines && r) {
+              const token = await status.promote(tx, record, { id: q.id, userId: r.userId, from: 'queued', expiresAt: new Date(now + q.durationMs), machineCount: machines.length });
+              if (token) {
+                await tx.reservationMachine.createMany({ data: machines.map((m) => ({ reservationId: q.id, machineId: m.id })) });
+                await state.claim(tx, machines.map((m) => m.id), q.id, record);
+                started.push({ ...r, token, machines });
+                continue;
+              }
+            }
+          }
+          const estimate = placed ? Math.max(placed.start, now) : null;
+          if (estimates.get(q.id) !== estimate) await status.estimate(tx, q.id, estimate === null ? null : new Date(estimate));
+        }
+      }
+      return { started, failed };
+    });
+  }
+
+  /** Step 4: the accounts of what was started; a failure is the reservation's (failed, with why), not the tick's. */
+  async function setUpStarted(started: Started[]): Promise<void> {
+    await mapLimit(started, UNWIND_CONCURRENCY, async (s) => {
+      const secrets = s.accountSecrets ? openAccountSecrets(secretBox, s.accountSecrets) : {};
+      const done = await setUp({ id: s.id, userId: s.userId, accountUsername: s.accountUsername }, s.machines, secrets, s.token);
+      if (done.outcome !== 'active') log.warn({ reservation: s.id, outcome: done.outcome, ...(done.outcome === 'failed' && { detail: done.detail }) }, 'a scheduled reservation could not be set up');
+    });
+  }
+
+  return async function tick(): Promise<SchedulerTick> {
+    const expired = await expireWaits();
+    const replan = await replanBookings();
+    const { started, failed } = await startDue();
+    for (const b of failed) if (await status.failBooking(b, 'berth was not running during the booked window')) replan.failed++;
+    await setUpStarted(started);
+    return { expired, ...replan, started: started.length };
+  };
+}
+
+export type Scheduler = ReturnType<typeof createScheduler>;
