@@ -66,6 +66,7 @@ async function addReservation(
 let live: string;
 let booking: string;
 let releasing: string;
+let overdue: string;
 beforeAll(async () => {
   // The reservation job stays away from these hand-written rows.
   t = await createTestApp({ BERTH_EXPIRY_INTERVAL_SECONDS: '3600' });
@@ -79,6 +80,7 @@ beforeAll(async () => {
   await addMachine('srv-1', { status: 'reserved' });
   await addMachine('srv-2', { status: 'reserved' });
   await addMachine('srv-3');
+  await addMachine('late-1', { type: 'late', status: 'reserved' });
 
   // alice uses gpu-1 for two more hours; bob has booked gpu-2 for tomorrow 4 h.
   live = await addReservation(alice, ['gpu-1'], { status: 'active', durationMinutes: 180, expiresAt: base + 2 * HOUR });
@@ -89,6 +91,9 @@ beforeAll(async () => {
   await t.prisma.machine.update({ where: { name: 'srv-2' }, data: { reservationId: ended } });
   await t.prisma.machine.update({ where: { name: 'gpu-1' }, data: { reservationId: live } });
   await t.prisma.machine.update({ where: { name: 'srv-1' }, data: { reservationId: releasing } });
+  // late-1's reservation has run out; the reservation job has not released it yet.
+  overdue = await addReservation(alice, ['late-1'], { status: 'active', durationMinutes: 60, expiresAt: base - MIN });
+  await t.prisma.machine.update({ where: { name: 'late-1' }, data: { reservationId: overdue } });
   // A booking beyond the range read, and two queued requests (the later one written first).
   await addReservation(bob, ['srv-3'], { status: 'scheduled', durationMinutes: 60, startAt: base + 20 * DAY, expiresAt: base + 20 * DAY + HOUR });
   await addReservation(bob, [], { status: 'queued', durationMinutes: 30, request: { machines: ['srv-3', 'gpu-2'] }, createdAt: base - MIN });
@@ -106,7 +111,7 @@ describe('readPool and readQueue', () => {
     expect(inTransaction).toEqual(plain);
 
     const byName = Object.fromEntries(plain.map((m) => [m.name, m]));
-    expect(plain.map((m) => m.name)).toEqual(['gpu-1', 'gpu-2', 'gpu-3', 'srv-1', 'srv-2', 'srv-3']);
+    expect(plain.map((m) => m.name)).toEqual(['gpu-1', 'gpu-2', 'gpu-3', 'late-1', 'srv-1', 'srv-2', 'srv-3']);
     expect(byName['gpu-1']).toMatchObject({ type: 'gpu', tags: { gpu: 'a100' }, status: 'reserved', inPool: true, freeNow: false });
     expect(byName['gpu-1']!.busy).toEqual([{ start: now, end: base + 2 * HOUR, status: 'active', reservationId: live, userId: alice.userId, owner: 'alice' }]);
     expect(byName['gpu-2']).toMatchObject({ inPool: true, freeNow: true });
@@ -120,6 +125,9 @@ describe('readPool and readQueue', () => {
     // Held by a reservation that has ended: busy for the allowance, and by nobody anyone may name.
     expect(byName['srv-2']).toMatchObject({ inPool: true, freeNow: false });
     expect(byName['srv-2']!.busy).toEqual([{ start: now, end: now + DEFAULT_RELEASE_ALLOWANCE_MS, status: 'releasing', reservationId: null, userId: null, owner: null }]);
+    expect(byName['late-1']!.busy).toEqual([
+      { start: now, end: now + DEFAULT_RELEASE_ALLOWANCE_MS, status: 'active', reservationId: overdue, userId: alice.userId, owner: 'alice' },
+    ]);
     // A released reservation holds nothing; a booking after `until` is not read.
     expect(byName['srv-3']).toMatchObject({ freeNow: true, busy: [] });
     const later = await readPool(t.prisma, { now, until: base + 21 * DAY, names: ['srv-3'], releaseAllowanceMs: 5000 });

@@ -6,12 +6,12 @@
 // A window is what the planner must keep clear, from now on (the past is not planned):
 //   provisioning, active   [now, expires_at), or [now, now + duration) while no expiry is
 //                          set yet (a reservation being set up runs its whole duration
-//                          from its activation, which is now at the earliest);
+//                          from its activation, which is now at the earliest); one past
+//                          its expiry and not yet released, [now, now + allowance);
 //   releasing              [now, now + allowance): its machines come back once released;
 //   scheduled (a booking)  [start_at, expires_at) (a booking's expires_at is start_at + duration);
 // and a machine not free now that no live reservation explains (reserved by one that has
-// ended, or run past its expiry and not yet released) is held [now, now + allowance): the
-// reservation job frees it soon.
+// ended: its cleanup is due) is held [now, now + allowance): the reservation job frees it soon.
 import type { Prisma } from '../../generated/prisma/client.js';
 import type { MachineStatus } from '../../generated/prisma/enums.js';
 import type { Database } from '../../infra/database.js';
@@ -147,8 +147,11 @@ function windowOf(row: WindowRow, now: number, allowanceMs: number): HeldWindow 
     }
     case 'releasing':
       return { start: now, end: now + allowanceMs, ...holder };
-    default:
-      return { start: now, end: row.expiresAt ? msOf(row.expiresAt) : now + durationMs, ...holder };
+    default: {
+      const end = row.expiresAt ? msOf(row.expiresAt) : now + durationMs;
+      // Run out, and the reservation job has not released it yet: it soon will.
+      return { start: now, end: end > now ? end : now + allowanceMs, ...holder };
+    }
   }
 }
 
