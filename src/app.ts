@@ -18,6 +18,7 @@ import identityGuard from './modules/identity/guard.js';
 import { identityRoutes } from './modules/identity/routes.js';
 import { imagesRoutes } from './modules/images/routes.js';
 import { machinesRoutes } from './modules/machines/routes.js';
+import { availabilityRoutes } from './modules/reservations/availability-routes.js';
 import { reservationsRoutes } from './modules/reservations/routes.js';
 import { usersRoutes } from './modules/users/routes.js';
 import { vmsRoutes } from './modules/vms/routes.js';
@@ -129,6 +130,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(usersRoutes, { users: services.users });
   await app.register(machinesRoutes, { machines: services.machines });
   await app.register(reservationsRoutes, { reservations: services.reservations });
+  await app.register(availabilityRoutes, { availability: services.availability });
   await app.register(imagesRoutes, { images: services.images, track: (build) => builds.track(build, 'an image build'), maxContextBytes: config.images.maxContextBytes });
   await app.register(vmsRoutes, { vms });
 

@@ -27,6 +27,7 @@ import { createLoginKeyInstaller } from './modules/machines/login-key.js';
 import { createReprovisioner } from './modules/machines/reprovision.js';
 import { createMachinesService } from './modules/machines/service.js';
 import { createMachineState } from './modules/machines/state.js';
+import { createAvailabilityService } from './modules/reservations/availability.js';
 import { createReservationsService } from './modules/reservations/service.js';
 import { createUsersService } from './modules/users/service.js';
 import { createVmsService } from './modules/vms/service.js';
@@ -114,6 +115,8 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
     recycle: vms.recycle,
     log,
   });
+  // What is booked when, read as the scheduler reads the pool.
+  const availability = createAvailabilityService({ prisma });
   const machines = createMachinesService({ prisma, secretBox, access, state, cleanupMachine: reservations.cleanupMachine, events, log });
   const users = createUsersService({
     prisma,
@@ -128,7 +131,7 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
 
   const readiness = createReadinessProbe({ prisma, docker, vmRuntime });
 
-  return { events, checker, sessions, identity, users, machines, reservations, reprovisioner, images, builds, vmRuntime, vmTemplates, vms, readiness };
+  return { events, checker, sessions, identity, users, machines, reservations, availability, reprovisioner, images, builds, vmRuntime, vmTemplates, vms, readiness };
 }
 
 export type Services = Awaited<ReturnType<typeof wireServices>>;

@@ -270,6 +270,16 @@ const rows: Row[] = [
   },
   { route: 'GET /v1/pool', expected: bearerOnly(200), request: async (a) => ({ method: 'GET', url: '/v1/pool', headers: await freshAuth(a) }) },
   {
+    route: 'GET /v1/machines/{name}/schedule',
+    expected: bearerOnly(200),
+    request: async (a) => ({ method: 'GET', url: `/v1/machines/${machines[0]!.name}/schedule`, headers: await freshAuth(a) }),
+  },
+  {
+    route: 'GET /v1/pool/availability',
+    expected: bearerOnly(200),
+    request: async (a) => ({ method: 'GET', url: '/v1/pool/availability?type=server', headers: await freshAuth(a) }),
+  },
+  {
     route: 'POST /v1/reservations',
     expected: bearerOnly(201),
     request: async (a) => ({ method: 'POST', url: '/v1/reservations', headers: await freshAuth(a), payload: { count: 1, type: 'server', username: unique('acct') } }),

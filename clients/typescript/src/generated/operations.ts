@@ -29,6 +29,8 @@ export const BEARER_OPERATIONS: ReadonlySet<string> = new Set([
   'DELETE /v1/reservations/{id}',
   'POST /v1/reservations/{id}/extend',
   'POST /v1/reservations/release-all',
+  'GET /v1/machines/{name}/schedule',
+  'GET /v1/pool/availability',
   'POST /v1/images',
   'GET /v1/images',
   'GET /v1/images/{id}',

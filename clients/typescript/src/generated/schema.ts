@@ -456,6 +456,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/machines/{name}/schedule": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * When the machine is held: its reservations and bookings in a range of time
+         * @description From `from` (default now) to `to` (default 7 days later; at most 31 days). Who holds a window is shown for your own reservations only (every one to admins).
+         */
+        get: operations["getMachineSchedule"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/pool/availability": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How many machines of a type and tags are free when, and what holds each
+         * @description From `from` (default now) to `to` (default 7 days later; at most 31 days); `type` and `tags` (key:value, repeatable) as the machines list filters them. A queued request holds nothing until it starts.
+         */
+        get: operations["getPoolAvailability"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/images": {
         parameters: {
             query?: never;
@@ -905,6 +945,171 @@ export interface components {
             warning?: string;
         };
         /**
+         * @description The windows of time in which a reservation holds, or a booking will hold, the machine, in [start, end) order of start.
+         * @example {
+         *       "machine": "gpu-01",
+         *       "from": "2026-12-08T09:00:00.000Z",
+         *       "to": "2026-12-15T09:00:00.000Z",
+         *       "windows": [
+         *         {
+         *           "start": "2026-12-08T09:00:00.000Z",
+         *           "end": "2026-12-08T11:00:00.000Z",
+         *           "status": "active",
+         *           "reservation_id": null,
+         *           "owner": null
+         *         },
+         *         {
+         *           "start": "2026-12-09T09:00:00.000Z",
+         *           "end": "2026-12-09T17:00:00.000Z",
+         *           "status": "scheduled",
+         *           "reservation_id": "3f2b8c1a-5d4e-4f6a-8b7c-9d0e1f2a3b4c",
+         *           "owner": "alice"
+         *         }
+         *       ]
+         *     }
+         */
+        MachineScheduleInput: {
+            machine: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            from: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            to: string;
+            windows: {
+                /**
+                 * Format: date-time
+                 * @description a reservation in use or being released: now (the past is not shown)
+                 * @example 2026-11-21T09:30:00.000Z
+                 */
+                start: string;
+                /**
+                 * Format: date-time
+                 * @example 2026-11-21T09:30:00.000Z
+                 */
+                end: string;
+                /**
+                 * @description what holds the machine: a reservation being set up (provisioning), in use (active), being released (releasing), or a booking (scheduled)
+                 * @enum {string}
+                 */
+                status: "provisioning" | "active" | "releasing" | "scheduled";
+                /** @description your own reservations only (all for admins); null for anyone else’s */
+                reservation_id: string | null;
+                /** @description your own reservations only (all for admins); null for anyone else’s */
+                owner: string | null;
+            }[];
+        };
+        /**
+         * @example {
+         *       "from": "2026-12-08T09:00:00.000Z",
+         *       "to": "2026-12-15T09:00:00.000Z",
+         *       "machines": [
+         *         {
+         *           "name": "gpu-01",
+         *           "type": "gpu",
+         *           "status": "reserved",
+         *           "windows": [
+         *             {
+         *               "start": "2026-12-08T09:00:00.000Z",
+         *               "end": "2026-12-08T11:00:00.000Z",
+         *               "status": "active"
+         *             }
+         *           ]
+         *         },
+         *         {
+         *           "name": "gpu-02",
+         *           "type": "gpu",
+         *           "status": "available",
+         *           "windows": [
+         *             {
+         *               "start": "2026-12-09T09:00:00.000Z",
+         *               "end": "2026-12-09T17:00:00.000Z",
+         *               "status": "scheduled"
+         *             }
+         *           ]
+         *         }
+         *       ],
+         *       "free": [
+         *         {
+         *           "start": "2026-12-08T09:00:00.000Z",
+         *           "end": "2026-12-08T11:00:00.000Z",
+         *           "count": 1
+         *         },
+         *         {
+         *           "start": "2026-12-08T11:00:00.000Z",
+         *           "end": "2026-12-09T09:00:00.000Z",
+         *           "count": 2
+         *         },
+         *         {
+         *           "start": "2026-12-09T09:00:00.000Z",
+         *           "end": "2026-12-09T17:00:00.000Z",
+         *           "count": 1
+         *         },
+         *         {
+         *           "start": "2026-12-09T17:00:00.000Z",
+         *           "end": "2026-12-15T09:00:00.000Z",
+         *           "count": 2
+         *         }
+         *       ]
+         *     }
+         */
+        PoolAvailabilityInput: {
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            from: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            to: string;
+            machines: {
+                name: string;
+                type: string;
+                /**
+                 * @description only available and reserved machines are in the pool; the others count as never free
+                 * @enum {string}
+                 */
+                status: "available" | "reserved" | "maintenance" | "offline" | "needs_reprovision";
+                windows: {
+                    /**
+                     * Format: date-time
+                     * @example 2026-11-21T09:30:00.000Z
+                     */
+                    start: string;
+                    /**
+                     * Format: date-time
+                     * @example 2026-11-21T09:30:00.000Z
+                     */
+                    end: string;
+                    /**
+                     * @description what holds the machine: a reservation being set up (provisioning), in use (active), being released (releasing), or a booking (scheduled)
+                     * @enum {string}
+                     */
+                    status: "provisioning" | "active" | "releasing" | "scheduled";
+                }[];
+            }[];
+            /** @description how many of these machines are in the pool and free, in each stretch of [from, to) (consecutive, no two alike in a row) */
+            free: {
+                /**
+                 * Format: date-time
+                 * @example 2026-11-21T09:30:00.000Z
+                 */
+                start: string;
+                /**
+                 * Format: date-time
+                 * @example 2026-11-21T09:30:00.000Z
+                 */
+                end: string;
+                count: number;
+            }[];
+        };
+        /**
          * @example {
          *       "id": "3f1e6a4b-8c2d-4e5f-9a0b-1c2d3e4f5a6b",
          *       "status": "active",
@@ -943,7 +1148,7 @@ export interface components {
             /** Format: uuid */
             id: string;
             /** @enum {string} */
-            status: "provisioning" | "active" | "releasing" | "released" | "failed";
+            status: "queued" | "scheduled" | "provisioning" | "active" | "releasing" | "released" | "failed";
             owner: string;
             account: {
                 username: string;
@@ -1296,6 +1501,171 @@ export interface components {
             warning?: string;
         };
         /**
+         * @description The windows of time in which a reservation holds, or a booking will hold, the machine, in [start, end) order of start.
+         * @example {
+         *       "machine": "gpu-01",
+         *       "from": "2026-12-08T09:00:00.000Z",
+         *       "to": "2026-12-15T09:00:00.000Z",
+         *       "windows": [
+         *         {
+         *           "start": "2026-12-08T09:00:00.000Z",
+         *           "end": "2026-12-08T11:00:00.000Z",
+         *           "status": "active",
+         *           "reservation_id": null,
+         *           "owner": null
+         *         },
+         *         {
+         *           "start": "2026-12-09T09:00:00.000Z",
+         *           "end": "2026-12-09T17:00:00.000Z",
+         *           "status": "scheduled",
+         *           "reservation_id": "3f2b8c1a-5d4e-4f6a-8b7c-9d0e1f2a3b4c",
+         *           "owner": "alice"
+         *         }
+         *       ]
+         *     }
+         */
+        MachineSchedule: {
+            machine: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            from: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            to: string;
+            windows: {
+                /**
+                 * Format: date-time
+                 * @description a reservation in use or being released: now (the past is not shown)
+                 * @example 2026-11-21T09:30:00.000Z
+                 */
+                start: string;
+                /**
+                 * Format: date-time
+                 * @example 2026-11-21T09:30:00.000Z
+                 */
+                end: string;
+                /**
+                 * @description what holds the machine: a reservation being set up (provisioning), in use (active), being released (releasing), or a booking (scheduled)
+                 * @enum {string}
+                 */
+                status: "provisioning" | "active" | "releasing" | "scheduled";
+                /** @description your own reservations only (all for admins); null for anyone else’s */
+                reservation_id: string | null;
+                /** @description your own reservations only (all for admins); null for anyone else’s */
+                owner: string | null;
+            }[];
+        };
+        /**
+         * @example {
+         *       "from": "2026-12-08T09:00:00.000Z",
+         *       "to": "2026-12-15T09:00:00.000Z",
+         *       "machines": [
+         *         {
+         *           "name": "gpu-01",
+         *           "type": "gpu",
+         *           "status": "reserved",
+         *           "windows": [
+         *             {
+         *               "start": "2026-12-08T09:00:00.000Z",
+         *               "end": "2026-12-08T11:00:00.000Z",
+         *               "status": "active"
+         *             }
+         *           ]
+         *         },
+         *         {
+         *           "name": "gpu-02",
+         *           "type": "gpu",
+         *           "status": "available",
+         *           "windows": [
+         *             {
+         *               "start": "2026-12-09T09:00:00.000Z",
+         *               "end": "2026-12-09T17:00:00.000Z",
+         *               "status": "scheduled"
+         *             }
+         *           ]
+         *         }
+         *       ],
+         *       "free": [
+         *         {
+         *           "start": "2026-12-08T09:00:00.000Z",
+         *           "end": "2026-12-08T11:00:00.000Z",
+         *           "count": 1
+         *         },
+         *         {
+         *           "start": "2026-12-08T11:00:00.000Z",
+         *           "end": "2026-12-09T09:00:00.000Z",
+         *           "count": 2
+         *         },
+         *         {
+         *           "start": "2026-12-09T09:00:00.000Z",
+         *           "end": "2026-12-09T17:00:00.000Z",
+         *           "count": 1
+         *         },
+         *         {
+         *           "start": "2026-12-09T17:00:00.000Z",
+         *           "end": "2026-12-15T09:00:00.000Z",
+         *           "count": 2
+         *         }
+         *       ]
+         *     }
+         */
+        PoolAvailability: {
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            from: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            to: string;
+            machines: {
+                name: string;
+                type: string;
+                /**
+                 * @description only available and reserved machines are in the pool; the others count as never free
+                 * @enum {string}
+                 */
+                status: "available" | "reserved" | "maintenance" | "offline" | "needs_reprovision";
+                windows: {
+                    /**
+                     * Format: date-time
+                     * @example 2026-11-21T09:30:00.000Z
+                     */
+                    start: string;
+                    /**
+                     * Format: date-time
+                     * @example 2026-11-21T09:30:00.000Z
+                     */
+                    end: string;
+                    /**
+                     * @description what holds the machine: a reservation being set up (provisioning), in use (active), being released (releasing), or a booking (scheduled)
+                     * @enum {string}
+                     */
+                    status: "provisioning" | "active" | "releasing" | "scheduled";
+                }[];
+            }[];
+            /** @description how many of these machines are in the pool and free, in each stretch of [from, to) (consecutive, no two alike in a row) */
+            free: {
+                /**
+                 * Format: date-time
+                 * @example 2026-11-21T09:30:00.000Z
+                 */
+                start: string;
+                /**
+                 * Format: date-time
+                 * @example 2026-11-21T09:30:00.000Z
+                 */
+                end: string;
+                count: number;
+            }[];
+        };
+        /**
          * @example {
          *       "id": "3f1e6a4b-8c2d-4e5f-9a0b-1c2d3e4f5a6b",
          *       "status": "active",
@@ -1334,7 +1704,7 @@ export interface components {
             /** Format: uuid */
             id: string;
             /** @enum {string} */
-            status: "provisioning" | "active" | "releasing" | "released" | "failed";
+            status: "queued" | "scheduled" | "provisioning" | "active" | "releasing" | "released" | "failed";
             owner: string;
             account: {
                 username: string;
@@ -4219,7 +4589,7 @@ export interface operations {
                 all?: "true" | "false";
                 /** @description admin: this user's reservations */
                 user?: string;
-                status?: "provisioning" | "active" | "releasing" | "released" | "failed";
+                status?: "queued" | "scheduled" | "provisioning" | "active" | "releasing" | "released" | "failed";
                 limit?: number;
                 cursor?: string;
             };
@@ -4772,6 +5142,154 @@ export interface operations {
             /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
             415: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getMachineSchedule: {
+        parameters: {
+            query?: {
+                /**
+                 * @description RFC 3339; default now (an earlier moment is taken as now: the past is not shown)
+                 * @example 2026-12-09T09:00:00Z
+                 */
+                from?: string;
+                /**
+                 * @description RFC 3339, after from and at most 31 days after it; default 7 days after from
+                 * @example 2026-12-10T09:00:00Z
+                 */
+                to?: string;
+            };
+            header?: never;
+            path: {
+                /** @example gpu-01 */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MachineSchedule"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getPoolAvailability: {
+        parameters: {
+            query?: {
+                /**
+                 * @description RFC 3339; default now (an earlier moment is taken as now: the past is not shown)
+                 * @example 2026-12-09T09:00:00Z
+                 */
+                from?: string;
+                /**
+                 * @description RFC 3339, after from and at most 31 days after it; default 7 days after from
+                 * @example 2026-12-10T09:00:00Z
+                 */
+                to?: string;
+                type?: string;
+                /** @description key:value; repeat for several (at most 16) */
+                tags?: string | string[];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PoolAvailability"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
