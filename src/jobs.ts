@@ -9,12 +9,14 @@ import { TEMPLATE_CHECK_MS } from './modules/vms/templates.js';
 import type { Services } from './wiring.js';
 
 export function backgroundJobs(
-  { reservations, vms, images, sessions, reprovisioner, vmTemplates }: Pick<Services, 'reservations' | 'vms' | 'images' | 'sessions' | 'reprovisioner' | 'vmTemplates'>,
+  { reservations, notices, vms, images, sessions, reprovisioner, vmTemplates }: Pick<Services, 'reservations' | 'notices' | 'vms' | 'images' | 'sessions' | 'reprovisioner' | 'vmTemplates'>,
   config: Pick<Config, 'reservations' | 'vms' | 'images' | 'sessions'>,
   log: { info(obj: object, msg: string): void },
 ): Job[] {
   const jobs: (Job | null)[] = [
     reservationsJob(reservations, { intervalSeconds: config.reservations.expiryIntervalSeconds, log }),
+    // Notices of a coming end: a tick at least every 30 s, so that one arrives at most that late.
+    { name: 'notices', intervalMs: Math.min(30, config.reservations.schedulerIntervalSeconds) * 1000, tick: () => notices.sendDue() },
     { name: 'vms', intervalMs: config.vms.watchSeconds * 1000, tick: () => vms.watch() },
     { name: 'images', intervalMs: config.images.watchSeconds * 1000, tick: () => images.failInterrupted() },
     { name: 'sessions', intervalMs: config.sessions.pruneIntervalSeconds * 1000, tick: () => sessions.prune() },

@@ -27,6 +27,7 @@ import { createLoginKeyInstaller } from './modules/machines/login-key.js';
 import { createReprovisioner } from './modules/machines/reprovision.js';
 import { createMachinesService } from './modules/machines/service.js';
 import { createMachineState } from './modules/machines/state.js';
+import { createNoticeSender } from './modules/reservations/notices.js';
 import { createReservationsService } from './modules/reservations/service.js';
 import { createUsersService } from './modules/users/service.js';
 import { createVmsService } from './modules/vms/service.js';
@@ -113,6 +114,8 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
     recycle: vms.recycle,
     log,
   });
+  // Notices of a coming end, to the accounts' terminals and as events (jobs.ts ticks them).
+  const notices = createNoticeSender({ prisma, access, events, noticeMinutes: config.reservations.noticeMinutes, log });
   const machines = createMachinesService({ prisma, secretBox, access, state, cleanupMachine: reservations.cleanupMachine, events, log });
   const users = createUsersService({
     prisma,
@@ -127,7 +130,7 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
 
   const readiness = createReadinessProbe({ prisma, docker, vmRuntime });
 
-  return { events, checker, sessions, identity, users, machines, reservations, reprovisioner, images, builds, vmRuntime, vmTemplates, vms, readiness };
+  return { events, checker, sessions, identity, users, machines, reservations, notices, reprovisioner, images, builds, vmRuntime, vmTemplates, vms, readiness };
 }
 
 export type Services = Awaited<ReturnType<typeof wireServices>>;
