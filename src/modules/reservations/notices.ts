@@ -142,7 +142,8 @@ export function createNoticeSender({ prisma, access, events, noticeMinutes, log,
   async function notify(r: DueReservation, band: NoticeBand, now: Date): Promise<number | null> {
     const expiresAt = new Date(r.expiresAt);
     if (!(await claim(r.id, band.minutes, expiresAt, now))) return null;
-    // Passed already: they would say more time is left than there is.
+    // The larger notices' moments have passed: sent now, they would say more time is left
+    // than there is. They count as sent with this one.
     for (const larger of band.larger) await claim(r.id, larger, expiresAt, now);
     await events.raise('reservation.expiring', { reservationId: r.id, userId: r.userId, expiresAt, minutesLeft: band.minutes });
     const machines = await prisma.machine.findMany({ where: { allocations: { some: { reservationId: r.id } } } });
