@@ -9,7 +9,7 @@ import { TEMPLATE_CHECK_MS } from './modules/vms/templates.js';
 import type { Services } from './wiring.js';
 
 export function backgroundJobs(
-  { reservations, vms, images, sessions, reprovisioner, vmTemplates }: Pick<Services, 'reservations' | 'vms' | 'images' | 'sessions' | 'reprovisioner' | 'vmTemplates'>,
+  { reservations, notices, vms, images, sessions, reprovisioner, vmTemplates }: Pick<Services, 'reservations' | 'notices' | 'vms' | 'images' | 'sessions' | 'reprovisioner' | 'vmTemplates'>,
   scheduler: ReturnType<typeof schedulerJob>,
   config: Pick<Config, 'reservations' | 'vms' | 'images' | 'sessions'>,
   log: { info(obj: object, msg: string): void },
@@ -18,6 +18,8 @@ export function backgroundJobs(
     reservationsJob(reservations, { intervalSeconds: config.reservations.expiryIntervalSeconds, log }),
     // Queued requests and bookings start here (also at once after a release: app.ts nudges it).
     scheduler.job,
+    // Notices of a coming end: a tick at least every 30 s, so that one arrives at most that late.
+    { name: 'notices', intervalMs: Math.min(30, config.reservations.schedulerIntervalSeconds) * 1000, tick: () => notices.sendDue() },
     { name: 'vms', intervalMs: config.vms.watchSeconds * 1000, tick: () => vms.watch() },
     { name: 'images', intervalMs: config.images.watchSeconds * 1000, tick: () => images.failInterrupted() },
     { name: 'sessions', intervalMs: config.sessions.pruneIntervalSeconds * 1000, tick: () => sessions.prune() },

@@ -28,6 +28,7 @@ import { createReprovisioner } from './modules/machines/reprovision.js';
 import { createMachinesService } from './modules/machines/service.js';
 import { createMachineState } from './modules/machines/state.js';
 import { createAvailabilityService } from './modules/reservations/availability.js';
+import { createNoticeSender } from './modules/reservations/notices.js';
 import { createReservationsService } from './modules/reservations/service.js';
 import { createUsersService } from './modules/users/service.js';
 import { createVmsService } from './modules/vms/service.js';
@@ -117,6 +118,8 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
   });
   // What is booked when, read as the scheduler reads the pool.
   const availability = createAvailabilityService({ prisma });
+  // Notices of a coming end, to the accounts' terminals and as events (jobs.ts ticks them).
+  const notices = createNoticeSender({ prisma, access, events, noticeMinutes: config.reservations.noticeMinutes, log });
   const machines = createMachinesService({ prisma, secretBox, access, state, cleanupMachine: reservations.cleanupMachine, events, log });
   const users = createUsersService({
     prisma,
@@ -131,7 +134,7 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
 
   const readiness = createReadinessProbe({ prisma, docker, vmRuntime });
 
-  return { events, checker, sessions, identity, users, machines, reservations, availability, reprovisioner, images, builds, vmRuntime, vmTemplates, vms, readiness };
+  return { events, checker, sessions, identity, users, machines, reservations, availability, notices, reprovisioner, images, builds, vmRuntime, vmTemplates, vms, readiness };
 }
 
 export type Services = Awaited<ReturnType<typeof wireServices>>;

@@ -52,9 +52,11 @@ export function poolConfig(t: DatabaseTarget, extra: Partial<PoolConfig> = {}): 
   };
 }
 
-/** A write that hit a unique index: the name (or key) is taken. */
+/** A write that hit a unique index: the name (or key) is taken. Through a model P2002; through raw SQL P2010, saying so in the adapter's cause. */
 export function isUniqueViolation(err: unknown): boolean {
-  return err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002';
+  if (!(err instanceof Prisma.PrismaClientKnownRequestError)) return false;
+  const cause = (err.meta as { driverAdapterError?: { cause?: { kind?: string } } } | undefined)?.driverAdapterError?.cause;
+  return err.code === 'P2002' || (err.code === 'P2010' && cause?.kind === 'UniqueConstraintViolation');
 }
 
 /** How long one database operation may take, waiting for a connection included. */
