@@ -300,7 +300,10 @@ export interface paths {
         get: operations["getMachine"];
         put?: never;
         post?: never;
-        /** Remove a machine from the pool (admin); 409 while it is reserved */
+        /**
+         * Remove a machine from the pool (admin); 409 while it is reserved, or booked ahead unless forced
+         * @description A machine booked ahead answers 409 `machine_booked` naming the bookings; with `?force=true` they are re-planned onto other matching machines, or fail.
+         */
         delete: operations["deleteMachine"];
         options?: never;
         head?: never;
@@ -316,7 +319,10 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        /** Take a machine out of the pool for maintenance (admin) */
+        /**
+         * Take a machine out of the pool for maintenance (admin)
+         * @description A machine booked ahead answers 409 `machine_booked` naming the bookings; with `?force=true` they are re-planned onto other matching machines, or fail.
+         */
         put: operations["enterMaintenance"];
         post?: never;
         /** Return a machine from maintenance to the pool (admin) */
@@ -394,8 +400,8 @@ export interface paths {
         get: operations["listReservations"];
         put?: never;
         /**
-         * Reserve machines: all of them or none, with an account on each
-         * @description Claims `count` machines (or the named `machines`, filtered by `type`/`tags`), creates the Unix account on each over SSH, and answers once all are ready. If any machine fails, everything is undone and the problem names the machine (502).
+         * Reserve machines: now, when free, or booked ahead; all of them or none, with an account on each
+         * @description Claims `count` machines (or the named `machines`, filtered by `type`/`tags`) for `duration_minutes`, creates the Unix account on each over SSH, and answers once all are ready (201 `active`). If any machine fails, everything is undone and the problem names the machine (502). Requests are served in arrival order: one may start before an earlier queued request only where that delays none of them. Not free now: 409 `insufficient_capacity` with `earliest_start`, or with `wait_minutes` 202 `queued` (with `queue_position` and `estimated_start`; it becomes active as soon as it can, or ends `released`/`expired` after the wait). With `start_at`: 201 `scheduled` on concrete machines, activated then.
          */
         post: operations["createReservation"];
         delete?: never;
@@ -411,11 +417,14 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Read a reservation (owner or admin) */
+        /**
+         * Read a reservation (owner or admin)
+         * @description The owner’s first read of a queued or booked reservation once active carries the password berth generated (`account.password`), once.
+         */
         get: operations["getReservation"];
         put?: never;
         post?: never;
-        /** Release now: the accounts are removed and the machines return to the pool */
+        /** Release now: the accounts are removed and the machines return to the pool; a queued or booked request is cancelled */
         delete: operations["releaseReservation"];
         options?: never;
         head?: never;
@@ -703,7 +712,7 @@ export interface components {
             status: number;
             detail?: string;
             /** @enum {string} */
-            code: "validation_failed" | "malformed_body" | "bad_request" | "bad_url" | "invalid_cursor" | "invalid_yaml" | "yaml_too_complex" | "invalid_host_key" | "invalid_build_context" | "name_required" | "dockerfile_not_allowed" | "missing_credentials" | "malformed_credentials" | "missing_refresh_token" | "request_timeout" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "route_not_found" | "missing_token" | "invalid_token" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "account_disabled" | "admin_required" | "forbidden" | "field_not_allowed" | "invalid_current_password" | "registration_closed" | "too_many_attempts" | "rate_limited" | "user_not_found" | "session_not_found" | "machine_not_found" | "reservation_not_found" | "image_not_found" | "vm_not_found" | "username_taken" | "cannot_delete_self" | "last_admin" | "password_changed" | "machine_exists" | "machine_reserved" | "machine_is_vm" | "not_in_maintenance" | "not_awaiting_reprovision" | "insufficient_capacity" | "reservation_not_active" | "reservation_expired" | "reservation_provisioning" | "reservation_changed" | "request_in_progress" | "image_exists" | "image_building" | "image_in_use" | "image_not_ready" | "vm_exists" | "vm_state" | "vm_reserved" | "vm_on_other_host" | "pool_reserved" | "account_name_reserved" | "exceeds_max_duration" | "machine_limit_exceeded" | "idempotency_key_reused" | "password_rejected" | "vm_limits_exceeded" | "internal_error" | "provisioning_failed" | "database_unavailable" | "vm_unavailable" | "vm_ports_exhausted";
+            code: "validation_failed" | "malformed_body" | "bad_request" | "bad_url" | "invalid_cursor" | "invalid_yaml" | "yaml_too_complex" | "invalid_host_key" | "invalid_build_context" | "name_required" | "dockerfile_not_allowed" | "missing_credentials" | "malformed_credentials" | "missing_refresh_token" | "request_timeout" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "route_not_found" | "missing_token" | "invalid_token" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "account_disabled" | "admin_required" | "forbidden" | "field_not_allowed" | "invalid_current_password" | "registration_closed" | "too_many_attempts" | "rate_limited" | "user_not_found" | "session_not_found" | "machine_not_found" | "reservation_not_found" | "image_not_found" | "vm_not_found" | "username_taken" | "cannot_delete_self" | "last_admin" | "password_changed" | "machine_exists" | "machine_reserved" | "machine_is_vm" | "not_in_maintenance" | "not_awaiting_reprovision" | "insufficient_capacity" | "booking_conflict" | "machine_booked" | "reservation_not_active" | "reservation_expired" | "reservation_provisioning" | "reservation_changed" | "request_in_progress" | "image_exists" | "image_building" | "image_in_use" | "image_not_ready" | "vm_exists" | "vm_state" | "vm_reserved" | "vm_on_other_host" | "pool_reserved" | "account_name_reserved" | "exceeds_max_duration" | "exceeds_max_wait" | "start_in_past" | "beyond_booking_horizon" | "machine_limit_exceeded" | "idempotency_key_reused" | "password_rejected" | "vm_limits_exceeded" | "internal_error" | "provisioning_failed" | "database_unavailable" | "vm_unavailable" | "vm_ports_exhausted";
             instance?: string;
             errors?: {
                 pointer: string;
@@ -1134,9 +1143,13 @@ export interface components {
          *       ],
          *       "known_hosts": "10.0.0.21 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq8kWnJ2r6Qm9Rk4h0R0xGgK9mNq3vV4v2bT8fJ0sGm\n10.0.0.22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPp4nYtW0c3v8Qe2s9Lk1a7RzB6xUo5mH3jD0fKq2wVt\n",
          *       "duration_minutes": 120,
+         *       "start_at": null,
+         *       "wait_until": null,
+         *       "queue_position": null,
+         *       "estimated_start": null,
          *       "created_at": "2026-11-21T09:30:00.000Z",
          *       "activated_at": "2026-11-21T09:30:01.200Z",
-         *       "expires_at": "2026-11-21T11:30:01.200Z",
+         *       "expires_at": "2026-11-21T11:30:00.000Z",
          *       "max_expires_at": "2026-11-22T09:30:00.000Z",
          *       "seconds_remaining": 7200,
          *       "released_at": null,
@@ -1152,7 +1165,7 @@ export interface components {
             owner: string;
             account: {
                 username: string;
-                /** @description only in the response that created the reservation, when berth generated it */
+                /** @description when berth generated it, shown once: in the response that created the reservation, or — for one that was queued or booked — in its owner’s first GET of it once active */
                 password?: string;
             };
             machines: {
@@ -1166,6 +1179,14 @@ export interface components {
             /** @description known_hosts lines for every machine whose host key berth has pinned: ssh -o UserKnownHostsFile=<this> -o StrictHostKeyChecking=yes */
             known_hosts: string;
             duration_minutes: number;
+            /** @description a booking’s start; null for one that started when asked or queued */
+            start_at: string | null;
+            /** @description a queued request gives up then */
+            wait_until: string | null;
+            /** @description a queued request’s place in line (1: next); null otherwise */
+            queue_position: number | null;
+            /** @description when a queued request is expected to start (the planner’s estimate; null: it cannot tell) */
+            estimated_start: string | null;
             /**
              * Format: date-time
              * @example 2026-11-21T09:30:00.000Z
@@ -1690,9 +1711,13 @@ export interface components {
          *       ],
          *       "known_hosts": "10.0.0.21 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq8kWnJ2r6Qm9Rk4h0R0xGgK9mNq3vV4v2bT8fJ0sGm\n10.0.0.22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPp4nYtW0c3v8Qe2s9Lk1a7RzB6xUo5mH3jD0fKq2wVt\n",
          *       "duration_minutes": 120,
+         *       "start_at": null,
+         *       "wait_until": null,
+         *       "queue_position": null,
+         *       "estimated_start": null,
          *       "created_at": "2026-11-21T09:30:00.000Z",
          *       "activated_at": "2026-11-21T09:30:01.200Z",
-         *       "expires_at": "2026-11-21T11:30:01.200Z",
+         *       "expires_at": "2026-11-21T11:30:00.000Z",
          *       "max_expires_at": "2026-11-22T09:30:00.000Z",
          *       "seconds_remaining": 7200,
          *       "released_at": null,
@@ -1708,7 +1733,7 @@ export interface components {
             owner: string;
             account: {
                 username: string;
-                /** @description only in the response that created the reservation, when berth generated it */
+                /** @description when berth generated it, shown once: in the response that created the reservation, or — for one that was queued or booked — in its owner’s first GET of it once active */
                 password?: string;
             };
             machines: {
@@ -1722,6 +1747,14 @@ export interface components {
             /** @description known_hosts lines for every machine whose host key berth has pinned: ssh -o UserKnownHostsFile=<this> -o StrictHostKeyChecking=yes */
             known_hosts: string;
             duration_minutes: number;
+            /** @description a booking’s start; null for one that started when asked or queued */
+            start_at: string | null;
+            /** @description a queued request gives up then */
+            wait_until: string | null;
+            /** @description a queued request’s place in line (1: next); null otherwise */
+            queue_position: number | null;
+            /** @description when a queued request is expected to start (the planner’s estimate; null: it cannot tell) */
+            estimated_start: string | null;
             /**
              * Format: date-time
              * @example 2026-11-21T09:30:00.000Z
@@ -3800,7 +3833,10 @@ export interface operations {
     };
     deleteMachine: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description go ahead although the machine is booked ahead: its bookings are re-planned onto other matching machines, or fail */
+                force?: "true" | "false";
+            };
             header?: never;
             path: {
                 /** @example gpu-01 */
@@ -4044,7 +4080,10 @@ export interface operations {
     };
     enterMaintenance: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description go ahead although the machine is booked ahead: its bookings are re-planned onto other matching machines, or fail */
+                force?: "true" | "false";
+            };
             header?: never;
             path: {
                 /** @example gpu-01 */
@@ -4687,12 +4726,30 @@ export interface operations {
                     /** @description the account password; generated (and returned once) when neither password nor ssh_public_key is given. Machines receive it only hashed (SHA-512 crypt) */
                     password?: string;
                     ssh_public_key?: string;
+                    /** @description if the machines are not free now, wait up to this long in the queue (202 `queued`) instead of a 409; capped by the server policy */
+                    wait_minutes?: number;
+                    /**
+                     * Format: date-time
+                     * @description book for this start (RFC 3339, in the future, within the booking horizon): 201 `scheduled` with its machines, activated then
+                     */
+                    start_at?: string;
                 };
             };
         };
         responses: {
             /** @description Default Response */
             201: {
+                headers: {
+                    /** @description the answer to an earlier request with the same Idempotency-Key, sent again: nothing new was made */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Reservation"];
+                };
+            };
+            /** @description Default Response */
+            202: {
                 headers: {
                     /** @description the answer to an earlier request with the same Idempotency-Key, sent again: nothing new was made */
                     "Idempotent-Replayed"?: "true";
