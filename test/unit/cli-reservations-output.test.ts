@@ -80,13 +80,14 @@ describe('what reserve prints when the machines are not ready yet', () => {
   });
 
   it('a booking: its window, the planned machines, and when its generated password will be shown', () => {
-    const withoutKey = describeScheduled(booked, null);
+    const withoutKey = describeScheduled(booked, null, true);
     expect(withoutKey).toMatch(/^reservation 9b2d0c1e-\S+ scheduled from 2026-12-09 09:00 to 2026-12-09 11:00$/m);
     expect(withoutKey).toMatch(/^node-1 +10\.0\.0\.21 +22$/m);
     expect(withoutKey).toContain("the account's password is shown once, by `berth reservations show 9b2d0c1e`, after the start");
-    const withKey = describeScheduled(booked, { line: 'ssh-ed25519 AAAA', source: '/home/alice/.ssh/id_ed25519.pub' });
+    const withKey = describeScheduled(booked, { line: 'ssh-ed25519 AAAA', source: '/home/alice/.ssh/id_ed25519.pub' }, false);
     expect(withKey).toMatch(/^key: +\/home\/alice\/\.ssh\/id_ed25519\.pub$/m);
     expect(withKey).not.toContain('password');
+    expect(describeScheduled(booked, null, false)).not.toContain('password'); // typed with --password: nothing to reveal
   });
 });
 

@@ -140,7 +140,7 @@ export function registerReserveCommand(program: Command): void {
         }
 
         const waiting = reservation.status === 'queued' || reservation.status === 'scheduled';
-        const describeWaiting = (r: Reservation) => (r.status === 'queued' ? describeQueued(r) : describeScheduled(r, key));
+        const describeWaiting = (r: Reservation) => (r.status === 'queued' ? describeQueued(r) : describeScheduled(r, key, !key && !password));
         if (!waiting) return ctx.print(reservation, () => describeStarted(reservation, key));
         if (!opts.follow) return ctx.print(reservation, () => describeWaiting(reservation));
         ctx.say(describeWaiting(reservation));

@@ -35,11 +35,11 @@ export function describeStarted(r: Reservation, key: PublicKey | null): string {
   ].join('\n');
 }
 
-/** A booking: its window and the machines planned for it. */
-export function describeScheduled(r: Reservation, key: PublicKey | null): string {
+/** A booking: its window and the machines planned for it; `passwordGenerated` when berth makes the account's password. */
+export function describeScheduled(r: Reservation, key: PublicKey | null, passwordGenerated: boolean): string {
   const end = r.start_at ? new Date(Date.parse(r.start_at) + r.duration_minutes * 60_000).toISOString() : null;
   // A generated password is sealed until the accounts are made: shown on the first read after the start.
-  const passwordLater = !key && !r.account.password;
+  const passwordLater = passwordGenerated && !r.account.password;
   return [
     `reservation ${r.id} scheduled from ${formatTime(r.start_at)} to ${formatTime(end)}`,
     formatFields(accountFields(r, key)),
