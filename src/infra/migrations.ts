@@ -1,17 +1,21 @@
 // Applies prisma/migrations/<name>/migration.sql in order and records each in Prisma's own
 // `_prisma_migrations` table, so `prisma migrate deploy` (where Prisma's schema engine
-// exists) sees the same history. Several processes may start at once: a named lock makes
-// the second wait for the first instead of applying a migration twice.
+// exists) sees the same history. Several processes may start at once: a lease row
+// (migration-lease.ts; not GET_LOCK, which a Galera cluster does not share between its
+// nodes) makes the second wait for the first instead of applying a migration twice.
 import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createConnection, type Connection } from 'mariadb';
 import type { DatabaseTarget } from './database.js';
+import { takeLease, type Lease } from './migration-lease.js';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../prisma/migrations', import.meta.url));
 const LOCK_NAME = 'berth_migrations';
 const LOCK_TIMEOUT_SECONDS = 120;
+// Renewed every 10 s while migrating: a process that died holding it delays the next one by 30 s at most.
+const LEASE_SECONDS = 30;
 
 // The exact table Prisma creates for MySQL-family databases.
 const CREATE_HISTORY_TABLE = `
@@ -61,29 +65,33 @@ export async function migrate(
 ): Promise<string[]> {
   const log = opts.log ?? (() => {});
   const migrations = await readMigrations(opts.dir);
-  const conn = await createConnection({
-    host: target.host,
-    port: target.port,
-    socketPath: target.socketPath,
-    user: target.user,
-    password: target.password,
-    database: target.database,
-    multipleStatements: true,
+  const lease = await takeLease(target, {
+    name: LOCK_NAME,
+    leaseSeconds: LEASE_SECONDS,
+    timeoutSeconds: LOCK_TIMEOUT_SECONDS,
+    onTimeout: () => new MigrationError('timed out waiting for another process to finish migrating'),
   });
   try {
-    const [lock] = await conn.query('SELECT GET_LOCK(?, ?) AS got', [LOCK_NAME, LOCK_TIMEOUT_SECONDS]);
-    if (Number(lock.got) !== 1) throw new MigrationError('timed out waiting for another process to finish migrating');
+    const conn = await createConnection({
+      host: target.host,
+      port: target.port,
+      socketPath: target.socketPath,
+      user: target.user,
+      password: target.password,
+      database: target.database,
+      multipleStatements: true,
+    });
     try {
-      return await applyPending(conn, migrations, log);
+      return await applyPending(conn, migrations, lease, log);
     } finally {
-      await conn.query('SELECT RELEASE_LOCK(?)', [LOCK_NAME]);
+      await conn.end();
     }
   } finally {
-    await conn.end();
+    await lease.release();
   }
 }
 
-async function applyPending(conn: Connection, migrations: Migration[], log: (msg: string) => void): Promise<string[]> {
+async function applyPending(conn: Connection, migrations: Migration[], lease: Lease, log: (msg: string) => void): Promise<string[]> {
   await conn.query(CREATE_HISTORY_TABLE);
   const rows: HistoryRow[] = await conn.query(
     'SELECT migration_name, checksum, finished_at, rolled_back_at FROM _prisma_migrations',
@@ -105,6 +113,9 @@ async function applyPending(conn: Connection, migrations: Migration[], log: (msg
 
   const done: string[] = [];
   for (const m of migrations.filter((m) => !applied.has(m.name))) {
+    // A process stalled past its lease may have been taken over: it must not start another migration.
+    const lost = lease.lostBecause();
+    if (lost) throw new MigrationError(`stopped before ${m.name}: ${lost}`);
     const id = randomUUID();
     await conn.query(
       'INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, applied_steps_count) VALUES (?, ?, ?, NOW(3), 0)',

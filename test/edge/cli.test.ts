@@ -63,6 +63,13 @@ describe('berth before logging in', () => {
       [['reserve', '--count', '2', '--machine', 'x'], /cannot be used with option/],
       [['--url', 'http://berth.example.com', 'whoami'], /refusing plain http/],
       [['machines', '--status', 'busy'], /Allowed choices are available, reserved, maintenance, offline/],
+      [['reserve', '--at', '2026-02-30 09:00'], /option '--at <time>' argument '2026-02-30 09:00' is invalid\. .* is not a valid date and time/],
+      [['reserve', '--at', 'tomorrow'], /argument 'tomorrow' is invalid\. use RFC 3339 .* or a local time/],
+      [['reserve', '--wait', '10m', '--at', '2026-12-09 09:00'], /option '--wait <duration>' cannot be used with option '--at <time>'/],
+      [['reserve', '--wait', '0'], /option '--wait <duration>' argument '0' is invalid/],
+      [['reserve', '--follow'], /--follow waits for a queued or booked reservation: add --wait or --at/],
+      [['reservations', '--status', 'waiting'], /Allowed choices are queued, scheduled, provisioning, active, releasing, released, failed, any/],
+      [['cancel'], /missing required argument 'id'/],
     ];
     for (const [args, message] of cases) {
       const r = await alice.run(args);
@@ -105,7 +112,7 @@ describe('berth before logging in', () => {
       level = next;
     }
     expect(withoutExamples).toEqual([]);
-    expect(seen).toEqual(expect.arrayContaining(['login', 'reserve', 'ssh', 'machines import', 'images build', 'pool set', 'vms console', 'users create']));
+    expect(seen).toEqual(expect.arrayContaining(['login', 'reserve', 'cancel', 'ssh', 'machines import', 'images build', 'pool set', 'vms console', 'users create']));
     expect(seen.length).toBeGreaterThan(40);
   });
 });
@@ -226,12 +233,13 @@ describe("a user's day with berth", () => {
   it('releases by id prefix: the account is gone from the machine', async () => {
     expect(await alice.ok(['release', reservationId.slice(0, 8)])).toBe(`released ${reservationId.slice(0, 8)} (${pool.machines[0]!.name})\n`);
     expect(await accountExists(pool.machines[0]!, 'alice')).toBe(false);
-    expect(await alice.ok(['reservations'])).toBe('no active reservations\n');
+    expect(await alice.ok(['reservations'])).toBe('no active, queued or scheduled reservations\n');
     expect((await alice.json(['reservations', '--status', 'any']))[0]).toMatchObject({ id: reservationId, status: 'released' });
   });
 
   it('prints a generated password once; release --all releases every reservation of mine', async () => {
-    const out = await alice.ok(['reserve', '--for', '1h30m']);
+    // --no-key: without it berth would send her ~/.ssh/id_ed25519.pub, and generate no password.
+    const out = await alice.ok(['reserve', '--for', '1h30m', '--no-key']);
     const password = /^password: +(\S+) +\(shown only now\)$/m.exec(out)?.[1];
     expect(password).toMatch(/^\S{12,}$/);
     const listed = await alice.ok(['--json', 'reservations']);
@@ -248,6 +256,80 @@ describe("a user's day with berth", () => {
     for (const r of runs) expect(r.code, r.stderr).toBe(0);
     expect(new Set(runs.map((r) => JSON.parse(r.stdout).session_id)).size).toBe(1);
     expect((await alice.json(['whoami'])).username).toBe('alice');
+  });
+});
+
+describe('the key berth reserve sends, and berth cancel', () => {
+  const machine = () => pool.machines[0]!;
+  /** The account's authorized_keys on the machine ('' when there is none). */
+  const authorizedKeys = async (username: string) =>
+    (await machine().sh(`cat "$(getent passwd ${username} | cut -d: -f6)/.ssh/authorized_keys" 2>/dev/null`)).out;
+
+  it('sends ~/.ssh/id_ed25519.pub unless told otherwise (no password is made); cancel releases an active reservation', async () => {
+    const out = await alice.ok(['reserve', '--for', '10m']);
+    const id = UUID.exec(out)![0];
+    expect(out).toMatch(new RegExp(`^key: +${`${sshKey}.pub`.replace(/[.]/g, '\\.')}$`, 'm'));
+    expect(out).not.toContain('password');
+    expect(await authorizedKeys('alice')).toBe(fs.readFileSync(`${sshKey}.pub`, 'utf8'));
+    expect((await alice.run(['ssh', ...sshFlags(), id.slice(0, 8), '--', 'id', '-un'])).stdout).toBe('alice\n');
+
+    const list = await alice.ok(['reservations']);
+    expect(list.split('\n')[0]).toMatch(/^ID +STATUS +MACHINES +ACCOUNT +EXPIRES +LEFT$/); // no queue columns: nothing is queued
+    expect(list).toMatch(new RegExp(`^${id.slice(0, 8)} +active +${machine().name} +alice +\\S+ \\S+ +(9|10)m$`, 'm'));
+
+    expect(await alice.ok(['cancel', id.slice(0, 8)])).toBe(`released ${id.slice(0, 8)} (${machine().name}): it had started\n`);
+    expect(await accountExists(machine(), 'alice')).toBe(false);
+    expect(await alice.ok(['reservations'])).toBe('no active, queued or scheduled reservations\n');
+    expect((await alice.json(['reservations', '--status', 'any']))[0]).toMatchObject({ id, status: 'released', release_reason: 'released' });
+  });
+
+  it("without that file sends the ssh-agent's first key, and berth ssh logs in through the agent alone; --no-key sends none", async () => {
+    const dana = watchedForSecrets(cliUser({ url: caddy.url, caPath: caddy.rootPath }), { 'her password': PASSWORD });
+    const agentDir = fs.mkdtempSync(path.join(dana.home, 'agent-'));
+    const socket = path.join(agentDir, 'socket');
+    const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!fs.existsSync(socket) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const env = { SSH_AUTH_SOCK: socket };
+      // The key lives in the agent only: no file berth or ssh could read.
+      const keyFile = path.join(agentDir, 'key');
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'dana@agent', '-f', keyFile]);
+      execFileSync('ssh-add', ['-q', keyFile], { env: { ...process.env, ...env }, stdio: 'ignore' });
+      const agentKey = fs.readFileSync(`${keyFile}.pub`, 'utf8');
+      fs.rmSync(keyFile);
+      fs.rmSync(`${keyFile}.pub`);
+
+      await dana.ok(['register', 'dana'], { input: `${PASSWORD}\n` });
+      await dana.ok(['login', 'dana'], { input: `${PASSWORD}\n` });
+      const out = await dana.ok(['reserve', '--for', '10m'], { env });
+      const id = UUID.exec(out)![0];
+      expect(out).toMatch(/^key: +the ssh-agent's first key \(dana@agent\)$/m);
+      expect(out).not.toContain('password');
+      expect(await authorizedKeys('dana')).toBe(agentKey);
+      const ssh = await dana.run(['ssh', '-F', '/dev/null', '-o', 'BatchMode=yes', id, '--', 'id', '-un'], { env });
+      expect(ssh.stdout, ssh.stderr).toBe('dana\n');
+      await dana.ok(['release', id]);
+
+      const noKey = await dana.ok(['reserve', '--for', '10m', '--no-key'], { env });
+      expect(noKey).toMatch(/^password: +\S{12,} +\(shown only now\)$/m);
+      expect(noKey).not.toMatch(/^key:/m);
+      expect(await authorizedKeys('dana')).toBe('');
+      await dana.ok(['release', '--all']);
+    } finally {
+      agent.kill();
+      dana.remove();
+    }
+  });
+
+  it('--password sends the password typed on stdin and no key; nothing prints it', async () => {
+    const typed = 'a typed account password 7Qz';
+    const out = await alice.ok(['reserve', '--for', '10m', '--password'], { input: `${typed}\n` });
+    expect(out).not.toContain(typed);
+    expect(out).not.toMatch(/^(password|key):/m);
+    expect(await authorizedKeys('alice')).toBe('');
+    expect((await machine().sh("getent shadow alice | cut -d: -f2")).out).toMatch(/^\$6\$/);
+    await alice.ok(['release', '--all']);
   });
 });
 

@@ -7,6 +7,7 @@ import { registerImageCommands } from './commands/images.js';
 import { registerMachineCommands } from './commands/machines.js';
 import { registerPoolCommands } from './commands/pool.js';
 import { registerReservationCommands } from './commands/reservations.js';
+import { registerReserveCommand } from './commands/reserve.js';
 import { registerSshCommand } from './commands/ssh.js';
 import { registerUserCommands } from './commands/users.js';
 import { registerVmCommands } from './commands/vms.js';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerConfigCommands(program);
   registerMachineCommands(program);
   registerPoolCommands(program);
+  registerReserveCommand(program);
   registerReservationCommands(program);
   registerSshCommand(program);
   registerUserCommands(program);

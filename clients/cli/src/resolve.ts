@@ -4,6 +4,8 @@ import { unwrap } from '@berth/client';
 import type { Context } from './context.js';
 import { CliError, EXIT, usageError } from './errors.js';
 import { listAll, PAGE_SIZE } from './http/lists.js';
+import { CURRENT_STATUSES, statusFilter, type ReservationStatus } from './http/reservation.js';
+import { passwordNotice } from './output/reservations.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const isUuid = (text: string) => UUID.test(text);
@@ -41,14 +43,22 @@ export async function resolveReservationId(ctx: Context, idOrPrefix: string): Pr
   if (isUuid(idOrPrefix)) return idOrPrefix.toLowerCase();
   const prefix = idOrPrefix.toLowerCase();
   if (!/^[0-9a-f-]{4,36}$/.test(prefix)) throw usageError(`${idOrPrefix} is not a reservation id (or its first 4+ characters)`);
-  // The live ones first: that is what people name; older ones only when nothing live matches.
-  for (const status of ['active', undefined] as const) {
-    const reservations = await listAll(async (cursor) =>
-      unwrap(await ctx.api.GET('/v1/reservations', { params: { query: { limit: PAGE_SIZE, cursor, ...(status && { status }) } } })),
+  // The current ones first (queued, booked, active): that is what people name; older ones only when nothing current matches.
+  const listed = (status?: ReservationStatus) =>
+    listAll(async (cursor) =>
+      unwrap(await ctx.api.GET('/v1/reservations', { params: { query: { limit: PAGE_SIZE, cursor, ...(status && { status: statusFilter(status) }) } } })),
     );
+  for (const statuses of [CURRENT_STATUSES, [undefined]]) {
+    const reservations = (await Promise.all(statuses.map((status) => listed(status)))).flat();
     const matches = reservations.filter((r) => r.id.startsWith(prefix));
-    if (matches.length === 1) return matches[0]!.id;
     if (matches.length > 1) throw usageError(`${idOrPrefix} matches ${matches.length} reservations: give more of the id`);
+    const [match] = matches;
+    if (match) {
+      // This list may have been the read that reveals a generated password, once.
+      const notice = passwordNotice(match);
+      if (notice) ctx.note(notice);
+      return match.id;
+    }
   }
   throw new CliError(`none of your reservations has an id starting with ${idOrPrefix}`, EXIT.refused);
 }

@@ -1,112 +1,18 @@
-// reserve, reservations, extend, release: a person's everyday commands.
-import fs from 'node:fs';
-import os from 'node:os';
-import { unwrap, type components } from '@berth/client';
+// reservations, extend, release, cancel: a person's everyday commands after `reserve`.
+import { unwrap } from '@berth/client';
 import { Option, type Command } from 'commander';
 import { Context } from '../context.js';
 import { usageError } from '../errors.js';
 import { withExamples } from '../help.js';
 import { listAll, PAGE_SIZE } from '../http/lists.js';
-import { collect, collectTag, parseCount, parseDurationMinutes } from '../input/values.js';
+import { CURRENT_STATUSES, RESERVATION_STATUSES, statusFilter, type Reservation, type ReservationStatus } from '../http/reservation.js';
+import { parseDurationMinutes } from '../input/values.js';
 import { formatRemaining, formatTime, shortId } from '../output/format.js';
 import { startProgress } from '../output/progress.js';
-import { formatFields, formatTable } from '../output/table.js';
+import { describeReservation, machineNames, passwordNotice, reservationsTable } from '../output/reservations.js';
 import { resolveReservationId } from '../resolve.js';
 
-type Reservation = components['schemas']['Reservation'];
-const STATUSES = ['provisioning', 'active', 'releasing', 'released', 'failed'] as const;
-
-const expandHome = (file: string) => (file === '~' || file.startsWith('~/') ? os.homedir() + file.slice(1) : file);
-
-/** The public key to install, read from a file; a private key given by mistake is refused, never sent. */
-function readPublicKey(file: string): string {
-  let text: string;
-  try {
-    text = fs.readFileSync(expandHome(file), 'utf8').trim();
-  } catch (err) {
-    throw usageError(`cannot read the key ${file}: ${(err as Error).message}`);
-  }
-  if (text.includes('PRIVATE KEY')) throw usageError(`${file} is a private key: give the public one (${file}.pub)`);
-  if (!/^(ssh-|ecdsa-|sk-)\S+ [A-Za-z0-9+/=]+/.test(text)) throw usageError(`${file} holds no OpenSSH public key`);
-  return text;
-}
-
-const machineNames = (r: Reservation) => r.machines.map((m) => m.name).join(',');
-
-function reservationFields(r: Reservation): [string, string | number | null][] {
-  return [
-    ['reservation', r.id],
-    ['status', r.status],
-    ['owner', r.owner],
-    ['account', r.account.username],
-    ['expires', r.expires_at ? `${formatTime(r.expires_at)} (in ${formatRemaining(r.seconds_remaining)})` : null],
-    ['latest possible end', formatTime(r.max_expires_at)],
-    ['released', r.released_at ? `${formatTime(r.released_at)} (${r.release_reason ?? ''})` : null],
-    ['failure', r.failure_reason],
-  ];
-}
-
-const machinesTable = (r: Reservation) =>
-  formatTable(
-    ['machine', 'host', 'port'],
-    r.machines.map((m) => [m.name, m.host, m.port]),
-  );
-
 export function registerReservationCommands(program: Command): void {
-  withExamples(
-    program
-      .command('reserve')
-      .description('reserve machines: an account is made on each, with a password (shown once) and/or your public key')
-      .addOption(new Option('-n, --count <n>', 'how many machines').argParser(parseCount).conflicts('machine'))
-      .option('-m, --machine <name>', 'reserve exactly this machine (repeat for several)', collect)
-      .option('--type <type>', 'only machines of this type')
-      .option('--tag <key=value>', 'only machines with this tag (repeat for several)', collectTag)
-      .option('--for <duration>', 'for how long: 30m, 2h, 1h30m, 1d (default: the server\'s, 1h)', parseDurationMinutes)
-      .option('-k, --key <file>', 'install this SSH public key, e.g. ~/.ssh/id_ed25519.pub')
-      .option('-u, --username <name>', 'the account name on the machines (default: your berth username)')
-      .action(
-        async (
-          opts: { count?: number; machine?: string[]; type?: string; tag?: Record<string, string>; for?: number; key?: string; username?: string },
-          command: Command,
-        ) => {
-          const ctx = Context.of(command);
-          const body = {
-            ...(opts.machine ? { machines: opts.machine } : { count: opts.count ?? 1 }),
-            ...(opts.type && { type: opts.type }),
-            ...(opts.tag && { tags: opts.tag }),
-            ...(opts.for && { duration_minutes: opts.for }),
-            ...(opts.key && { ssh_public_key: readPublicKey(opts.key) }),
-            ...(opts.username && { username: opts.username }),
-          };
-          const count = opts.machine?.length ?? opts.count ?? 1;
-          const progress = startProgress(`reserving ${count} machine${count === 1 ? '' : 's'} (accounts are being made)…`);
-          let reservation: Reservation;
-          try {
-            reservation = unwrap(await ctx.api.POST('/v1/reservations', { body }));
-          } finally {
-            progress.done();
-          }
-          ctx.print(reservation, () => {
-            const r = reservation;
-            const lines = [
-              `reservation ${r.id} ${r.status} until ${formatTime(r.expires_at)} (${formatRemaining(r.seconds_remaining)} left)`,
-              formatFields([
-                ['account', r.account.username],
-                ...(r.account.password ? ([['password', `${r.account.password}   (shown only now)`]] as [string, string][]) : []),
-              ]),
-              machinesTable(r),
-              `log in: berth ssh ${shortId(r.id)}${r.machines.length > 1 ? ' [MACHINE]' : ''}    release: berth release ${shortId(r.id)}`,
-            ];
-            return lines.join('\n');
-          });
-        },
-      ),
-    'berth reserve                                   # one machine for the default time',
-    'berth reserve --count 2 --for 1h',
-    'berth reserve --type gpu --tag gpu=a100 --for 1h30m --key ~/.ssh/id_ed25519.pub',
-    'berth reserve -m node-1 -m node-2 --username ci-runner',
-  );
-
   const reservations = withExamples(
     program.command('reservations').alias('res').description('your reservations'),
     'berth reservations                      # the same as berth reservations list',
@@ -117,46 +23,40 @@ export function registerReservationCommands(program: Command): void {
     reservations
       .command('list', { isDefault: true })
       .alias('ls')
-      .description('your reservations (active ones by default), with the time left')
-      .addOption(new Option('--status <status>', 'only reservations in this state, or "any"').choices([...STATUSES, 'any']).default('active'))
+      .description('your reservations (by default the current ones: queued, scheduled, starting and active), with the time left')
+      .addOption(new Option('--status <status>', 'only reservations in this state, or "any"').choices([...RESERVATION_STATUSES, 'any']))
       .option('--all', "everyone's reservations (admin)")
       .option('--user <username>', "this user's reservations (admin)")
-      .action(async (opts: { status: (typeof STATUSES)[number] | 'any'; all?: boolean; user?: string }, command: Command) => {
+      .action(async (opts: { status?: ReservationStatus | 'any'; all?: boolean; user?: string }, command: Command) => {
         const ctx = Context.of(command);
-        const items = await listAll(async (cursor) =>
-          unwrap(
-            await ctx.api.GET('/v1/reservations', {
-              params: {
-                query: {
-                  limit: PAGE_SIZE,
-                  cursor,
-                  ...(opts.status !== 'any' && { status: opts.status }),
-                  ...(opts.all && { all: 'true' as const }),
-                  ...(opts.user && { user: opts.user }),
+        const list = (status?: ReservationStatus) =>
+          listAll(async (cursor) =>
+            unwrap(
+              await ctx.api.GET('/v1/reservations', {
+                params: {
+                  query: {
+                    limit: PAGE_SIZE,
+                    cursor,
+                    ...(status && { status: statusFilter(status) }),
+                    ...(opts.all && { all: 'true' as const }),
+                    ...(opts.user && { user: opts.user }),
+                  },
                 },
-              },
-            }),
-          ),
-        );
-        const others = opts.all || opts.user;
+              }),
+            ),
+          );
+        // The list filter takes one status: the current ones are asked for one by one, newest first as berth lists them.
+        const items: Reservation[] = opts.status
+          ? await list(opts.status === 'any' ? undefined : opts.status)
+          : (await Promise.all(CURRENT_STATUSES.map((status) => list(status)))).flat().sort((a, b) => b.created_at.localeCompare(a.created_at));
+        const passwords = items.map(passwordNotice).filter((notice) => notice !== null);
         ctx.print(items, () =>
           items.length === 0
-            ? `no ${opts.status === 'any' ? '' : `${opts.status} `}reservations`
-            : formatTable(
-                ['id', ...(others ? ['owner'] : []), 'status', 'machines', 'account', 'expires', 'left'],
-                items.map((r) => [
-                  shortId(r.id),
-                  ...(others ? [r.owner] : []),
-                  r.status,
-                  machineNames(r),
-                  r.account.username,
-                  formatTime(r.expires_at),
-                  r.status === 'active' ? formatRemaining(r.seconds_remaining) : '-',
-                ]),
-              ),
+            ? `no ${opts.status === 'any' ? '' : `${opts.status ?? 'active, queued or scheduled'} `}reservations`
+            : [reservationsTable(items, Boolean(opts.all || opts.user)), ...passwords].join('\n'),
         );
       }),
-    'berth reservations',
+    'berth reservations                      # queued, scheduled and active ones',
     'berth reservations list --status any',
     'berth reservations --all --json        # admin',
   );
@@ -165,11 +65,11 @@ export function registerReservationCommands(program: Command): void {
     reservations
       .command('show')
       .argument('<id>', 'the reservation (its first characters are enough)')
-      .description('one reservation and its machines')
+      .description('one reservation and its machines (and, once, the password berth generated for a queued or booked one)')
       .action(async (id: string, _opts, command: Command) => {
         const ctx = Context.of(command);
-        const r = unwrap(await ctx.api.GET('/v1/reservations/{id}', { params: { path: { id: await resolveReservationId(ctx, id) } } }));
-        ctx.print(r, () => `${formatFields(reservationFields(r))}\n${machinesTable(r)}`);
+        const r: Reservation = unwrap(await ctx.api.GET('/v1/reservations/{id}', { params: { path: { id: await resolveReservationId(ctx, id) } } }));
+        ctx.print(r, () => describeReservation(r));
       }),
     'berth reservations show 3f1e6a4b',
   );
@@ -223,5 +123,21 @@ export function registerReservationCommands(program: Command): void {
     'berth release 3f1e6a4b',
     'berth release --all',
   );
-}
 
+  withExamples(
+    program
+      .command('cancel')
+      .argument('<id>', 'the reservation (its first characters are enough)')
+      .description('cancel a queued request or a booking before it starts (an active reservation is released, as by release)')
+      .action(async (id: string, _opts, command: Command) => {
+        const ctx = Context.of(command);
+        const reservationId = await resolveReservationId(ctx, id);
+        const r: Reservation = unwrap(await ctx.api.DELETE('/v1/reservations/{id}', { params: { path: { id: reservationId } } }));
+        const cancelled = r.release_reason === 'cancelled' || r.release_reason === 'cancelled_by_admin';
+        ctx.print(r, () =>
+          cancelled ? `cancelled ${shortId(r.id)}: it will not start` : `released ${shortId(r.id)} (${machineNames(r)}): it had started`,
+        );
+      }),
+    'berth cancel 3f1e6a4b',
+  );
+}

@@ -10,6 +10,7 @@ import { Context } from '../context.js';
 import { CliError, EXIT, usageError } from '../errors.js';
 import { withExamples } from '../help.js';
 import { collect } from '../input/values.js';
+import { passwordNotice } from '../output/reservations.js';
 import { resolveReservationId } from '../resolve.js';
 import { handInterruptsToChild } from '../signals.js';
 import { checkedEndpoint } from '../ssh/destination.js';
@@ -67,6 +68,9 @@ export function registerSshCommand(program: Command): void {
 
         const reservation = unwrap(await ctx.api.GET('/v1/reservations/{id}', { params: { path: { id: await resolveReservationId(ctx, local[0]!) } } }));
         if (reservation.status !== 'active') throw new CliError(`reservation ${reservation.id} is ${reservation.status}`, EXIT.refused);
+        // The first read after a queued or booked reservation started reveals its generated password, once: ssh may ask for it.
+        const password = passwordNotice(reservation);
+        if (password) ctx.note(password);
         const named = machineName ? reservation.machines.find((m) => m.name === machineName) : reservation.machines[0];
         if (!named) {
           throw usageError(`${machineName} is not in reservation ${reservation.id}: its machines are ${reservation.machines.map((m) => m.name).join(', ')}`);
