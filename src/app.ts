@@ -22,6 +22,7 @@ import { reservationsRoutes } from './modules/reservations/routes.js';
 import { usersRoutes } from './modules/users/routes.js';
 import { vmsRoutes } from './modules/vms/routes.js';
 import { prepareVmRuntime } from './modules/vms/templates.js';
+import { webhooksRoutes } from './modules/webhooks/routes.js';
 import openapiPlugin from './plugins/openapi.js';
 import problemPlugin, { clientErrorHandler, frameworkErrors } from './plugins/problem.js';
 import securityHeaders from './plugins/security-headers.js';
@@ -65,6 +66,7 @@ export const REDACTED_PATHS = [
   '*.refresh_token',
   '*.private_key',
   '*.privatePem',
+  '*.secret',
 ];
 
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
@@ -110,7 +112,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
 
   const services = await wireServices(config, deps, app.log);
-  const { events, vms, vmRuntime, vmTemplates, reprovisioner, builds } = services;
+  const { events, vms, vmRuntime, vmTemplates, reprovisioner, builds, webhookDeliveries } = services;
   const jobs = createJobRunner(backgroundJobs(services, config, app.log), app.log);
 
   // Plugins before routes: the document sees only the routes registered after it, and the
@@ -129,6 +131,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(reservationsRoutes, { reservations: services.reservations });
   await app.register(imagesRoutes, { images: services.images, track: (build) => builds.track(build, 'an image build'), maxContextBytes: config.images.maxContextBytes });
   await app.register(vmsRoutes, { vms });
+  await app.register(webhooksRoutes, { webhooks: services.webhooks });
 
   // The jobs start once the instance is ready. Closing stops the reprovision commands (their
   // machines wait again) before the jobs, whose ticks could start more, then lets the VM
@@ -139,6 +142,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
   app.addHook('onClose', async () => {
     await reprovisioner?.stop();
+    // Deliveries in flight are cut short and left, due at once, to the next process.
+    await webhookDeliveries.close();
     await jobs.stop();
     await vms.close();
     await vmTemplates?.close();
