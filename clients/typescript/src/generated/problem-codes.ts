@@ -8,6 +8,7 @@ export const PROBLEM_CODES = [
   'bad_url',
   'cannot_delete_self',
   'database_unavailable',
+  'delivery_in_progress',
   'dockerfile_not_allowed',
   'exceeds_max_duration',
   'field_not_allowed',
@@ -75,6 +76,11 @@ export const PROBLEM_CODES = [
   'vm_reserved',
   'vm_state',
   'vm_unavailable',
+  'webhook_delivery_not_found',
+  'webhook_disabled',
+  'webhook_limit_exceeded',
+  'webhook_not_found',
+  'webhook_url_refused',
   'yaml_too_complex',
 ] as const;
 
