@@ -70,7 +70,8 @@ export function createEgress(deps: { policy: AddressPolicy; timeoutMs: number; r
   const guardedLookup: LookupFunction = (hostname, options, callback) => {
     resolve(hostname).then(
       (found) => {
-        const addresses = found.filter((a) => !options.family || a.family === options.family);
+        const family = options.family === 'IPv4' ? 4 : options.family === 'IPv6' ? 6 : options.family;
+        const addresses = found.filter((a) => !family || a.family === family);
         for (const a of found) {
           const why = policy.refusal(a.address);
           if (why) return callback(new AddressRefused(refusedMessage(hostname, a.address, why)), '', 0);
