@@ -20,8 +20,8 @@ export interface Receiver {
   port: number;
   url(path?: string): string;
   received: Received[];
-  /** How the nth request (0-based) is answered from now on. */
-  answer(fn: (n: number, r: Received) => Answer): void;
+  /** How the nth request (0-based) is answered from now on; null: never (the sender waits). */
+  answer(fn: (n: number, r: Received) => Answer | null): void;
   /** The first `count` requests, waiting up to `ms` for them. */
   waitFor(count: number, ms?: number): Promise<Received[]>;
   close(): Promise<void>;
@@ -29,7 +29,7 @@ export interface Receiver {
 
 export async function startReceiver(host = '127.0.0.1'): Promise<Receiver> {
   const received: Received[] = [];
-  let respond: (n: number, r: Received) => Answer = () => ({ status: 204 });
+  let respond: (n: number, r: Received) => Answer | null = () => ({ status: 204 });
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -37,6 +37,7 @@ export async function startReceiver(host = '127.0.0.1'): Promise<Receiver> {
       const r: Received = { at: Date.now(), path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
       received.push(r);
       const a = respond(received.length - 1, r);
+      if (!a) return;
       res.writeHead(a.status, a.headers ?? {});
       res.end(a.body ?? '');
     });
@@ -58,6 +59,10 @@ export async function startReceiver(host = '127.0.0.1'): Promise<Receiver> {
       }
       return received.slice(0, count);
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }
