@@ -46,8 +46,8 @@ async function dataOf(db: Database, o: Occurrence): Promise<{ owner: Data; admin
 
 /** Writes the deliveries of one occurrence; how many. */
 async function record(db: Database, o: Occurrence, at: Date): Promise<number> {
-  const owner = o.type.startsWith('reservation.') && 'userId' in o ? o.userId : null;
-  const recipients = await recipientsOf(db, o.type, owner);
+  // A reservation's owner hears it besides admins; the pool's events (no owner) are admins' alone.
+  const recipients = await recipientsOf(db, o.type, 'userId' in o ? o.userId : null);
   if (recipients.length === 0) return 0;
   const data = await dataOf(db, o);
   const now = new Date();
