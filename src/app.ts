@@ -23,6 +23,7 @@ import { reservationsRoutes } from './modules/reservations/routes.js';
 import { usersRoutes } from './modules/users/routes.js';
 import { vmsRoutes } from './modules/vms/routes.js';
 import { prepareVmRuntime } from './modules/vms/templates.js';
+import { webhooksRoutes } from './modules/webhooks/routes.js';
 import openapiPlugin from './plugins/openapi.js';
 import problemPlugin, { clientErrorHandler, frameworkErrors } from './plugins/problem.js';
 import securityHeaders from './plugins/security-headers.js';
@@ -66,6 +67,7 @@ export const REDACTED_PATHS = [
   '*.refresh_token',
   '*.private_key',
   '*.privatePem',
+  '*.secret',
 ];
 
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
@@ -111,7 +113,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
 
   const services = await wireServices(config, deps, app.log);
-  const { events, vms, vmRuntime, vmTemplates, reprovisioner, builds } = services;
+  const { events, vms, vmRuntime, vmTemplates, reprovisioner, builds, webhookDeliveries } = services;
   const scheduler = schedulerJob(services.reservations.schedule, { intervalSeconds: config.reservations.schedulerIntervalSeconds, log: app.log });
   const jobs = createJobRunner(backgroundJobs(services, scheduler, config, app.log), app.log);
   nudgeSchedulerOn(events, () => scheduler.nudge(() => jobs.runNow('scheduler')));
@@ -133,6 +135,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(availabilityRoutes, { availability: services.availability });
   await app.register(imagesRoutes, { images: services.images, track: (build) => builds.track(build, 'an image build'), maxContextBytes: config.images.maxContextBytes });
   await app.register(vmsRoutes, { vms });
+  await app.register(webhooksRoutes, { webhooks: services.webhooks });
 
   // The jobs start once the instance is ready. Closing stops the reprovision commands (their
   // machines wait again) before the jobs, whose ticks could start more, then lets the VM
@@ -143,6 +146,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
   app.addHook('onClose', async () => {
     await reprovisioner?.stop();
+    // Deliveries in flight are cut short and left, due at once, to the next process.
+    await webhookDeliveries.close();
     await jobs.stop();
     await vms.close();
     await vmTemplates?.close();

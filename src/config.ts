@@ -97,6 +97,12 @@ const environment = z
       .refine((cidrs) => cidrs.every((c) => ipaddr.isValidCIDR(c)), 'must be a comma-separated list of CIDRs, like 10.0.5.0/24,127.0.0.1/32')
       .default([]),
     BERTH_WEBHOOK_TIMEOUT_SECONDS: z.coerce.number().positive().max(60).default(15),
+    // The waits before each retry of a failed delivery; then it is given up (the Standard Webhooks schedule).
+    BERTH_WEBHOOK_RETRY_SECONDS: z
+      .string()
+      .regex(/^\d+(\.\d+)?(,\d+(\.\d+)?){0,19}$/, 'must be a comma-separated list of at most 20 waits in seconds, like 5,300,1800')
+      .transform((v) => v.split(',').map(Number))
+      .default([5, 300, 1800, 7200, 18000, 36000, 36000]),
     BERTH_DOCKER_SOCKET: z.string().min(1).default('/var/run/docker.sock'),
     BERTH_CACHE_DIR: z.string().min(1).optional(),
     BERTH_IMAGE_CONTEXT_MAX_MB: z.coerce.number().int().positive().default(512),
@@ -243,6 +249,8 @@ export interface Config {
     /** CIDRs let through despite the block on loopback, private, link-local and this host's addresses. */
     allowHosts: string[];
     timeoutMs: number;
+    /** The waits before each retry of a failed delivery, in order; when they are used up it has failed. */
+    retryDelaysMs: number[];
   };
 }
 
@@ -335,6 +343,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     webhooks: {
       allowHosts: e.BERTH_WEBHOOK_ALLOW_HOSTS,
       timeoutMs: e.BERTH_WEBHOOK_TIMEOUT_SECONDS * 1000,
+      retryDelaysMs: e.BERTH_WEBHOOK_RETRY_SECONDS.map((s) => Math.round(s * 1000)),
     },
   };
 }

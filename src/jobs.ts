@@ -6,10 +6,14 @@ import type { Config } from './config.js';
 import type { Job } from './infra/jobs.js';
 import { reservationsJob, type schedulerJob } from './modules/reservations/job.js';
 import { TEMPLATE_CHECK_MS } from './modules/vms/templates.js';
+import { DELIVERY_INTERVAL_MS } from './modules/webhooks/delivery.js';
 import type { Services } from './wiring.js';
 
 export function backgroundJobs(
-  { reservations, notices, vms, images, sessions, reprovisioner, vmTemplates }: Pick<Services, 'reservations' | 'notices' | 'vms' | 'images' | 'sessions' | 'reprovisioner' | 'vmTemplates'>,
+  { reservations, notices, vms, images, sessions, reprovisioner, vmTemplates, webhookDeliveries }: Pick<
+    Services,
+    'reservations' | 'notices' | 'vms' | 'images' | 'sessions' | 'reprovisioner' | 'vmTemplates' | 'webhookDeliveries'
+  >,
   scheduler: ReturnType<typeof schedulerJob>,
   config: Pick<Config, 'reservations' | 'vms' | 'images' | 'sessions'>,
   log: { info(obj: object, msg: string): void },
@@ -27,6 +31,8 @@ export function backgroundJobs(
     reprovisioner && { name: 'reprovision', intervalMs: config.reservations.expiryIntervalSeconds * 1000, tick: () => reprovisioner.startDue() },
     // Pools come back as clones: pooled images' templates are made (again) in the background.
     vmTemplates && { name: 'vm-templates', intervalMs: TEMPLATE_CHECK_MS, tick: () => vmTemplates.check() },
+    // Webhook deliveries that are due (retries; a new one is sent at once when it is written).
+    { name: 'webhooks', intervalMs: DELIVERY_INTERVAL_MS, tick: () => webhookDeliveries.pump() },
   ];
   return jobs.filter((job) => job !== null);
 }

@@ -33,6 +33,11 @@ import { createReservationsService } from './modules/reservations/service.js';
 import { createUsersService } from './modules/users/service.js';
 import { createVmsService } from './modules/vms/service.js';
 import { createVmTemplates } from './modules/vms/templates.js';
+import { createAddressPolicy } from './modules/webhooks/address-policy.js';
+import { createDeliverer } from './modules/webhooks/delivery.js';
+import { createEgress, type ResolveHost } from './modules/webhooks/egress.js';
+import { createWebhooksService } from './modules/webhooks/service.js';
+import { subscribeWebhooks } from './modules/webhooks/subscriber.js';
 import { createBackgroundWork } from './shared/background.js';
 
 export interface WiringDeps {
@@ -40,8 +45,10 @@ export interface WiringDeps {
   keyring: Keyring;
   /** The password hasher, when the caller made one already (the server, for the admin bootstrap). */
   hasher?: PasswordHasher;
-  /** Names this process in reservation leases; default host:pid:random. */
+  /** Names this process in reservation and webhook delivery leases; default host:pid:random. */
   instanceId?: string;
+  /** How webhook deliveries resolve names (default: the system's resolver); tests answer as a rebinding DNS server would. */
+  resolveHost?: ResolveHost;
 }
 
 export async function wireServices(config: Config, deps: WiringDeps, log: FastifyBaseLogger) {
@@ -50,6 +57,7 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
   const secretKey = loadSecretKey(config.secretKey, config.dataDir);
   const secretBox = createSecretBox(secretKey);
   const docker = dockerEngine(config.dockerSocket);
+  const instanceId = deps.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
   const hasher = deps.hasher ?? (await createPasswordHasher(config.argon2));
   const checker = createSessionChecker(prisma, { cacheMs: config.sessions.cacheMs });
@@ -109,7 +117,7 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
     secretBox,
     events,
     policy: config.reservations,
-    instanceId: deps.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+    instanceId,
     requestHashKey: Buffer.from(hkdfSync('sha256', secretKey, Buffer.alloc(0), 'berth idempotency request hash', 32)),
     node: config.nodeName,
     vmHostDownAfterMs,
@@ -132,9 +140,16 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
   // Machines a tenant was root on, reinstalled by the admin's command (when there is one).
   const reprovisioner = config.reprovision ? createReprovisioner({ prisma, state, secretBox, command: config.reprovision, log }) : null;
 
+  // Webhooks hear the event stream: each event they listen for becomes delivery rows, sent by
+  // the deliverer at once and retried by its job.
+  const egress = createEgress({ policy: createAddressPolicy(config.webhooks.allowHosts), timeoutMs: config.webhooks.timeoutMs, resolve: deps.resolveHost });
+  const webhookDeliveries = createDeliverer({ prisma, secretBox, egress, retryDelaysMs: config.webhooks.retryDelaysMs, timeoutMs: config.webhooks.timeoutMs, instanceId, log });
+  subscribeWebhooks({ events, prisma, deliverer: webhookDeliveries });
+  const webhooks = createWebhooksService({ prisma, secretBox, egress, deliverer: webhookDeliveries });
+
   const readiness = createReadinessProbe({ prisma, docker, vmRuntime });
 
-  return { events, checker, sessions, identity, users, machines, reservations, availability, notices, reprovisioner, images, builds, vmRuntime, vmTemplates, vms, readiness };
+  return { events, checker, sessions, identity, users, machines, reservations, availability, notices, reprovisioner, images, builds, vmRuntime, vmTemplates, vms, webhooks, webhookDeliveries, readiness };
 }
 
 export type Services = Awaited<ReturnType<typeof wireServices>>;

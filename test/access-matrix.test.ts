@@ -96,6 +96,18 @@ async function recordedVm(): Promise<string> {
   return vm.id;
 }
 
+/**
+ * A webhook of "the user" (written directly: its URL, a documentation address, is refused at
+ * connect time, so nothing ever leaves the host), with one finished delivery.
+ */
+async function usersWebhook(): Promise<{ id: string; deliveryId: string }> {
+  const webhook = await t.prisma.webhook.create({
+    data: { userId: sessions.user.userId, url: 'http://192.0.2.1/hook', events: ['reservation.expiring'], secretSealed: Buffer.from('unused') },
+  });
+  const delivery = await t.prisma.webhookDelivery.create({ data: { webhookId: webhook.id, event: 'reservation.expiring', payload: '{}', status: 'failed', nextAttemptAt: new Date() } });
+  return { id: webhook.id, deliveryId: delivery.id };
+}
+
 const releaseEverything = async () => {
   await t.app.inject({ method: 'POST', url: '/v1/reservations/release-all', headers: sessions.admin.auth });
 };
@@ -372,6 +384,36 @@ const rows: Row[] = [
     route: 'PUT /v1/images/{id}/pool',
     expected: adminOnly(200),
     request: async (a) => ({ method: 'PUT', url: `/v1/images/${await finishedImage()}/pool`, headers: await freshAuth(a), payload: { size: 0 } }),
+  },
+  {
+    // A public address, and an event nothing here raises: nothing is sent.
+    route: 'POST /v1/webhooks',
+    expected: bearerOnly(201),
+    request: async (a) => ({ method: 'POST', url: '/v1/webhooks', headers: await freshAuth(a), payload: { url: 'https://93.184.215.14/hook', events: ['reservation.expiring'] } }),
+  },
+  { route: 'GET /v1/webhooks', expected: bearerOnly(200), request: async (a) => ({ method: 'GET', url: '/v1/webhooks', headers: await freshAuth(a) }) },
+  {
+    route: "GET /v1/webhooks/{the user's}",
+    expected: { anonymous: 401, user: 200, other: 404, admin: 200 },
+    request: async (a) => ({ method: 'GET', url: `/v1/webhooks/${(await usersWebhook()).id}`, headers: await freshAuth(a) }),
+  },
+  {
+    route: "DELETE /v1/webhooks/{the user's}",
+    expected: { anonymous: 401, user: 204, other: 404, admin: 204 },
+    request: async (a) => ({ method: 'DELETE', url: `/v1/webhooks/${(await usersWebhook()).id}`, headers: await freshAuth(a) }),
+  },
+  {
+    route: "GET /v1/webhooks/{the user's}/deliveries",
+    expected: { anonymous: 401, user: 200, other: 404, admin: 200 },
+    request: async (a) => ({ method: 'GET', url: `/v1/webhooks/${(await usersWebhook()).id}/deliveries`, headers: await freshAuth(a) }),
+  },
+  {
+    route: "POST /v1/webhooks/{the user's}/deliveries/{one}/redeliver",
+    expected: { anonymous: 401, user: 202, other: 404, admin: 202 },
+    request: async (a) => {
+      const { id, deliveryId } = await usersWebhook();
+      return { method: 'POST', url: `/v1/webhooks/${id}/deliveries/${deliveryId}/redeliver`, headers: await freshAuth(a) };
+    },
   },
   {
     route: 'POST /v1/reservations/release-all',

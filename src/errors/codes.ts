@@ -58,6 +58,8 @@ export const ERROR_CODES = {
   reservation_not_found: { status: 404, description: 'no such reservation of yours' },
   image_not_found: { status: 404, description: 'no such image' },
   vm_not_found: { status: 404, description: 'no such VM' },
+  webhook_not_found: { status: 404, description: 'no such webhook of yours' },
+  webhook_delivery_not_found: { status: 404, description: 'no such delivery of this webhook' },
 
   // The state of things
   username_taken: { status: 409, description: 'a user of that name exists' },
@@ -89,6 +91,8 @@ export const ERROR_CODES = {
   vm_reserved: { status: 409, description: 'the VM is reserved; release its reservation first' },
   vm_on_other_host: { status: 409, description: "the VM runs on another host; ask a berth process there" },
   pool_reserved: { status: 409, description: 'the pool cannot shrink below its reserved VMs' },
+  webhook_disabled: { status: 409, description: 'the webhook is disabled (its endpoint answered 410 Gone): nothing is sent to it; create a new one' },
+  delivery_in_progress: { status: 409, description: 'the delivery is being sent right now; read its attempts in a moment' },
 
   // Policies
   account_name_reserved: { status: 422, description: 'the Unix account name is a system name' },
@@ -100,6 +104,11 @@ export const ERROR_CODES = {
   idempotency_key_reused: { status: 422, description: 'this Idempotency-Key was used with a different request' },
   password_rejected: { status: 422, description: 'the password is not acceptable (e.g. the username)' },
   vm_limits_exceeded: { status: 422, description: 'cpus or memory_mb beyond this host’s limits' },
+  webhook_limit_exceeded: { status: 422, description: 'the user has as many webhooks as berth allows; delete one first' },
+  webhook_url_refused: {
+    status: 422,
+    description: "the URL's host does not resolve, or is an address webhooks may not reach (loopback, private, link-local, this host's own …) unless BERTH_WEBHOOK_ALLOW_HOSTS lets it through",
+  },
 
   // berth's side
   internal_error: { status: 500, description: 'an unexpected error; it has been logged' },

@@ -35,6 +35,7 @@ export const TAGS = [
   { name: 'reservations', description: 'Machines for a person for a time, with an account on each' },
   { name: 'images', description: 'Dockerfiles built into read-only bases for VMs' },
   { name: 'vms', description: 'VMs booted from images; each joins the pool as a machine' },
+  { name: 'webhooks', description: 'Events POSTed to your URLs, signed per the Standard Webhooks specification' },
 ];
 
 const DOCS = '/docs';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import Docker from 'dockerode';
 import { afterEach } from 'vitest';
-import { buildApp } from '../../src/app.js';
+import { buildApp, type AppDeps } from '../../src/app.js';
 import { dockerTag } from '../../src/modules/images/service.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createPrisma, type Database, type DatabaseTarget } from '../../src/infra/database.js';
@@ -45,6 +45,8 @@ export interface TestAppOptions {
   instanceId?: string;
   /** Another instance's data directory: the same berth restarted (with `shareWith`). */
   dataDir?: string;
+  /** How webhook deliveries resolve names (a rebinding DNS server, in the webhook tests). */
+  resolveHost?: AppDeps['resolveHost'];
 }
 
 export async function createTestApp(env: Record<string, string> = {}, opts: TestAppOptions = {}): Promise<TestApp> {
@@ -84,6 +86,7 @@ export async function createTestApp(env: Record<string, string> = {}, opts: Test
     keyring,
     logStream: opts.logStream,
     instanceId: opts.instanceId,
+    resolveHost: opts.resolveHost,
     observe: checkAnswersAgainstDocument(disagreements),
   });
   await app.ready();

@@ -45,4 +45,10 @@ export const BEARER_OPERATIONS: ReadonlySet<string> = new Set([
   'POST /v1/vms/{id}/stop',
   'GET /v1/vms/{id}/console',
   'PUT /v1/images/{id}/pool',
+  'POST /v1/webhooks',
+  'GET /v1/webhooks',
+  'GET /v1/webhooks/{id}',
+  'DELETE /v1/webhooks/{id}',
+  'GET /v1/webhooks/{id}/deliveries',
+  'POST /v1/webhooks/{id}/deliveries/{deliveryId}/redeliver',
 ]);

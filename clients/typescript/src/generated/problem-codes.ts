@@ -10,6 +10,7 @@ export const PROBLEM_CODES = [
   'booking_conflict',
   'cannot_delete_self',
   'database_unavailable',
+  'delivery_in_progress',
   'dockerfile_not_allowed',
   'exceeds_max_duration',
   'exceeds_max_wait',
@@ -80,6 +81,11 @@ export const PROBLEM_CODES = [
   'vm_reserved',
   'vm_state',
   'vm_unavailable',
+  'webhook_delivery_not_found',
+  'webhook_disabled',
+  'webhook_limit_exceeded',
+  'webhook_not_found',
+  'webhook_url_refused',
   'yaml_too_complex',
 ] as const;
 
