@@ -691,6 +691,79 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your webhooks, newest first (admins: ?all=true for everyone's) */
+        get: operations["listWebhooks"];
+        put?: never;
+        /**
+         * Have events POSTed to a URL, signed per the Standard Webhooks specification; the secret is shown only in this answer
+         * @description Each delivery carries `webhook-id` (the same on every attempt), `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">` under the secret. Only a 2xx counts; redirects are not followed; failures are retried for about a day and a half (honouring Retry-After); 410 Gone disables the webhook.
+         */
+        post: operations["createWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read a webhook (owner or admin); the secret is never shown again */
+        get: operations["getWebhook"];
+        put?: never;
+        post?: never;
+        /** Delete a webhook and its deliveries (owner or admin) */
+        delete: operations["deleteWebhook"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A webhook's deliveries, newest first, each with its attempts (owner or admin) */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/deliveries/{deliveryId}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send a delivery again now, with the same webhook-id and body and its retries afresh (owner or admin) */
+        post: operations["redeliverWebhookDelivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -712,7 +785,7 @@ export interface components {
             status: number;
             detail?: string;
             /** @enum {string} */
-            code: "validation_failed" | "malformed_body" | "bad_request" | "bad_url" | "invalid_cursor" | "invalid_yaml" | "yaml_too_complex" | "invalid_host_key" | "invalid_build_context" | "name_required" | "dockerfile_not_allowed" | "missing_credentials" | "malformed_credentials" | "missing_refresh_token" | "request_timeout" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "route_not_found" | "missing_token" | "invalid_token" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "account_disabled" | "admin_required" | "forbidden" | "field_not_allowed" | "invalid_current_password" | "registration_closed" | "too_many_attempts" | "rate_limited" | "user_not_found" | "session_not_found" | "machine_not_found" | "reservation_not_found" | "image_not_found" | "vm_not_found" | "username_taken" | "cannot_delete_self" | "last_admin" | "password_changed" | "machine_exists" | "machine_reserved" | "machine_is_vm" | "not_in_maintenance" | "not_awaiting_reprovision" | "insufficient_capacity" | "booking_conflict" | "machine_booked" | "reservation_not_active" | "reservation_expired" | "reservation_provisioning" | "reservation_changed" | "request_in_progress" | "image_exists" | "image_building" | "image_in_use" | "image_not_ready" | "vm_exists" | "vm_state" | "vm_reserved" | "vm_on_other_host" | "pool_reserved" | "account_name_reserved" | "exceeds_max_duration" | "exceeds_max_wait" | "start_in_past" | "beyond_booking_horizon" | "machine_limit_exceeded" | "idempotency_key_reused" | "password_rejected" | "vm_limits_exceeded" | "internal_error" | "provisioning_failed" | "database_unavailable" | "vm_unavailable" | "vm_ports_exhausted";
+            code: "validation_failed" | "malformed_body" | "bad_request" | "bad_url" | "invalid_cursor" | "invalid_yaml" | "yaml_too_complex" | "invalid_host_key" | "invalid_build_context" | "name_required" | "dockerfile_not_allowed" | "missing_credentials" | "malformed_credentials" | "missing_refresh_token" | "request_timeout" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "route_not_found" | "missing_token" | "invalid_token" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "account_disabled" | "admin_required" | "forbidden" | "field_not_allowed" | "invalid_current_password" | "registration_closed" | "too_many_attempts" | "rate_limited" | "user_not_found" | "session_not_found" | "machine_not_found" | "reservation_not_found" | "image_not_found" | "vm_not_found" | "webhook_not_found" | "webhook_delivery_not_found" | "username_taken" | "cannot_delete_self" | "last_admin" | "password_changed" | "machine_exists" | "machine_reserved" | "machine_is_vm" | "not_in_maintenance" | "not_awaiting_reprovision" | "insufficient_capacity" | "booking_conflict" | "machine_booked" | "reservation_not_active" | "reservation_expired" | "reservation_provisioning" | "reservation_changed" | "request_in_progress" | "image_exists" | "image_building" | "image_in_use" | "image_not_ready" | "vm_exists" | "vm_state" | "vm_reserved" | "vm_on_other_host" | "pool_reserved" | "webhook_disabled" | "delivery_in_progress" | "account_name_reserved" | "exceeds_max_duration" | "exceeds_max_wait" | "start_in_past" | "beyond_booking_horizon" | "machine_limit_exceeded" | "idempotency_key_reused" | "password_rejected" | "vm_limits_exceeded" | "webhook_limit_exceeded" | "webhook_url_refused" | "internal_error" | "provisioning_failed" | "database_unavailable" | "vm_unavailable" | "vm_ports_exhausted";
             instance?: string;
             errors?: {
                 pointer: string;
@@ -1276,6 +1349,154 @@ export interface components {
              * @example 2026-11-21T09:30:00.000Z
              */
             updated_at: string;
+        };
+        /**
+         * @example {
+         *       "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+         *       "url": "https://hooks.example.com/berth",
+         *       "description": "my lab bot",
+         *       "events": [
+         *         "reservation.activated",
+         *         "reservation.expiring"
+         *       ],
+         *       "owner": "alice",
+         *       "enabled": true,
+         *       "disabled_at": null,
+         *       "disabled_reason": null,
+         *       "created_at": "2026-12-08T09:30:00.000Z"
+         *     }
+         */
+        WebhookInput: {
+            /** Format: uuid */
+            id: string;
+            url: string;
+            description: string | null;
+            events: ("reservation.queued" | "reservation.scheduled" | "reservation.activated" | "reservation.expiring" | "reservation.extended" | "reservation.released" | "reservation.expired" | "reservation.failed" | "vm.failed" | "machine.offline")[];
+            /** @description the owner's username */
+            owner: string;
+            /** @description false once berth stopped sending to it (see disabled_reason) */
+            enabled: boolean;
+            disabled_at: string | null;
+            disabled_reason: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            created_at: string;
+        };
+        /**
+         * @example {
+         *       "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+         *       "url": "https://hooks.example.com/berth",
+         *       "description": "my lab bot",
+         *       "events": [
+         *         "reservation.activated",
+         *         "reservation.expiring"
+         *       ],
+         *       "owner": "alice",
+         *       "enabled": true,
+         *       "disabled_at": null,
+         *       "disabled_reason": null,
+         *       "created_at": "2026-12-08T09:30:00.000Z",
+         *       "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw3yG6VWW8x9E="
+         *     }
+         */
+        CreatedWebhookInput: {
+            /** Format: uuid */
+            id: string;
+            url: string;
+            description: string | null;
+            events: ("reservation.queued" | "reservation.scheduled" | "reservation.activated" | "reservation.expiring" | "reservation.extended" | "reservation.released" | "reservation.expired" | "reservation.failed" | "vm.failed" | "machine.offline")[];
+            /** @description the owner's username */
+            owner: string;
+            /** @description false once berth stopped sending to it (see disabled_reason) */
+            enabled: boolean;
+            disabled_at: string | null;
+            disabled_reason: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            created_at: string;
+            /** @description whsec_ + base64 of 32 random bytes: verifies the webhook-signature of each delivery. Shown only now. */
+            secret: string;
+        };
+        /**
+         * @example {
+         *       "id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+         *       "event": "reservation.activated",
+         *       "status": "delivered",
+         *       "payload": {
+         *         "type": "reservation.activated",
+         *         "timestamp": "2026-12-08T09:31:00.000Z",
+         *         "data": {
+         *           "reservation_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+         *           "owner": "alice",
+         *           "status": "active",
+         *           "machines": [
+         *             "node-1"
+         *           ],
+         *           "expires_at": "2026-12-08T10:31:00.000Z"
+         *         }
+         *       },
+         *       "attempt_count": 1,
+         *       "next_attempt_at": null,
+         *       "created_at": "2026-12-08T09:31:00.000Z",
+         *       "delivered_at": "2026-12-08T09:31:00.120Z",
+         *       "attempts": [
+         *         {
+         *           "attempt": 1,
+         *           "at": "2026-12-08T09:31:00.010Z",
+         *           "duration_ms": 110,
+         *           "status_code": 204,
+         *           "error": null,
+         *           "response_body": ""
+         *         }
+         *       ]
+         *     }
+         */
+        WebhookDeliveryInput: {
+            /**
+             * Format: uuid
+             * @description also the webhook-id header: the same on every attempt
+             */
+            id: string;
+            /** @enum {string} */
+            event: "reservation.queued" | "reservation.scheduled" | "reservation.activated" | "reservation.expiring" | "reservation.extended" | "reservation.released" | "reservation.expired" | "reservation.failed" | "vm.failed" | "machine.offline";
+            /**
+             * @description pending: to be (re)tried at next_attempt_at; failed: the retries are used up (or 410 Gone); cancelled: its webhook was disabled first
+             * @enum {string}
+             */
+            status: "pending" | "delivered" | "failed" | "cancelled";
+            /** @description the body as sent: {type, timestamp, data} */
+            payload: {
+                [key: string]: unknown;
+            };
+            attempt_count: number;
+            next_attempt_at: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            created_at: string;
+            delivered_at: string | null;
+            /** @description the latest attempts, oldest first */
+            attempts: {
+                /** @description 1 for the first; redeliveries go on counting */
+                attempt: number;
+                /**
+                 * Format: date-time
+                 * @example 2026-11-21T09:30:00.000Z
+                 */
+                at: string;
+                duration_ms: number;
+                /** @description the endpoint's HTTP status; null when none came */
+                status_code: number | null;
+                /** @description why the attempt did not count (a status other than 2xx, a refused address, a time-out …) */
+                error: string | null;
+                /** @description the first 4 KB of the answer */
+                response_body: string | null;
+            }[];
         };
         /**
          * @description RFC 9457 problem details; `code` is stable and machine-readable (see the catalogue in src/errors/codes.ts)
@@ -1844,6 +2065,154 @@ export interface components {
              * @example 2026-11-21T09:30:00.000Z
              */
             updated_at: string;
+        };
+        /**
+         * @example {
+         *       "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+         *       "url": "https://hooks.example.com/berth",
+         *       "description": "my lab bot",
+         *       "events": [
+         *         "reservation.activated",
+         *         "reservation.expiring"
+         *       ],
+         *       "owner": "alice",
+         *       "enabled": true,
+         *       "disabled_at": null,
+         *       "disabled_reason": null,
+         *       "created_at": "2026-12-08T09:30:00.000Z"
+         *     }
+         */
+        Webhook: {
+            /** Format: uuid */
+            id: string;
+            url: string;
+            description: string | null;
+            events: ("reservation.queued" | "reservation.scheduled" | "reservation.activated" | "reservation.expiring" | "reservation.extended" | "reservation.released" | "reservation.expired" | "reservation.failed" | "vm.failed" | "machine.offline")[];
+            /** @description the owner's username */
+            owner: string;
+            /** @description false once berth stopped sending to it (see disabled_reason) */
+            enabled: boolean;
+            disabled_at: string | null;
+            disabled_reason: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            created_at: string;
+        };
+        /**
+         * @example {
+         *       "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+         *       "url": "https://hooks.example.com/berth",
+         *       "description": "my lab bot",
+         *       "events": [
+         *         "reservation.activated",
+         *         "reservation.expiring"
+         *       ],
+         *       "owner": "alice",
+         *       "enabled": true,
+         *       "disabled_at": null,
+         *       "disabled_reason": null,
+         *       "created_at": "2026-12-08T09:30:00.000Z",
+         *       "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw3yG6VWW8x9E="
+         *     }
+         */
+        CreatedWebhook: {
+            /** Format: uuid */
+            id: string;
+            url: string;
+            description: string | null;
+            events: ("reservation.queued" | "reservation.scheduled" | "reservation.activated" | "reservation.expiring" | "reservation.extended" | "reservation.released" | "reservation.expired" | "reservation.failed" | "vm.failed" | "machine.offline")[];
+            /** @description the owner's username */
+            owner: string;
+            /** @description false once berth stopped sending to it (see disabled_reason) */
+            enabled: boolean;
+            disabled_at: string | null;
+            disabled_reason: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            created_at: string;
+            /** @description whsec_ + base64 of 32 random bytes: verifies the webhook-signature of each delivery. Shown only now. */
+            secret: string;
+        };
+        /**
+         * @example {
+         *       "id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+         *       "event": "reservation.activated",
+         *       "status": "delivered",
+         *       "payload": {
+         *         "type": "reservation.activated",
+         *         "timestamp": "2026-12-08T09:31:00.000Z",
+         *         "data": {
+         *           "reservation_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+         *           "owner": "alice",
+         *           "status": "active",
+         *           "machines": [
+         *             "node-1"
+         *           ],
+         *           "expires_at": "2026-12-08T10:31:00.000Z"
+         *         }
+         *       },
+         *       "attempt_count": 1,
+         *       "next_attempt_at": null,
+         *       "created_at": "2026-12-08T09:31:00.000Z",
+         *       "delivered_at": "2026-12-08T09:31:00.120Z",
+         *       "attempts": [
+         *         {
+         *           "attempt": 1,
+         *           "at": "2026-12-08T09:31:00.010Z",
+         *           "duration_ms": 110,
+         *           "status_code": 204,
+         *           "error": null,
+         *           "response_body": ""
+         *         }
+         *       ]
+         *     }
+         */
+        WebhookDelivery: {
+            /**
+             * Format: uuid
+             * @description also the webhook-id header: the same on every attempt
+             */
+            id: string;
+            /** @enum {string} */
+            event: "reservation.queued" | "reservation.scheduled" | "reservation.activated" | "reservation.expiring" | "reservation.extended" | "reservation.released" | "reservation.expired" | "reservation.failed" | "vm.failed" | "machine.offline";
+            /**
+             * @description pending: to be (re)tried at next_attempt_at; failed: the retries are used up (or 410 Gone); cancelled: its webhook was disabled first
+             * @enum {string}
+             */
+            status: "pending" | "delivered" | "failed" | "cancelled";
+            /** @description the body as sent: {type, timestamp, data} */
+            payload: {
+                [key: string]: unknown;
+            };
+            attempt_count: number;
+            next_attempt_at: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T09:30:00.000Z
+             */
+            created_at: string;
+            delivered_at: string | null;
+            /** @description the latest attempts, oldest first */
+            attempts: {
+                /** @description 1 for the first; redeliveries go on counting */
+                attempt: number;
+                /**
+                 * Format: date-time
+                 * @example 2026-11-21T09:30:00.000Z
+                 */
+                at: string;
+                duration_ms: number;
+                /** @description the endpoint's HTTP status; null when none came */
+                status_code: number | null;
+                /** @description why the attempt did not count (a status other than 2xx, a refused address, a time-out …) */
+                error: string | null;
+                /** @description the first 4 KB of the answer */
+                response_body: string | null;
+            }[];
         };
     };
     responses: never;
@@ -6710,6 +7079,515 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listWebhooks: {
+        parameters: {
+            query?: {
+                /** @description admin: everyone's webhooks */
+                all?: "true" | "false";
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["Webhook"][];
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "url": "https://hooks.example.com/berth",
+                 *       "events": [
+                 *         "reservation.activated",
+                 *         "reservation.expiring"
+                 *       ],
+                 *       "description": "my lab bot"
+                 *     }
+                 */
+                "application/json": {
+                    /** @description where deliveries are POSTed; its host must not be a loopback, private or link-local address (nor resolve to one) */
+                    url: string;
+                    /** @description `vm.failed` and `machine.offline` are for admins only */
+                    events: ("reservation.queued" | "reservation.scheduled" | "reservation.activated" | "reservation.expiring" | "reservation.extended" | "reservation.released" | "reservation.expired" | "reservation.failed" | "vm.failed" | "machine.offline")[];
+                    description?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedWebhook"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unprocessable Content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: the body is larger than this route takes */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body has a Content-Type this route does not take */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["WebhookDelivery"][];
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `uri_too_long`: a path parameter is longer than any berth accepts */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    redeliverWebhookDelivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                deliveryId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description how to authenticate (RFC 6750): `Bearer realm="berth"`, with `error="invalid_token"` when a token was sent */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
