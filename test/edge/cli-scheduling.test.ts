@@ -142,7 +142,12 @@ describe('berth reserve when the pool is full', () => {
   it('--follow ends with exit 4 when the wait runs out before any machine is free', async () => {
     const held = await bobHoldsTheMachine();
     try {
-      const r = await alice.run(['reserve', '--wait', '1', '--follow']);
+      const following = alice.run(['reserve', '--wait', '1', '--follow']);
+      // A minute's wait, brought to its end rather than sat through: once the request is queued.
+      const queued = () => pool.t.prisma.reservation.findFirst({ where: { status: 'queued', ownerUsername: 'alice' } });
+      await expect.poll(queued, { timeout: 30_000, interval: 200 }).not.toBeNull();
+      await pool.t.prisma.reservation.update({ where: { id: (await queued())!.id }, data: { waitUntil: new Date(Date.now() - 1000) } });
+      const r = await following;
       expect(r.code, r.stderr).toBe(4);
       expect(r.stderr).toMatch(/^berth: reservation [0-9a-f]{8} gave up waiting: no machines were free by /m);
     } finally {
