@@ -132,7 +132,7 @@ export function createAllocator({ decide, state, status, policy, requestHash, no
         // Under the planner row a free machine stays free, but an admin may have taken one
         // out of the pool meanwhile (maintenance is not a planning decision): not now.
         if (locked.length === want) {
-          const { id, token } = await status.open(tx, record, { ...base, machineIds: locked.map((m) => m.id) });
+          const { id, token } = await status.open(tx, record, { ...base, now, machineIds: locked.map((m) => m.id) });
           const claimed = await state.claim(tx, locked.map((m) => m.id), id, record);
           if (claimed !== want) throw new Error(`claimed ${claimed} of ${want} locked machines`);
           return { kind: 'claimed', id, token, machines: locked.sort((x, y) => x.name.localeCompare(y.name)) };
