@@ -18,13 +18,13 @@ import { mapLimit } from '../../shared/map-limit.js';
 import type { MachineRow } from '../machines/access.js';
 import { REASONS, type MachineState } from '../machines/state.js';
 import { usablePool } from './allocation.js';
-import { UNWIND_CONCURRENCY, type ReservationLog, type ReservationPolicy } from './model.js';
+import { UNWIND_CONCURRENCY, type MachineAsk, type ReservationLog, type ReservationPolicy } from './model.js';
 import { placementAt, planQueue, type PlanRequest } from './planner.js';
 import type { Decide } from './decisions.js';
 import { lockIfAvailable } from './queries.js';
 import { openAccountSecrets } from './sealed-account.js';
 import type { AccountSetUp } from './setup.js';
-import type { QueuedRequest, ReservationStatusWriter } from './status.js';
+import type { ReservationStatusWriter } from './status.js';
 import { readQueue } from './windows.js';
 
 /**
@@ -123,7 +123,7 @@ export function createScheduler(deps: {
       const missing = r.machineCount - (r.machines.length - gone.length);
       if (missing <= 0) return { kind: 'unchanged' as const };
       const lost = gone.map((g) => `${g.machine.name} (${g.machine.status})`).join(', ') || 'a deleted machine';
-      const asked = (r.request ?? {}) as QueuedRequest;
+      const asked = (r.request ?? {}) as MachineAsk;
       if (asked.machines) return { kind: 'fail' as const, reason: `a booked machine left the pool: ${lost}; the booking named its machines` };
       const start = r.startAt.getTime();
       const keep = new Set(r.machines.filter((rm) => !gone.includes(rm)).map((rm) => rm.machineId));

@@ -32,7 +32,7 @@ import type { ReservationStatus } from '../../generated/prisma/enums.js';
 import type { EventBus, InTransaction, RecordEvent } from '../../events/bus.js';
 import { ENDED_STATUSES, LEASED_STATUSES, LIVE_STATUSES } from '../../shared/reservation-statuses.js';
 import { failureReasonFor } from './failure-reasons.js';
-import type { ReservationLog, ReservationPolicy } from './model.js';
+import type { MachineAsk, ReservationLog, ReservationPolicy } from './model.js';
 
 // The status sets are the schema's statuses (checked here, where they are written).
 LIVE_STATUSES satisfies readonly ReservationStatus[];
@@ -63,13 +63,6 @@ export interface SealedAccount {
   sealedPassword: string | null;
 }
 
-/** What a queued request asks for, kept to be matched when machines come free. */
-export interface QueuedRequest {
-  count?: number;
-  machines?: string[];
-  type?: string;
-  tags?: Record<string, string>;
-}
 
 /** The failure_reason column's size. */
 const FAILURE_REASON_MAX = 1024;
@@ -157,7 +150,7 @@ export function createReservationStatus(deps: {
     async openQueued(
       tx: Prisma.TransactionClient,
       record: RecordEvent,
-      r: NewReservation & SealedAccount & { request: QueuedRequest; machineCount: number; waitUntil: Date; estimatedStart: Date | null },
+      r: NewReservation & SealedAccount & { request: MachineAsk; machineCount: number; waitUntil: Date; estimatedStart: Date | null },
     ): Promise<string> {
       const id = randomUUID();
       await tx.reservation.create({
@@ -181,7 +174,7 @@ export function createReservationStatus(deps: {
     async openScheduled(
       tx: Prisma.TransactionClient,
       record: RecordEvent,
-      r: NewReservation & SealedAccount & { machineIds: string[]; startAt: Date; request: QueuedRequest },
+      r: NewReservation & SealedAccount & { machineIds: string[]; startAt: Date; request: MachineAsk },
     ): Promise<string> {
       const id = randomUUID();
       await tx.reservation.create({
