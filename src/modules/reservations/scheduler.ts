@@ -21,7 +21,7 @@ import { usablePool } from './allocation.js';
 import { UNWIND_CONCURRENCY, type MachineAsk, type ReservationLog, type ReservationPolicy } from './model.js';
 import { placementAt, planQueue, type PlanRequest } from './planner.js';
 import type { Decide } from './decisions.js';
-import { lockIfAvailable } from './queries.js';
+import { latestWaitEnd, lockIfAvailable } from './queries.js';
 import { openAccountSecrets } from './sealed-account.js';
 import type { AccountSetUp } from './setup.js';
 import type { ReservationStatusWriter } from './status.js';
@@ -44,6 +44,9 @@ const hasLeft = (m: { status: string; statusReason: string | null }, passingTooL
   const passing = m.status === 'needs_reprovision' || (m.status === 'offline' && (m.statusReason === REASONS.vmBooting || !!m.statusReason?.startsWith('cleanup pending')));
   return !passing || passingTooLong;
 };
+
+/** How often a process looks for bookings whose machine was deleted (a forced deletion). */
+const DELETIONS_CHECK_MS = 60_000;
 
 /** Bookings started, and queued requests promoted, per tick at most. */
 const STARTS_PER_TICK = 50;
@@ -89,21 +92,35 @@ export function createScheduler(deps: {
     return expired;
   }
 
+  /** When this process last looked for bookings that lost a machine to its deletion. */
+  let deletionsCheckedAt = 0;
+
   /**
    * Bookings holding a machine that has left the pool (or was deleted): moved onto another
    * matching machine free for the whole window, or failed with why. Named machines have no
-   * substitute.
+   * substitute. Found from the machines out of the pool (a few, by the status index), every
+   * tick; a deleted machine leaves no row to start from, only a booking with fewer machines
+   * than it asked for, which takes a look at every booking: at most once a minute.
    */
   async function replanBookings(): Promise<{ replanned: number; failed: number }> {
     const now = new Date();
     const broken = await prisma.$queryRaw<{ id: string }[]>`
-      SELECT r.id FROM reservations r
-       WHERE r.status = 'scheduled' AND r.expires_at > ${now}
-         AND (r.machine_count > (SELECT COUNT(*) FROM reservation_machines rm WHERE rm.reservation_id = r.id)
-              OR EXISTS (SELECT 1 FROM reservation_machines rm JOIN machines m ON m.id = rm.machine_id
-                          WHERE rm.reservation_id = r.id AND m.status NOT IN ('available', 'reserved')
-                            AND (NOT ${IN_PASSING} OR r.start_at <= ${new Date(now.getTime() - PASSING_GRACE_MS)})))
+      SELECT DISTINCT r.id FROM machines m
+        JOIN reservation_machines rm ON rm.machine_id = m.id
+        JOIN reservations r ON r.id = rm.reservation_id
+       WHERE m.status NOT IN ('available', 'reserved') AND r.status = 'scheduled' AND r.expires_at > ${now}
+         AND (NOT ${IN_PASSING} OR r.start_at <= ${new Date(now.getTime() - PASSING_GRACE_MS)})
        LIMIT 100`;
+    if (now.getTime() - deletionsCheckedAt >= DELETIONS_CHECK_MS) {
+      deletionsCheckedAt = now.getTime();
+      broken.push(
+        ...(await prisma.$queryRaw<{ id: string }[]>`
+          SELECT r.id FROM reservations r
+           WHERE r.status = 'scheduled' AND r.expires_at > ${now}
+             AND r.machine_count > (SELECT COUNT(*) FROM reservation_machines rm WHERE rm.reservation_id = r.id)
+           LIMIT 100`),
+      );
+    }
     let replanned = 0;
     let failed = 0;
     for (const { id } of broken) {
@@ -189,7 +206,9 @@ export function createScheduler(deps: {
       const queue = await readQueue(tx);
       if (queue.length) {
         const estimates = new Map((await tx.reservation.findMany({ where: { status: 'queued' }, select: { id: true, estimatedStart: true } })).map((q) => [q.id, q.estimatedStart?.getTime() ?? null]));
-        const { placements } = planQueue(await pool(tx, now, now + horizonMs + policy.maxMinutes * 60_000), queue, { now, horizon: now + horizonMs });
+        // Planned as far as anything queued may still start (the end of the longest wait).
+        const until = Math.min(now + horizonMs, (await latestWaitEnd(tx)) ?? now);
+        const { placements } = planQueue(await pool(tx, now, until + policy.maxMinutes * 60_000), queue, { now, horizon: until });
         for (const q of queue) {
           const placed = placements.get(q.id) ?? null;
           if (placed && placed.start <= now && started.length < STARTS_PER_TICK) {
