@@ -83,7 +83,7 @@ const environment = z
     // How often the scheduler promotes the queue and starts bookings (also right after a release).
     BERTH_SCHEDULER_INTERVAL_SECONDS: z.coerce.number().positive().default(5),
     BERTH_BOOKING_HORIZON_DAYS: z.coerce.number().int().min(1).max(366).default(30),
-    BERTH_QUEUE_MAX_WAIT_MINUTES: z.coerce.number().int().min(1).default(24 * 60),
+    BERTH_QUEUE_MAX_WAIT_MINUTES: z.coerce.number().int().min(1).max(7 * 24 * 60).default(24 * 60),
     // Minutes before a reservation's end at which a notice is written to its account's terminals.
     BERTH_NOTICE_MINUTES: z
       .string()

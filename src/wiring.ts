@@ -135,7 +135,7 @@ export async function wireServices(config: Config, deps: WiringDeps, log: Fastif
     identity,
     checker,
     events,
-    releaseReservationsOf: (userId) => reservations.releaseAll({ userId }),
+    releaseReservationsOf: (userId) => reservations.endAllOf(userId),
   });
   // Machines a tenant was root on, reinstalled by the admin's command (when there is one).
   const reprovisioner = config.reprovision ? createReprovisioner({ prisma, state, secretBox, command: config.reprovision, log }) : null;

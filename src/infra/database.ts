@@ -59,6 +59,22 @@ export function isUniqueViolation(err: unknown): boolean {
   return err.code === 'P2002' || (err.code === 'P2010' && cause?.kind === 'UniqueConstraintViolation');
 }
 
+/**
+ * Runs `work` (a whole transaction) again when MariaDB aborted it as one of two deadlocked
+ * transactions (or, on a Galera cluster, as the loser of a certification conflict).
+ */
+export async function withDeadlockRetry<T>(work: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await work();
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      const deadlock = code === 'P2034' || /deadlock|1213/i.test(String((err as Error).message));
+      if (!deadlock || i >= attempts) throw err;
+    }
+  }
+}
+
 /** How long one database operation may take, waiting for a connection included. */
 export const DEFAULT_DATABASE_TIMEOUT_MS = 2000;
 

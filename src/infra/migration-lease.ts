@@ -93,7 +93,8 @@ async function tryTake(conn: Connection, opts: LeaseOptions, owner: string): Pro
 function holdLease(conn: Connection, opts: LeaseOptions, owner: string): Lease {
   let lost: string | null = null;
   let renewing: Promise<void> = Promise.resolve();
-  // Three renewals per lease: one late or failed renewal does not lose it yet.
+  // Three renewals per lease, so a late one still comes before the lease runs out; a failed
+  // one counts as lost (the migration stops before its next step rather than risk a rival).
   const timer = setInterval(() => {
     renewing = renewing.then(async () => {
       if (lost) return;

@@ -1,6 +1,7 @@
-// A berth process killed (SIGKILL) while it is setting up a reservation: after a
-// restart, the reservation is rolled back, every account it made — even one a machine
-// finished creating after berth died — is removed, and the machines return to the pool.
+// A berth process killed (SIGKILL) while it is setting up a reservation — one asked for now,
+// or a booking the scheduler started — : after a restart, the reservation is rolled back,
+// every account it made — even one a machine finished creating after berth died — is
+// removed, and the machines return to the pool.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -76,6 +77,31 @@ describe('a crash between claiming machines and finishing their accounts', () =>
       expect(stats.body).toMatchObject({ total: 2, available: 2, reserved: 0 });
       const list = await call(server, 'GET', '/v1/reservations', alice);
       expect(list.body.items[0].failure_reason).toMatch(/interrupted/);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('a booking the scheduler was starting is rolled back the same way', async () => {
+    let server = await startServer({ ...env, BERTH_SCHEDULER_INTERVAL_SECONDS: '1' });
+    const alice = (await call(server, 'POST', '/v1/token', undefined, { username: 'alice', password: PASSWORD })).body.access_token;
+    const booked = await call(server, 'POST', '/v1/reservations', alice, { count: 2, start_at: new Date(Date.now() + 5000).toISOString() });
+    expect(booked.status, JSON.stringify(booked.body)).toBe(201);
+    const statusOf = async () => (await rootQuery<{ status: string }[]>('SELECT status FROM reservations WHERE id = ?', [booked.body.id], db.target.database))[0]!.status;
+
+    // At its start the scheduler claims the machines and makes the accounts: kill berth once the fast machine has its own.
+    const deadline = Date.now() + 20_000;
+    while ((await berthAccounts(machines[0]!)) !== '1' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    server.child.kill('SIGKILL');
+    expect(await statusOf()).toBe('provisioning');
+
+    server = await startServer({ ...env, BERTH_SCHEDULER_INTERVAL_SECONDS: '1' });
+    try {
+      await expect.poll(statusOf, { timeout: 15_000, interval: 250 }).toBe('failed');
+      await new Promise((r) => setTimeout(r, 3500));
+      for (const m of machines) expect(await berthAccounts(m)).toBe('0');
+      const admin = (await call(server, 'POST', '/v1/token', undefined, { username: 'admin', password: PASSWORD })).body.access_token;
+      expect((await call(server, 'GET', '/v1/pool', admin)).body).toMatchObject({ total: 2, available: 2, reserved: 0 });
     } finally {
       await server.stop();
     }

@@ -154,6 +154,21 @@ describe('a fair queue', () => {
     await release(eve!, queued.id);
   });
 
+  it('withdraws a deleted user’s queued requests and bookings', async () => {
+    const { ann } = users as Record<string, Session>;
+    const gone = await userSession(pool.t, 'gone');
+    const all = json(await reserve(ann!, { count: 4, duration_minutes: 30, ssh_public_key: key.public }));
+    const queued = json(await reserve(gone, { count: 1, duration_minutes: 10, wait_minutes: 30 }));
+    const booked = json(await reserve(gone, { count: 1, duration_minutes: 10, start_at: new Date(Date.now() + 2 * 3600_000).toISOString() }));
+    expect([queued.status, booked.status]).toEqual(['queued', 'scheduled']);
+    const deleted = await pool.t.app.inject({ method: 'DELETE', url: `/v1/users/${gone.userId}`, headers: pool.admin.auth });
+    expect(deleted.statusCode, deleted.body).toBe(204);
+    for (const id of [queued.id, booked.id]) {
+      expect(await pool.t.prisma.reservation.findUniqueOrThrow({ where: { id } })).toMatchObject({ status: 'released', releaseReason: 'user_deleted', sealedPassword: null, accountSecrets: null });
+    }
+    await release(ann!, all.id);
+  });
+
   it('counts queued machines against the per-user limit, and bounds the wait', async () => {
     const { ann } = users as Record<string, Session>;
     const tooLong = await reserve(ann!, { count: 1, wait_minutes: 7 * 24 * 60 + 1 });

@@ -187,7 +187,7 @@ describe('reservation status', () => {
 describe('open, in allocation’s transaction', () => {
   const allocate = () =>
     createAllocator({
-      decide: createDecisions(prisma, events), state: createMachineState(prisma, events), status, policy: { maxMachinesPerUser: 5, bookingHorizonDays: 30 },
+      decide: createDecisions(prisma, events), state: createMachineState(prisma, events), status, policy: { maxMachinesPerUser: 5, bookingHorizonDays: 30, maxMinutes: 480 },
       requestHash: createRequestHasher(Buffer.alloc(32)), node: 'here', vmHostDownAfterMs: 60_000,
     });
   const actor = (userId: string, username: string) => ({ userId, username, role: 'user' }) as Principal;
@@ -238,7 +238,7 @@ describe('open, in allocation’s transaction', () => {
     await machine({ tags: { pool: tag } });
     // The claim failing after `open` recorded its event: a fault the locks make impossible for real.
     const failing = createAllocator({
-      decide: createDecisions(prisma, events), state: { claim: async () => 0 }, status, policy: { maxMachinesPerUser: 5, bookingHorizonDays: 30 },
+      decide: createDecisions(prisma, events), state: { claim: async () => 0 }, status, policy: { maxMachinesPerUser: 5, bookingHorizonDays: 30, maxMinutes: 480 },
       requestHash: createRequestHasher(Buffer.alloc(32)), node: 'here', vmHostDownAfterMs: 60_000,
     });
     await expect(failing(actor(userId, 'carol'), { input: { count: 1, tags: { pool: tag } }, account: 'carol', durationMinutes: 30 })).rejects.toThrow(/claimed 0 of 1/);

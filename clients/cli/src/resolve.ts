@@ -5,7 +5,6 @@ import type { Context } from './context.js';
 import { CliError, EXIT, usageError } from './errors.js';
 import { listAll, PAGE_SIZE } from './http/lists.js';
 import { CURRENT_STATUSES, statusFilter, type ReservationStatus } from './http/reservation.js';
-import { passwordNotice } from './output/reservations.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const isUuid = (text: string) => UUID.test(text);
@@ -53,12 +52,7 @@ export async function resolveReservationId(ctx: Context, idOrPrefix: string): Pr
     const matches = reservations.filter((r) => r.id.startsWith(prefix));
     if (matches.length > 1) throw usageError(`${idOrPrefix} matches ${matches.length} reservations: give more of the id`);
     const [match] = matches;
-    if (match) {
-      // This list may have been the read that reveals a generated password, once.
-      const notice = passwordNotice(match);
-      if (notice) ctx.note(notice);
-      return match.id;
-    }
+    if (match) return match.id;
   }
   throw new CliError(`none of your reservations has an id starting with ${idOrPrefix}`, EXIT.refused);
 }

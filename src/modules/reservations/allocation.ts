@@ -20,7 +20,7 @@ import type { RequestHasher } from './idempotency.js';
 import { machineRequestOf, type CreateReservationInput, type ReservationPolicy } from './model.js';
 import { earliestPlacement, matches, placementAt, planQueue, type PlanMachine, type PlanRequest } from './planner.js';
 import type { Decide } from './decisions.js';
-import { lockIfAvailable, machinesHeldBy, unreachableVms } from './queries.js';
+import { latestWaitEnd, lockIfAvailable, machinesHeldBy, unreachableVms } from './queries.js';
 import type { ReservationStatusWriter, SealedAccount } from './status.js';
 import { readPool, readQueue } from './windows.js';
 
@@ -28,7 +28,7 @@ export interface AllocatorDeps {
   decide: Decide;
   state: Pick<MachineState, 'claim'>;
   status: Pick<ReservationStatusWriter, 'open' | 'openQueued' | 'openScheduled'>;
-  policy: Pick<ReservationPolicy, 'maxMachinesPerUser' | 'bookingHorizonDays'>;
+  policy: Pick<ReservationPolicy, 'maxMachinesPerUser' | 'bookingHorizonDays' | 'maxMinutes'>;
   requestHash: RequestHasher;
   /** This host's name, and how long a VM host may stay silent before it counts as down. */
   node: string;
@@ -71,6 +71,7 @@ const insufficient = (want: number, available: number, earliest: number | null) 
 
 export function createAllocator({ decide, state, status, policy, requestHash, node, vmHostDownAfterMs }: AllocatorDeps) {
   const horizonMs = policy.bookingHorizonDays * 24 * 60 * 60_000;
+  const maxDurationMs = policy.maxMinutes * 60_000;
 
   /** Decides `actor`'s request: claimed now, queued, booked, or refused. */
   return async function allocate(actor: Principal, a: Allocation): Promise<Decision> {
@@ -117,11 +118,19 @@ export function createAllocator({ decide, state, status, policy, requestHash, no
       }
 
       // Behind the queue: what it waits for is planned first, and this request fits around it.
+      // The plan reaches as far as anything queued may still start (the end of the longest
+      // wait, this request's own included), not the whole booking horizon: nothing queued
+      // starts after its wait, and the bookings beyond it would be read for nothing.
       const queue = await readQueue(tx);
-      const waiting = queue.length > 0 || a.input.wait_minutes !== undefined;
-      let machines = await pool(waiting ? horizon + durationMs : now + durationMs);
-      if (queue.length) machines = planQueue(machines, queue, { now, horizon }).machines;
-      let placed = earliestPlacement(machines, request, { now, from: now, horizon: waiting ? horizon : now });
+      const wait = a.input.wait_minutes;
+      const waitsEnd = Math.max(wait === undefined ? now : now + wait * 60_000, queue.length ? ((await latestWaitEnd(tx)) ?? now) : now);
+      const planUntil = Math.min(horizon, waitsEnd);
+      const planned = async (until: number) => {
+        const machines = await pool(until + (queue.length ? maxDurationMs : durationMs));
+        return queue.length ? planQueue(machines, queue, { now, horizon: until }).machines : machines;
+      };
+      const machines = await planned(planUntil);
+      let placed = earliestPlacement(machines, request, { now, from: now, horizon: planUntil });
 
       if (placed && placed.start <= now) {
         const locked: MachineRow[] = [];
@@ -132,25 +141,24 @@ export function createAllocator({ decide, state, status, policy, requestHash, no
         // Under the planner row a free machine stays free, but an admin may have taken one
         // out of the pool meanwhile (maintenance is not a planning decision): not now.
         if (locked.length === want) {
-          const { id, token } = await status.open(tx, record, { ...base, machineIds: locked.map((m) => m.id) });
+          const { id, token } = await status.open(tx, record, { ...base, now, machineIds: locked.map((m) => m.id) });
           const claimed = await state.claim(tx, locked.map((m) => m.id), id, record);
           if (claimed !== want) throw new Error(`claimed ${claimed} of ${want} locked machines`);
           return { kind: 'claimed', id, token, machines: locked.sort((x, y) => x.name.localeCompare(y.name)) };
         }
         placed = null;
       }
-      if (!waiting) {
-        // Refused now: say when it could start, from the whole plan.
-        const later = earliestPlacement(await pool(horizon + durationMs), request, { now, from: now, horizon });
+      if (wait === undefined) {
+        // Refused now: say when it could start, from the plan over the whole horizon.
+        const later = earliestPlacement(await planned(horizon), request, { now, from: now, horizon });
         throw insufficient(want, freeNowMatching(machines, request), later?.start ?? null);
       }
-      if (a.input.wait_minutes === undefined) throw insufficient(want, freeNowMatching(machines, request), placed?.start ?? null);
       const id = await status.openQueued(tx, record, {
         ...base,
         ...a.sealed!,
         request: match,
         machineCount: want,
-        waitUntil: new Date(now + a.input.wait_minutes * 60_000),
+        waitUntil: new Date(now + wait * 60_000),
         estimatedStart: placed ? new Date(placed.start) : null,
       });
       return { kind: 'queued', id };

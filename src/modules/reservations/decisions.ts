@@ -7,7 +7,11 @@
 import pLimit from 'p-limit';
 import type { Prisma, PrismaClient } from '../../generated/prisma/client.js';
 import type { EventBus, RecordEvent } from '../../events/bus.js';
+import { withDeadlockRetry } from '../../infra/database.js';
 import { lockPlanner } from './queries.js';
+
+/** A decision's transaction may take this long, waiting for the planner row included. */
+const DECISION_TIMEOUT_MS = 15_000;
 
 export type Decide = <T>(work: (tx: Prisma.TransactionClient, record: RecordEvent) => Promise<T>) => Promise<T>;
 
@@ -15,14 +19,17 @@ export function createDecisions(prisma: PrismaClient, events: Pick<EventBus, 'af
   const oneAtATime = pLimit(1);
   return (work) =>
     oneAtATime(() =>
-      events.afterCommit((record) =>
-        prisma.$transaction(
-          async (tx) => {
-            await lockPlanner(tx);
-            return work(tx, record);
-          },
-          // READ COMMITTED: what other decisions committed before the planner row was ours is seen.
-          { isolationLevel: 'ReadCommitted' },
+      withDeadlockRetry(() =>
+        events.afterCommit((record) =>
+          prisma.$transaction(
+            async (tx) => {
+              await lockPlanner(tx);
+              return work(tx, record);
+            },
+            // READ COMMITTED: what other decisions committed before the planner row was ours is
+            // seen. The time limit covers waiting for another process's decision to end.
+            { isolationLevel: 'ReadCommitted', timeout: DECISION_TIMEOUT_MS },
+          ),
         ),
       ),
     );

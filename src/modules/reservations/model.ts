@@ -28,8 +28,16 @@ export interface CreateReservationInput {
   start_at?: string;
 }
 
-/** What a request asks for by way of machines, as the planner matches it. */
-export function machineRequestOf(input: CreateReservationInput): { count?: number; machines?: string[]; type?: string; tags?: Record<string, string> } {
+/** What a request asks of machines, as a queued request or a booking keeps it (its `request` column). */
+export interface MachineAsk {
+  count?: number;
+  machines?: string[];
+  type?: string;
+  tags?: Record<string, string>;
+}
+
+/** What a request asks of machines, as the planner matches it. */
+export function machineRequestOf(input: CreateReservationInput): MachineAsk {
   return {
     ...(input.count !== undefined && { count: input.count }),
     ...(input.machines && { machines: input.machines }),

@@ -120,6 +120,12 @@ export async function unreachableVms(tx: Prisma.TransactionClient, node: string,
   return rows.map((r) => r.id);
 }
 
+/** When the longest wait of the queue ends (ms since the epoch); null when nothing is queued. */
+export async function latestWaitEnd(tx: Prisma.TransactionClient): Promise<number | null> {
+  const [row] = await tx.$queryRaw<{ at: Date | null }[]>`SELECT MAX(wait_until) AS at FROM reservations WHERE status = 'queued'`;
+  return row?.at ? row.at.getTime() : null;
+}
+
 /**
  * The earliest start of a booking on any of reservation `id`'s machines at or after `from`:
  * the furthest its window may grow. Null when none is booked behind it.

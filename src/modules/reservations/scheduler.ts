@@ -11,20 +11,42 @@
 // Each start is a conditional update (status.promote) in the transaction that claims the
 // machines; a process killed after it leaves a `provisioning` lease that runs out, and the
 // reconciler undoes it, as for any reservation. No node-local lock (GET_LOCK) anywhere.
-import type { PrismaClient } from '../../generated/prisma/client.js';
+import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
+import type { RecordEvent } from '../../events/bus.js';
 import type { SecretBox } from '../../infra/secret-box.js';
 import { mapLimit } from '../../shared/map-limit.js';
 import type { MachineRow } from '../machines/access.js';
-import type { MachineState } from '../machines/state.js';
+import { REASONS, type MachineState } from '../machines/state.js';
 import { usablePool } from './allocation.js';
-import { UNWIND_CONCURRENCY, type ReservationLog, type ReservationPolicy } from './model.js';
+import { UNWIND_CONCURRENCY, type MachineAsk, type ReservationLog, type ReservationPolicy } from './model.js';
 import { placementAt, planQueue, type PlanRequest } from './planner.js';
 import type { Decide } from './decisions.js';
-import { lockIfAvailable } from './queries.js';
+import { latestWaitEnd, lockIfAvailable } from './queries.js';
 import { openAccountSecrets } from './sealed-account.js';
 import type { AccountSetUp } from './setup.js';
-import type { QueuedRequest, ReservationStatusWriter } from './status.js';
+import type { ReservationStatusWriter } from './status.js';
 import { readQueue } from './windows.js';
+
+/**
+ * Berth takes machines out of the pool on its own between reservations, for a while: a VM is
+ * reset (`offline`, "vm booting" or its cleanup pending), a physical machine waits for its
+ * leftover account to be cleaned (`offline`, cleanup pending) or, after sudo, for its
+ * reinstall (`needs_reprovision`). Its bookings stay where they are: their start waits for
+ * it, as for a machine still being released, and only if it is still out PASSING_GRACE_MS
+ * after a booking's start is that booking re-planned. A machine in maintenance, deleted, or
+ * offline for any other reason (unreachable, a changed host key) has left the pool: its
+ * bookings are re-planned at once.
+ */
+const PASSING_GRACE_MS = 2 * 60_000;
+const IN_PASSING = Prisma.sql`(m.status = 'needs_reprovision' OR (m.status = 'offline' AND (m.status_reason = ${REASONS.vmBooting} OR m.status_reason LIKE 'cleanup pending%')))`;
+const hasLeft = (m: { status: string; statusReason: string | null }, passingTooLong: boolean) => {
+  if (m.status === 'available' || m.status === 'reserved') return false;
+  const passing = m.status === 'needs_reprovision' || (m.status === 'offline' && (m.statusReason === REASONS.vmBooting || !!m.statusReason?.startsWith('cleanup pending')));
+  return !passing || passingTooLong;
+};
+
+/** How often a process looks for bookings whose machine was deleted (a forced deletion). */
+const DELETIONS_CHECK_MS = 60_000;
 
 /** Bookings started, and queued requests promoted, per tick at most. */
 const STARTS_PER_TICK = 50;
@@ -70,20 +92,35 @@ export function createScheduler(deps: {
     return expired;
   }
 
+  /** When this process last looked for bookings that lost a machine to its deletion. */
+  let deletionsCheckedAt = 0;
+
   /**
    * Bookings holding a machine that has left the pool (or was deleted): moved onto another
    * matching machine free for the whole window, or failed with why. Named machines have no
-   * substitute.
+   * substitute. Found from the machines out of the pool (a few, by the status index), every
+   * tick; a deleted machine leaves no row to start from, only a booking with fewer machines
+   * than it asked for, which takes a look at every booking: at most once a minute.
    */
   async function replanBookings(): Promise<{ replanned: number; failed: number }> {
     const now = new Date();
     const broken = await prisma.$queryRaw<{ id: string }[]>`
-      SELECT r.id FROM reservations r
-       WHERE r.status = 'scheduled' AND r.expires_at > ${now}
-         AND (r.machine_count > (SELECT COUNT(*) FROM reservation_machines rm WHERE rm.reservation_id = r.id)
-              OR EXISTS (SELECT 1 FROM reservation_machines rm JOIN machines m ON m.id = rm.machine_id
-                          WHERE rm.reservation_id = r.id AND m.status NOT IN ('available', 'reserved')))
+      SELECT DISTINCT r.id FROM machines m
+        JOIN reservation_machines rm ON rm.machine_id = m.id
+        JOIN reservations r ON r.id = rm.reservation_id
+       WHERE m.status NOT IN ('available', 'reserved') AND r.status = 'scheduled' AND r.expires_at > ${now}
+         AND (NOT ${IN_PASSING} OR r.start_at <= ${new Date(now.getTime() - PASSING_GRACE_MS)})
        LIMIT 100`;
+    if (now.getTime() - deletionsCheckedAt >= DELETIONS_CHECK_MS) {
+      deletionsCheckedAt = now.getTime();
+      broken.push(
+        ...(await prisma.$queryRaw<{ id: string }[]>`
+          SELECT r.id FROM reservations r
+           WHERE r.status = 'scheduled' AND r.expires_at > ${now}
+             AND r.machine_count > (SELECT COUNT(*) FROM reservation_machines rm WHERE rm.reservation_id = r.id)
+           LIMIT 100`),
+      );
+    }
     let replanned = 0;
     let failed = 0;
     for (const { id } of broken) {
@@ -96,13 +133,14 @@ export function createScheduler(deps: {
 
   async function replanOne(id: string): Promise<'replanned' | 'failed' | 'unchanged'> {
     const verdict = await decide(async (tx) => {
-      const r = await tx.reservation.findUnique({ where: { id }, include: { machines: { include: { machine: { select: { id: true, name: true, status: true } } } } } });
+      const r = await tx.reservation.findUnique({ where: { id }, include: { machines: { include: { machine: { select: { id: true, name: true, status: true, statusReason: true } } } } } });
       if (!r || r.status !== 'scheduled' || !r.startAt || !r.expiresAt) return { kind: 'unchanged' as const };
-      const gone = r.machines.filter((rm) => rm.machine.status !== 'available' && rm.machine.status !== 'reserved');
+      const passingTooLong = r.startAt.getTime() <= Date.now() - PASSING_GRACE_MS;
+      const gone = r.machines.filter((rm) => hasLeft(rm.machine, passingTooLong));
       const missing = r.machineCount - (r.machines.length - gone.length);
       if (missing <= 0) return { kind: 'unchanged' as const };
       const lost = gone.map((g) => `${g.machine.name} (${g.machine.status})`).join(', ') || 'a deleted machine';
-      const asked = (r.request ?? {}) as QueuedRequest;
+      const asked = (r.request ?? {}) as MachineAsk;
       if (asked.machines) return { kind: 'fail' as const, reason: `a booked machine left the pool: ${lost}; the booking named its machines` };
       const start = r.startAt.getTime();
       const keep = new Set(r.machines.filter((rm) => !gone.includes(rm)).map((rm) => rm.machineId));
@@ -131,6 +169,12 @@ export function createScheduler(deps: {
     return locked.sort((a, b) => a.name.localeCompare(b.name));
   }
 
+  /** Claims the locked `machines` for reservation `id`: all of them, or the decision is undone. */
+  async function claimAll(tx: Prisma.TransactionClient, machines: MachineRow[], id: string, record: RecordEvent): Promise<void> {
+    const claimed = await state.claim(tx, machines.map((m) => m.id), id, record);
+    if (claimed !== machines.length) throw new Error(`claimed ${claimed} of ${machines.length} locked machines`);
+  }
+
   /** Step 3: bookings whose start has come, then the queue, in one transaction under the planner row. */
   async function startDue(): Promise<{ started: Started[]; failed: { id: string; userId: string | null }[] }> {
     return decide(async (tx, record) => {
@@ -155,14 +199,16 @@ export function createScheduler(deps: {
         if (!machines || machines.length < b.machineCount) continue;
         const token = await status.promote(tx, record, { id: b.id, userId: b.userId, from: 'scheduled' });
         if (!token) continue;
-        await state.claim(tx, machines.map((m) => m.id), b.id, record);
+        await claimAll(tx, machines, b.id, record);
         started.push({ ...b, token, machines });
       }
 
       const queue = await readQueue(tx);
       if (queue.length) {
         const estimates = new Map((await tx.reservation.findMany({ where: { status: 'queued' }, select: { id: true, estimatedStart: true } })).map((q) => [q.id, q.estimatedStart?.getTime() ?? null]));
-        const { placements } = planQueue(await pool(tx, now, now + horizonMs + policy.maxMinutes * 60_000), queue, { now, horizon: now + horizonMs });
+        // Planned as far as anything queued may still start (the end of the longest wait).
+        const until = Math.min(now + horizonMs, (await latestWaitEnd(tx)) ?? now);
+        const { placements } = planQueue(await pool(tx, now, until + policy.maxMinutes * 60_000), queue, { now, horizon: until });
         for (const q of queue) {
           const placed = placements.get(q.id) ?? null;
           if (placed && placed.start <= now && started.length < STARTS_PER_TICK) {
@@ -172,7 +218,7 @@ export function createScheduler(deps: {
               const token = await status.promote(tx, record, { id: q.id, userId: r.userId, from: 'queued', expiresAt: new Date(now + q.durationMs), machineCount: machines.length });
               if (token) {
                 await tx.reservationMachine.createMany({ data: machines.map((m) => ({ reservationId: q.id, machineId: m.id })) });
-                await state.claim(tx, machines.map((m) => m.id), q.id, record);
+                await claimAll(tx, machines, q.id, record);
                 started.push({ ...r, token, machines });
                 continue;
               }

@@ -162,6 +162,13 @@ export function createReservationsService(deps: ReservationsDeps) {
       return (await reservationById(prisma, id))!;
     },
 
+    /** A user being deleted: their queued requests and bookings are withdrawn, their active reservations released. */
+    async endAllOf(userId: string) {
+      const waiting = await prisma.reservation.findMany({ where: { userId, status: { in: ['queued', 'scheduled'] } }, select: { id: true, userId: true, status: true } });
+      for (const r of waiting) await status.cancel({ ...r, status: r.status as 'queued' | 'scheduled' }, 'user_deleted');
+      return this.releaseAll({ userId });
+    },
+
     /** Releases every active reservation (admin), a few at a time. */
     async releaseAll(filter: { userId?: string } = {}) {
       const active = await prisma.reservation.findMany({ where: { status: 'active', ...filter }, select: { id: true, userId: true, accountUsername: true } });

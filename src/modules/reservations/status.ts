@@ -32,7 +32,7 @@ import type { ReservationStatus } from '../../generated/prisma/enums.js';
 import type { EventBus, InTransaction, RecordEvent } from '../../events/bus.js';
 import { ENDED_STATUSES, LEASED_STATUSES, LIVE_STATUSES } from '../../shared/reservation-statuses.js';
 import { failureReasonFor } from './failure-reasons.js';
-import type { ReservationLog, ReservationPolicy } from './model.js';
+import type { MachineAsk, ReservationLog, ReservationPolicy } from './model.js';
 
 // The status sets are the schema's statuses (checked here, where they are written).
 LIVE_STATUSES satisfies readonly ReservationStatus[];
@@ -63,13 +63,6 @@ export interface SealedAccount {
   sealedPassword: string | null;
 }
 
-/** What a queued request asks for, kept to be matched when machines come free. */
-export interface QueuedRequest {
-  count?: number;
-  machines?: string[];
-  type?: string;
-  tags?: Record<string, string>;
-}
 
 /** The failure_reason column's size. */
 const FAILURE_REASON_MAX = 1024;
@@ -132,10 +125,11 @@ export function createReservationStatus(deps: {
      * Allocation, inside its transaction (`record` from the same events.afterCommit): a new
      * reservation in `provisioning`, holding `machineIds`, under a lease of this process.
      */
-    async open(tx: Prisma.TransactionClient, record: RecordEvent, r: NewReservation & { machineIds: string[] }): Promise<{ id: string; token: string }> {
+    async open(tx: Prisma.TransactionClient, record: RecordEvent, r: NewReservation & { machineIds: string[]; now: number }): Promise<{ id: string; token: string }> {
       const id = randomUUID();
       const token = newLease();
-      const now = Date.now();
+      // The window the planner checked: from the moment it planned, not a later clock read.
+      const { now } = r;
       await tx.reservation.create({
         data: {
           ...columnsOf(r, now),
@@ -156,7 +150,7 @@ export function createReservationStatus(deps: {
     async openQueued(
       tx: Prisma.TransactionClient,
       record: RecordEvent,
-      r: NewReservation & SealedAccount & { request: QueuedRequest; machineCount: number; waitUntil: Date; estimatedStart: Date | null },
+      r: NewReservation & SealedAccount & { request: MachineAsk; machineCount: number; waitUntil: Date; estimatedStart: Date | null },
     ): Promise<string> {
       const id = randomUUID();
       await tx.reservation.create({
@@ -180,7 +174,7 @@ export function createReservationStatus(deps: {
     async openScheduled(
       tx: Prisma.TransactionClient,
       record: RecordEvent,
-      r: NewReservation & SealedAccount & { machineIds: string[]; startAt: Date; request: QueuedRequest },
+      r: NewReservation & SealedAccount & { machineIds: string[]; startAt: Date; request: MachineAsk },
     ): Promise<string> {
       const id = randomUUID();
       await tx.reservation.create({
@@ -210,7 +204,7 @@ export function createReservationStatus(deps: {
     async promote(tx: Prisma.TransactionClient, record: RecordEvent, r: ReservationRef & { from: 'queued' | 'scheduled'; expiresAt?: Date; machineCount?: number }): Promise<string | null> {
       const token = newLease();
       const { count } = await tx.reservation.updateMany({
-        where: { id: r.id, status: r.from },
+        where: { id: r.id, status: r.from, userId: { not: null } },
         data: {
           status: 'provisioning',
           leaseOwner: token,
@@ -225,8 +219,8 @@ export function createReservationStatus(deps: {
       return token;
     },
 
-    /** The owner (`cancelled`) or an admin (`cancelled_by_admin`) withdraws a queued request or a booking. */
-    async cancel(r: ReservationRef & { status: 'queued' | 'scheduled' }, reason: 'cancelled' | 'cancelled_by_admin'): Promise<boolean> {
+    /** The owner (`cancelled`) or an admin (`cancelled_by_admin`) withdraws a queued request or a booking, or its user is deleted. */
+    async cancel(r: ReservationRef & { status: 'queued' | 'scheduled' }, reason: 'cancelled' | 'cancelled_by_admin' | 'user_deleted'): Promise<boolean> {
       return endUnstarted(r, r.status, 'released', reason, {});
     },
 
@@ -283,7 +277,7 @@ export function createReservationStatus(deps: {
       const token = newLease();
       const { count } = await prisma.reservation.updateMany({
         where: { id: r.id, status: 'active', ...(onlyIfExpired && { expiresAt: { lte: new Date() } }) },
-        data: { status: 'releasing', releaseReason: reason, leaseOwner: token, leaseUntil: leaseUntil() },
+        data: { status: 'releasing', releaseReason: reason, leaseOwner: token, leaseUntil: leaseUntil(), sealedPassword: null },
       });
       if (count !== 1) return null;
       await changed(r, 'active', 'releasing', reason);
@@ -328,6 +322,8 @@ export function createReservationStatus(deps: {
           status: to,
           releasedAt: new Date(),
           leaseUntil: null,
+          accountSecrets: null,
+          sealedPassword: null,
           ...(to === 'failed' ? { failureReason: reason.slice(0, FAILURE_REASON_MAX) } : { releaseReason: reason }),
         },
       });

@@ -17,6 +17,7 @@ import type { MachineStatus } from '../../generated/prisma/enums.js';
 import type { Database } from '../../infra/database.js';
 import { asPrismaSql, sqlTime } from '../../infra/sql-where.js';
 import type { Timestamp } from '../../shared/timestamps.js';
+import type { MachineAsk } from './model.js';
 import type { PlanMachine, PlanRequest, Window } from './planner.js';
 
 /** How long a machine being released (or freed after a crash) is taken to stay held. */
@@ -155,13 +156,6 @@ function windowOf(row: WindowRow, now: number, allowanceMs: number): HeldWindow 
   }
 }
 
-/** What a queued request asked for, as its `request` column keeps it. */
-interface QueuedAsk {
-  count?: number;
-  machines?: string[];
-  type?: string;
-  tags?: Record<string, string>;
-}
 
 /** The queue in arrival order (created_at, then id: the order every process agrees on). */
 export async function readQueue(db: PoolSource): Promise<PlanRequest[]> {
@@ -172,7 +166,7 @@ export async function readQueue(db: PoolSource): Promise<PlanRequest[]> {
     [],
   );
   return rows.map((row) => {
-    const ask = jsonOf<QueuedAsk | null>(row.request) ?? {};
+    const ask = jsonOf<MachineAsk | null>(row.request) ?? {};
     return {
       id: row.id,
       count: ask.machines?.length ?? ask.count ?? row.machineCount,

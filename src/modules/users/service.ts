@@ -12,6 +12,7 @@ import type { Principal } from '../../shared/principal.js';
 import type { SessionChecker } from '../identity/session-check.js';
 import { lockEnabledAdmins, lockUser, type LockedUser } from '../identity/queries.js';
 import { pageOf } from '../../infra/paging.js';
+import { withDeadlockRetry } from '../../infra/database.js';
 
 export interface UsersDeps {
   prisma: PrismaClient;
@@ -41,18 +42,6 @@ function changedFields(before: LockedUser, patch: UserPatch): string[] {
   return fields;
 }
 
-/** Admin changes lock rows in different orders; MariaDB aborts one of two deadlocked transactions: run it again. */
-async function withDeadlockRetry<T>(work: () => Promise<T>, attempts = 3): Promise<T> {
-  for (let i = 1; ; i++) {
-    try {
-      return await work();
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      const deadlock = code === 'P2034' || /deadlock|1213/i.test(String((err as Error).message));
-      if (!deadlock || i >= attempts) throw err;
-    }
-  }
-}
 
 export function createUsersService({ prisma, hasher, identity, checker, events, releaseReservationsOf }: UsersDeps) {
   /** Inside a transaction: throws unless some other enabled admin would remain. */

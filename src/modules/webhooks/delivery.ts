@@ -14,15 +14,18 @@ import { randomUUID } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import type { Database } from '../../infra/database.js';
 import type { SecretBox } from '../../infra/secret-box.js';
-import { mapLimit } from '../../shared/map-limit.js';
 import type { Egress, SendOutcome } from './egress.js';
 import { claimDue, claimedBy, pruneFinished, type ClaimedDelivery } from './queries.js';
 
 /** How often the job looks for due retries; a new delivery is sent at once (nudge). */
 export const DELIVERY_INTERVAL_MS = 2000;
-/** Deliveries one round claims; a full round goes again at once. */
-const BATCH = 50;
-const CONCURRENCY = 10;
+/**
+ * Deliveries one round claims and sends at once; a full round goes again at once. Claiming no
+ * more than are sent together keeps every attempt inside its lease (time limit + margin):
+ * a claim of more, sent in turns behind a slow endpoint, would outlive its lease and be
+ * sent by another process too.
+ */
+const BATCH = 10;
 /** A lease outlives the attempt's time limit by this much: only a dead process lets one run out. */
 const LEASE_MARGIN_MS = 30_000;
 /** A Retry-After beyond this is taken as this. */
@@ -175,7 +178,7 @@ export function createDeliverer(deps: DelivererDeps): Deliverer {
       return 0;
     }
     const deliveries = await claimedBy(prisma, token);
-    await mapLimit(deliveries, CONCURRENCY, (d) => attempt(d, token));
+    await Promise.all(deliveries.map((d) => attempt(d, token)));
     if (claimed === BATCH) again = true;
     return deliveries.length;
   }

@@ -9,7 +9,7 @@ import { CURRENT_STATUSES, RESERVATION_STATUSES, statusFilter, type Reservation,
 import { parseDurationMinutes } from '../input/values.js';
 import { formatRemaining, formatTime, shortId } from '../output/format.js';
 import { startProgress } from '../output/progress.js';
-import { describeReservation, machineNames, passwordNotice, reservationsTable } from '../output/reservations.js';
+import { describeReservation, machineNames, reservationsTable } from '../output/reservations.js';
 import { resolveReservationId } from '../resolve.js';
 
 export function registerReservationCommands(program: Command): void {
@@ -49,11 +49,10 @@ export function registerReservationCommands(program: Command): void {
         const items: Reservation[] = opts.status
           ? await list(opts.status === 'any' ? undefined : opts.status)
           : (await Promise.all(CURRENT_STATUSES.map((status) => list(status)))).flat().sort((a, b) => b.created_at.localeCompare(a.created_at));
-        const passwords = items.map(passwordNotice).filter((notice) => notice !== null);
         ctx.print(items, () =>
           items.length === 0
             ? `no ${opts.status === 'any' ? '' : `${opts.status ?? 'active, queued or scheduled'} `}reservations`
-            : [reservationsTable(items, Boolean(opts.all || opts.user)), ...passwords].join('\n'),
+            : reservationsTable(items, Boolean(opts.all || opts.user)),
         );
       }),
     'berth reservations                      # queued, scheduled and active ones',
