@@ -184,6 +184,9 @@ async function main() {
     say(`| scheduler tick, 200 queued, nothing can start | ${queueTicks.length} | ${ms(median(queueTicks))} | ${ms(p99(queueTicks))} | ${ratio(median(queueTicks), ref)} |`);
     say(`| POST → 201 on the spare machine with 200 queued for the others | ${spare.reserve.length} | ${ms(median(spare.reserve))} | ${ms(p99(spare.reserve))} | ${ratio(median(spare.reserve), ref)} |`);
     say('');
+    say(`Release → active against the spare machine's allocation, measured between the releases (the same request, its own tag): ` +
+      `**${ratio(median(releaseToActive), median(spare.reserve))}** (median), ${ratio(p99(releaseToActive), p99(spare.reserve))} (p99).`);
+    say('');
 
     // ---- 2 and 3. 100 machines, then 10,000 bookings ----
     const seeded = POOL - machines.length;
@@ -213,6 +216,9 @@ async function main() {
       for (let i = 0; i < 5; i++) waiting.push(await reserve({ machines: [realNames[0]], duration_minutes: 30, wait_minutes: 600, ssh_public_key: key }, 202));
       const queueTicks: number[] = [];
       for (let i = 0; i < TICKS; i++) await timed(tick, queueTicks);
+      // An allocation while anything is queued plans the queue first: it reads the pool to the horizon.
+      const behindQueue = { reserve: [] as number[] };
+      await allocations(ask('spare'), REFERENCE_RUNS / 2, behindQueue);
       for (const id of [...waiting, held]) await release(id);
       await tick();
       const allocation = { reserve: [] as number[] };
@@ -224,7 +230,7 @@ async function main() {
         const m = await timed(() => call('GET', '/v1/machines?limit=100', user), machinesList);
         if (a.status !== 200 || m.status !== 200) throw new Error(`reads: ${a.status} ${m.status}`);
       }
-      return { idle, due, plain: plain.reserve, queueTicks, allocation: allocation.reserve, availability, machinesList };
+      return { idle, due, plain: plain.reserve, queueTicks, behindQueue: behindQueue.reserve, allocation: allocation.reserve, availability, machinesList };
     };
     await tick();
     const without = await phase();
@@ -255,7 +261,8 @@ async function main() {
       `vs POST of ${DUE} machines → 201 in the same phase: ${ratio(median(without.due), median(without.plain))} / ${ratio(median(withBookings.due), median(withBookings.plain))}`);
     row(`reference: POST /v1/reservations (${DUE} machines) → 201`, without.plain, withBookings.plain);
     row('scheduler tick, 5 queued for a held machine, nothing can start', without.queueTicks, withBookings.queueTicks);
-    row('POST /v1/reservations (1 machine) → 201', without.allocation, withBookings.allocation);
+    row('POST /v1/reservations (1 machine) → 201, nothing queued', without.allocation, withBookings.allocation);
+    row('POST /v1/reservations (1 machine, the spare) → 201 while 5 are queued for another', without.behindQueue, withBookings.behindQueue);
     say('');
     say(`### 3. GET /v1/pool/availability, ${POOL} machines, one week`);
     say('');
