@@ -40,16 +40,12 @@ export function describeTarget(t: DatabaseTarget): string {
 }
 
 export function poolConfig(t: DatabaseTarget, extra: Partial<PoolConfig> = {}): PoolConfig {
-  return {
-    host: t.host,
-    port: t.port,
-    socketPath: t.socketPath,
-    user: t.user,
-    password: t.password,
-    database: t.database,
-    connectionLimit: 10,
-    ...extra,
-  };
+  return { ...connectionConfig(t), connectionLimit: 10, ...extra };
+}
+
+/** Where one connection of its own goes (migrations, their lease): the target's address and login. */
+export function connectionConfig(t: DatabaseTarget): Pick<PoolConfig, 'host' | 'port' | 'socketPath' | 'user' | 'password' | 'database'> {
+  return { host: t.host, port: t.port, socketPath: t.socketPath, user: t.user, password: t.password, database: t.database };
 }
 
 /** A write that hit a unique index: the name (or key) is taken. Through a model P2002; through raw SQL P2010, saying so in the adapter's cause. */

@@ -8,7 +8,7 @@
 // Every time is the database's own (NOW(3)), so the processes' clocks never disagree.
 import { randomUUID } from 'node:crypto';
 import { createConnection, type Connection } from 'mariadb';
-import type { DatabaseTarget } from './database.js';
+import { connectionConfig, type DatabaseTarget } from './database.js';
 
 // Made before anything else, so it exists even on a database no migration has touched yet
 // (test/db/schema-drift.test.ts knows it is there beside the schema's tables).
@@ -46,14 +46,7 @@ export interface Lease {
 /** Waits for the lease named `opts.name` and holds it, renewed, until `release()`. */
 export async function takeLease(target: DatabaseTarget, opts: LeaseOptions): Promise<Lease> {
   // A connection of its own: renewals must not queue behind a long migration statement.
-  const conn = await createConnection({
-    host: target.host,
-    port: target.port,
-    socketPath: target.socketPath,
-    user: target.user,
-    password: target.password,
-    database: target.database,
-  });
+  const conn = await createConnection(connectionConfig(target));
   try {
     await conn.query(CREATE_LEASE_TABLE);
     const owner = randomUUID();

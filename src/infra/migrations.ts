@@ -8,7 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createConnection, type Connection } from 'mariadb';
-import type { DatabaseTarget } from './database.js';
+import { connectionConfig, type DatabaseTarget } from './database.js';
 import { takeLease, type Lease } from './migration-lease.js';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../prisma/migrations', import.meta.url));
@@ -72,15 +72,7 @@ export async function migrate(
     onTimeout: () => new MigrationError('timed out waiting for another process to finish migrating'),
   });
   try {
-    const conn = await createConnection({
-      host: target.host,
-      port: target.port,
-      socketPath: target.socketPath,
-      user: target.user,
-      password: target.password,
-      database: target.database,
-      multipleStatements: true,
-    });
+    const conn = await createConnection({ ...connectionConfig(target), multipleStatements: true });
     try {
       return await applyPending(conn, migrations, lease, log);
     } finally {
