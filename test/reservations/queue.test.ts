@@ -169,6 +169,23 @@ describe('a fair queue', () => {
     await release(ann!, all.id);
   });
 
+  it('an idle scheduler tick decides nothing: the planner row is not written while nothing waits', async () => {
+    const decisions = async () => (await pool.t.prisma.plannerLock.findUniqueOrThrow({ where: { id: 1 } })).decisions;
+    const before = await decisions();
+    await pool.t.app.jobs.runNow('scheduler');
+    await pool.t.app.jobs.runNow('scheduler');
+    expect(await decisions()).toBe(before);
+    // Something waiting: the tick decides (under the row).
+    const { ann, ben } = users as Record<string, Session>;
+    const all = json(await reserve(ann!, { count: 4, duration_minutes: 30, ssh_public_key: key.public }));
+    const waiting = json(await reserve(ben!, { count: 1, duration_minutes: 10, wait_minutes: 30 }));
+    const queuedAt = await decisions();
+    await pool.t.app.jobs.runNow('scheduler');
+    expect(await decisions()).toBeGreaterThan(queuedAt);
+    await release(ben!, waiting.id);
+    await release(ann!, all.id);
+  });
+
   it('counts queued machines against the per-user limit, and bounds the wait', async () => {
     const { ann } = users as Record<string, Session>;
     const tooLong = await reserve(ann!, { count: 1, wait_minutes: 7 * 24 * 60 + 1 });

@@ -177,6 +177,12 @@ export function createScheduler(deps: {
 
   /** Step 3: bookings whose start has come, then the queue, in one transaction under the planner row. */
   async function startDue(): Promise<{ started: Started[]; failed: { id: string; userId: string | null }[] }> {
+    // Nothing queued and no booking due (most ticks): no decision to make, and no write of the
+    // planner row every few seconds from every process. Two index lookups, no lock.
+    const [pending] = await prisma.$queryRaw<{ due: bigint | number }[]>`
+      SELECT EXISTS(SELECT 1 FROM reservations WHERE status = 'queued')
+          OR EXISTS(SELECT 1 FROM reservations WHERE status = 'scheduled' AND start_at <= ${new Date()}) AS due`;
+    if (!Number(pending?.due)) return { started: [], failed: [] };
     return decide(async (tx, record) => {
       const now = Date.now();
       const started: Started[] = [];
